@@ -1,0 +1,133 @@
+"""`vidpose train|eval|list|data|bench ...`: the one entry point (the Makefile calls it).
+
+Errors about the user's input (unknown experiment, bad key, malformed file) print one
+readable line and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from vidpose.errors import VidposeError
+
+DEFAULT_SYNTH = "data/synth/default"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vidpose", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train an experiment (make train EXP=...)")
+    t.add_argument("experiment")
+    t.add_argument("overrides", nargs="*", help="dotted.key=value or group=name")
+    t.add_argument("--resume", help="'last' or a checkpoint path: continue that run")
+
+    e = sub.add_parser("eval", help="validate a checkpoint of an experiment (make eval ...)")
+    e.add_argument("experiment")
+    e.add_argument("overrides", nargs="*")
+    e.add_argument("--ckpt", required=True, help="checkpoint file")
+
+    sub.add_parser("list", help="list experiments and the paper rows they reproduce")
+
+    d = sub.add_parser("data", help="synthetic data")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    s = dsub.add_parser("synth", help="generate a synthetic data set")
+    s.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_SYNTH}, "
+                   "or data/synth/<preset>)")
+    s.add_argument("--preset", default="default")
+    s.add_argument("--seed", type=int, default=0)
+    v = dsub.add_parser("preview", help="contact sheet PNG with ground truth drawn on it")
+    v.add_argument("--root", default=DEFAULT_SYNTH, help="synthetic output folder")
+    v.add_argument("--dataset", default="posetrack18", choices=["posetrack18", "coco", "ochuman"])
+    v.add_argument("--out", default=None, help="PNG path (default <root>/preview_<dataset>.png)")
+    v.add_argument("-n", type=int, default=12, help="frames on the sheet")
+
+    b = sub.add_parser("bench", help="run the benchmarks (make bench)")
+    b.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    b.add_argument("--only", nargs="*", help="benchmark names to run")
+    return p
+
+
+def _cmd_list() -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from omegaconf import OmegaConf
+
+    from vidpose.config import list_experiments
+
+    table = Table(title="vidpose experiments (make train EXP=<name>)")
+    for col in ("name", "method", "scale", "reproduces"):
+        table.add_column(col, overflow="fold")
+    for name, path in list_experiments().items():
+        raw = OmegaConf.load(path).get("experiment", {}) or {}
+        table.add_row(name, str(raw.get("method", "?")), str(raw.get("scale", "compact")),
+                      str(raw.get("reproduces", "")))
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _cmd_data(args: argparse.Namespace) -> None:
+    if args.data_command == "synth":
+        from vidpose.synth import synthesize
+
+        out = args.out or (DEFAULT_SYNTH if args.preset == "default" else f"data/synth/{args.preset}")
+        manifest = synthesize(out, preset=args.preset, seed=args.seed)
+        print(f"wrote {out}: {manifest.get('counts', {})}")
+    else:
+        from vidpose.viz import contact_sheet
+
+        root = Path(args.root)
+        out = args.out or root / f"preview_{args.dataset}.png"
+        path = contact_sheet(root / args.dataset, out, n=args.n, dataset=args.dataset)
+        print(f"wrote {path}")
+
+
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from vidpose.bench import run_all
+
+    run_all(quick=args.quick, only=args.only)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        if args.command == "train":
+            from vidpose.config import compose
+            from vidpose.run import train
+
+            cfg = compose(args.experiment, args.overrides)
+            result = train(cfg, resume=args.resume)
+            _print_metrics(result.run_dir, result.metrics)
+        elif args.command == "eval":
+            from vidpose.config import compose
+            from vidpose.run import evaluate
+
+            cfg = compose(args.experiment, args.overrides)
+            result = evaluate(cfg, args.ckpt)
+            _print_metrics(result.run_dir, result.metrics)
+        elif args.command == "list":
+            _cmd_list()
+        elif args.command == "data":
+            _cmd_data(args)
+        elif args.command == "bench":
+            _cmd_bench(args)
+    except VidposeError as err:
+        print(f"vidpose: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _print_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
+    if os.environ.get("LOCAL_RANK", "0") != "0":
+        return
+    shown = {k: v for k, v in sorted(metrics.items()) if k.count("/") <= 1}
+    print(f"\nRun folder: {run_dir}")
+    for key, value in shown.items():
+        print(f"  {key:24s} {value:10.4f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

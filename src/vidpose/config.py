@@ -1,0 +1,259 @@
+"""Find an experiment by name, compose its YAML chain, apply overrides, validate.
+
+An experiment file lists ``bases`` (files under ``experiments/``, merged first, recursively),
+then its own values. Command-line overrides come last and are of two kinds:
+
+* ``dotted.key=value``: set one value (``trainer.max_epochs=3``);
+* ``group=name``: merge ``experiments/_base/<group>/<name>.yaml`` into that section
+  (``data=posetrack18`` switches the data section to the real PoseTrack18 layout).
+
+A file may carry ``scales: {compact: {...}, paper: {...}}``: the block of the chosen
+``experiment.scale`` is merged after the file and the group selections and before the
+dotted overrides, so one file states both the CPU-sized and the paper-sized run.
+
+The result is validated against structured dataclasses: an unknown key or a wrong type is a
+``ConfigError`` naming the key and where it came from.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from vidpose.data_modules.config import DataConfig
+from vidpose.errors import ConfigError
+
+SCALES = ("compact", "paper")
+
+
+@dataclass
+class ExperimentInfo:
+    """What an experiment is and which paper row it reproduces."""
+
+    name: str = ""
+    method: str = ""
+    description: str = ""
+    reproduces: str = ""  # paper, table and row, e.g. "Xiao et al. 2018, Table 1 row 2"
+    open_values: str = ""  # values the paper left open and what we chose
+    paper_metrics: dict[str, float] = field(default_factory=dict)  # the paper's numbers
+    tags: list[str] = field(default_factory=list)
+    scale: str = "compact"
+    monitor: str = "val/loss"
+    monitor_mode: str = "min"
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    max_steps: int = -1
+    max_time: Optional[str] = None  # "DD:HH:MM:SS"
+    accelerator: str = "auto"
+    devices: Any = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "auto"  # auto: bf16-mixed / 16-mixed on GPUs that support it, else 32-true
+    limit_train_batches: Optional[float] = None
+    limit_val_batches: Optional[float] = None
+    val_check_interval: Optional[float] = None
+    check_val_every_n_epoch: int = 1
+    num_sanity_val_steps: int = 0
+    log_every_n_steps: int = 10
+    gradient_clip_val: Optional[float] = None
+    accumulate_grad_batches: int = 1
+    deterministic: bool = False
+    # last.ckpt is rewritten every this many optimizer steps: a crash loses at most these.
+    checkpoint_every_n_steps: int = 50
+    progress_bar: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    project: str = "vidpose"
+    entity: Optional[str] = None
+    mode: str = "offline"  # offline | online | disabled; WANDB_MODE in the environment wins
+    csv: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Top-level keys besides the sections."""
+
+    seed: int = 0
+    runs_dir: str = "runs"
+    init_from: Optional[str] = None  # a checkpoint whose weights start this run
+
+
+def experiments_dir() -> Path:
+    """The experiments folder: $VIDPOSE_EXPERIMENTS, else the repository's ``experiments/``."""
+    import os
+
+    env = os.environ.get("VIDPOSE_EXPERIMENTS")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "experiments"
+
+
+def _is_experiment(path: Path, root: Path) -> bool:
+    rel = path.relative_to(root).parts
+    return not any(p.startswith("_") or p == "sweeps" for p in rel[:-1])
+
+
+def list_experiments(root: Path | None = None) -> dict[str, Path]:
+    root = root or experiments_dir()
+    found: dict[str, Path] = {}
+    for path in sorted(root.rglob("*.yaml")):
+        if _is_experiment(path, root):
+            if path.stem in found:
+                raise ConfigError(f"experiment name {path.stem!r} is defined twice: "
+                                  f"{found[path.stem]} and {path}")
+            found[path.stem] = path
+    return found
+
+
+def find_experiment(name: str, root: Path | None = None) -> Path:
+    known = list_experiments(root)
+    if name in known:
+        return known[name]
+    close = difflib.get_close_matches(name, list(known), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ConfigError(f"unknown experiment {name!r}.{hint} `vidpose list` shows all "
+                      f"{len(known)} experiments.")
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        cfg = OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and OmegaConf's own
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(cfg, DictConfig):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return cfg
+
+
+def _chain(path: Path, root: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+    """The file and its bases, bases first, each as (path, content without 'bases')."""
+    if path in seen:
+        raise ConfigError(f"{path}: bases form a cycle: {' -> '.join(map(str, seen + (path,)))}")
+    cfg = _load_yaml(path)
+    bases = cfg.pop("bases", []) or []
+    out: list[tuple[Path, DictConfig]] = []
+    for base in bases:
+        base_path = root / (base if str(base).endswith(".yaml") else f"{base}.yaml")
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: field 'bases': no file {base_path}")
+        out += _chain(base_path, root, seen + (path,))
+    out.append((path, cfg))
+    return out
+
+
+def _schema(method: str) -> DictConfig:
+    from vidpose.methods import get_method
+
+    spec = get_method(method)
+    schema = OmegaConf.create({
+        "experiment": OmegaConf.structured(ExperimentInfo),
+        "trainer": OmegaConf.structured(TrainerConfig),
+        "data": OmegaConf.structured(DataConfig),
+        "model": OmegaConf.structured(spec.config_cls),
+        "logger": OmegaConf.structured(LoggerConfig),
+        **OmegaConf.to_container(OmegaConf.structured(RunConfig)),
+    })
+    OmegaConf.set_struct(schema, True)
+    return schema
+
+
+def _close_key(cfg: DictConfig, full_key: str) -> str:
+    parent_key, _, leaf = full_key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+    if isinstance(parent, DictConfig):
+        close = difflib.get_close_matches(leaf, [str(k) for k in parent.keys()], n=1)
+        if close:
+            return f" (did you mean '{parent_key + '.' if parent_key else ''}{close[0]}'?)"
+    return ""
+
+
+def _merge(cfg: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(cfg, other)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        if "not in" in str(err) or "Key" in type(err).__name__:
+            raise ConfigError(f"{source}: unknown key '{key}'{_close_key(cfg, key)}") from None
+        raise ConfigError(f"{source}: bad value for '{key}': {err.msg if hasattr(err, 'msg') else err}") from None
+
+
+def _split_overrides(overrides: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    groups, dotted = [], []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key=value (e.g. trainer.max_epochs=3)")
+        key, value = item.split("=", 1)
+        if "." not in key and key not in {"seed", "runs_dir", "init_from"}:
+            groups.append((key, value))
+        else:
+            dotted.append(item)
+    return groups, dotted
+
+
+def compose(name: str, overrides: list[str] | None = None, root: Path | None = None) -> DictConfig:
+    """The validated config of experiment ``name`` with ``overrides`` applied."""
+    root = root or experiments_dir()
+    path = find_experiment(name, root)
+    chain = _chain(path, root)
+    groups, dotted = _split_overrides(list(overrides or []))
+    try:
+        dotted_cfg = OmegaConf.from_dotlist(dotted)
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"command-line overrides: {err}") from None
+
+    group_cfgs = []
+    for group, choice in groups:
+        gpath = root / "_base" / group / f"{choice}.yaml"
+        if not gpath.is_file():
+            options = sorted(p.stem for p in (root / "_base" / group).glob("*.yaml"))
+            if not options:
+                raise ConfigError(f"override '{group}={choice}': '{group}' is neither a config "
+                                  f"group nor a top-level key; use dotted keys like {group}.x=1")
+            raise ConfigError(f"override '{group}={choice}': no such {group} choice; "
+                              f"choose from {', '.join(options)}")
+        group_cfgs.append((gpath, _load_yaml(gpath)))
+
+    # The method decides the model schema; the scale decides the scale block. Either may be
+    # set anywhere in the chain, so peek at the plain merge first.
+    peek = OmegaConf.merge(*(c for _, c in chain), *(c for _, c in group_cfgs), dotted_cfg)
+    method = OmegaConf.select(peek, "experiment.method")
+    if not method:
+        raise ConfigError(f"{path}: field 'experiment.method' is missing")
+    scale = OmegaConf.select(peek, "experiment.scale") or "compact"
+    if scale not in SCALES:
+        raise ConfigError(f"experiment.scale: {scale!r} is not one of {SCALES}")
+
+    cfg = _schema(str(method))
+    scale_blocks = []
+    for source, part in chain + group_cfgs:
+        blocks = part.pop("scales", None)
+        if blocks is not None:
+            unknown = set(blocks) - set(SCALES)
+            if unknown:
+                raise ConfigError(f"{source}: field 'scales': unknown scale {sorted(unknown)}; "
+                                  f"expected {SCALES}")
+            if blocks.get(scale) is not None:
+                scale_blocks.append((f"{source} (scales.{scale})", blocks[scale]))
+        cfg = _merge(cfg, part, str(source))
+    for source, part in scale_blocks:
+        cfg = _merge(cfg, part, source)
+    cfg = _merge(cfg, dotted_cfg, "command-line overrides")
+    if not cfg.experiment.name:
+        cfg.experiment.name = path.stem
+    return cfg
+
+
+def to_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]

@@ -1,0 +1,229 @@
+"""Build Trainer, loggers and callbacks from a config; fit, validate, resume.
+
+Every run owns one folder ``runs/<experiment>/<YYYYmmdd-HHMMSS>/`` holding the resolved
+``config.yaml``, ``checkpoints/`` (``last.ckpt`` plus the best on the monitored metric),
+``csv/`` (the CSV log), ``wandb/`` (the W&B run, offline unless configured) and whatever
+the method writes (predictions, media).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from vidpose.callbacks.distribution import trainer_kwargs
+from vidpose.callbacks.rng_state import RNGStateCallback
+from vidpose.config import to_dict
+from vidpose.errors import ConfigError, InputError
+from vidpose.methods import get_method
+
+# Set by the launching process so that DDP workers, which re-run the same command, join
+# the same run folder instead of making their own.
+RUN_DIR_ENV = "VIDPOSE_RUN_DIR"
+SYNTH_DATASETS = ("posetrack18", "coco", "ochuman")
+# The keypoint order each dataset layout is annotated in.
+DATASET_SCHEMA = {"posetrack18": "posetrack18", "coco": "coco17", "ochuman": "coco17"}
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, float]
+
+
+def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
+    """Generate the synthetic data set when the config points at one that is missing.
+
+    ``data.root`` of a synthetic experiment is ``<out>/<layout>``; ``<out>/manifest.json`` is
+    written last, so a half-written set (a crash mid-generation) is generated again.
+    """
+    root = Path(cfg.data.root)
+    preset = cfg.data.synth_preset
+    if not preset:
+        if not root.exists():
+            raise InputError("data root not found; set data.root to your dataset folder "
+                             "(or data.synth_preset to generate synthetic data there)",
+                             file=str(root), field="data.root")
+        return
+    if root.name not in SYNTH_DATASETS:
+        raise ConfigError(f"data.root: a synthetic root must end in one of {SYNTH_DATASETS} "
+                          f"(got {root}); set data.synth_preset=null for real data")
+    out = root.parent
+    if (out / "manifest.json").is_file():
+        return
+    from vidpose.synth import synthesize
+
+    print(f"Generating synthetic data '{preset}' into {out} (once) ...", flush=True)
+    synthesize(out, preset=preset, seed=int(cfg.seed), progress=progress)
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+    spec = get_method(cfg.experiment.method)
+    if cfg.data.dataset not in DATASET_SCHEMA:
+        raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
+    datamodule = spec.datamodule_cls(to_dict(cfg.data))
+    model = spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
+                           schema=DATASET_SCHEMA[cfg.data.dataset])
+    if cfg.init_from:
+        _init_weights(model, Path(cfg.init_from))
+    return model, datamodule
+
+
+def _init_weights(model: L.LightningModule, ckpt: Path) -> None:
+    import torch
+
+    if not ckpt.is_file():
+        raise InputError("checkpoint not found", file=str(ckpt), field="init_from")
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state)
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not usable:
+        raise InputError("no parameter matches this model", file=str(ckpt), field="init_from")
+    model.load_state_dict(usable, strict=False)
+    print(f"init_from: loaded {len(usable)}/{len(own)} tensors from {ckpt}")
+
+
+def new_run_dir(cfg: DictConfig) -> Path:
+    inherited = os.environ.get(RUN_DIR_ENV)
+    if inherited:
+        return Path(inherited)
+    base = Path(cfg.runs_dir) / cfg.experiment.name
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    run_dir = base / stamp
+    n = 1
+    while run_dir.exists():
+        run_dir = base / f"{stamp}-{n}"
+        n += 1
+    return run_dir
+
+
+def find_resume(cfg: DictConfig, resume: str) -> tuple[Path, Path]:
+    """(run folder, checkpoint) for ``--resume last`` or ``--resume PATH``."""
+    if resume != "last":
+        ckpt = Path(resume)
+        if not ckpt.is_file():
+            raise InputError("checkpoint to resume from not found", file=resume, field="RESUME")
+        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
+        return run_dir, ckpt
+    candidates = sorted(Path(cfg.runs_dir, cfg.experiment.name).glob("*/checkpoints/last.ckpt"),
+                        key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise ConfigError(f"RESUME=last: no run of '{cfg.experiment.name}' with a "
+                          f"checkpoints/last.ckpt under {cfg.runs_dir}/{cfg.experiment.name}/")
+    return candidates[-1].parent.parent, candidates[-1]
+
+
+def _loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+    loggers: list[Logger] = []
+    if cfg.logger.csv:
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+    if cfg.logger.wandb and cfg.logger.mode != "disabled":
+        mode = os.environ.get("WANDB_MODE", cfg.logger.mode)
+        id_file = run_dir / "wandb_id.txt"
+        run_id = id_file.read_text().strip() if id_file.is_file() else None
+        logger = WandbLogger(
+            project=cfg.logger.project, entity=cfg.logger.entity, name=cfg.experiment.name,
+            group=cfg.experiment.method, tags=list(cfg.experiment.tags) + [cfg.experiment.scale],
+            save_dir=str(run_dir), offline=(mode != "online"), id=run_id,
+            resume="allow" if run_id else None, config=to_dict(cfg),
+        )
+        loggers.append(logger)
+    return loggers
+
+
+def _callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
+    ckpt_dir = run_dir / "checkpoints"
+    info = cfg.experiment
+    safe = info.monitor.replace("/", "_")
+    callbacks: list[L.Callback] = [
+        # Best on the experiment's metric (and last.ckpt at every validation).
+        ModelCheckpoint(dirpath=ckpt_dir, monitor=info.monitor, mode=info.monitor_mode,
+                        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                        filename=f"best-epoch{{epoch}}-step{{step}}-{safe}{{{info.monitor}:.3f}}"),
+        # last.ckpt every few optimizer steps: a crash loses at most these steps.
+        ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
+                        save_top_k=0, save_last=True),
+        RNGStateCallback(),
+    ]
+    if cfg.logger.wandb or cfg.logger.csv:
+        callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.trainer.progress_bar:
+        callbacks.append(RichProgressBar())
+    return callbacks
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> L.Trainer:
+    t = cfg.trainer
+    optional = {k: t[k] for k in ("limit_train_batches", "limit_val_batches",
+                                  "val_check_interval", "gradient_clip_val", "max_time")
+                if t[k] is not None}
+    for key in ("limit_train_batches", "limit_val_batches", "val_check_interval"):
+        value = optional.get(key)
+        if isinstance(value, float) and value.is_integer() and value > 1:
+            optional[key] = int(value)  # 5.0 from YAML means five batches, not 500%
+    return L.Trainer(
+        default_root_dir=str(run_dir),
+        max_epochs=t.max_epochs, max_steps=t.max_steps,
+        check_val_every_n_epoch=t.check_val_every_n_epoch,
+        num_sanity_val_steps=t.num_sanity_val_steps, log_every_n_steps=t.log_every_n_steps,
+        accumulate_grad_batches=t.accumulate_grad_batches, deterministic=t.deterministic,
+        enable_progress_bar=t.progress_bar, logger=_loggers(cfg, run_dir),
+        callbacks=_callbacks(cfg, run_dir), **trainer_kwargs(t), **optional, **extra,
+    )
+
+
+def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
+    return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+
+
+def train(cfg: DictConfig, resume: str | None = None) -> RunResult:
+    """Fit the experiment; with ``resume`` continue the run it names (``last`` or a path)."""
+    ckpt_path = None
+    if resume:
+        run_dir, ckpt_path = find_resume(cfg, resume)
+    else:
+        run_dir = new_run_dir(cfg)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_data(cfg, progress=cfg.trainer.progress_bar)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    model, datamodule = build(cfg)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers start inside fit and read this
+    try:
+        trainer = build_trainer(cfg, run_dir)
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    (run_dir / "wandb_id.txt").write_text(logger.experiment.id)
+            print(f"Run folder: {run_dir}", flush=True)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    finally:
+        if inherited is None:
+            os.environ.pop(RUN_DIR_ENV, None)
+    return RunResult(run_dir, _final_metrics(trainer))
+
+
+def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
+    """Validate a checkpoint on the experiment's validation data."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise InputError("checkpoint not found", file=ckpt, field="CKPT")
+    spec = get_method(cfg.experiment.method)
+    ensure_data(cfg, progress=cfg.trainer.progress_bar)
+    model = spec.model_cls.load_from_checkpoint(str(path), map_location="cpu")
+    datamodule = spec.datamodule_cls(to_dict(cfg.data))
+    run_dir = Path(cfg.runs_dir) / cfg.experiment.name / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    trainer = build_trainer(cfg, run_dir)
+    trainer.validate(model, datamodule=datamodule)
+    return RunResult(run_dir, _final_metrics(trainer))

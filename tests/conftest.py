@@ -1,0 +1,33 @@
+"""Shared fixtures: a tiny synthetic data set (made once per session) and quick-run overrides."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def tiny_synth(tmp_path_factory) -> Path:
+    """The `tiny` synthetic preset, written once: returns its output folder."""
+    from vidpose.synth import synthesize
+
+    out = tmp_path_factory.mktemp("synth") / "tiny"
+    synthesize(out, preset="tiny", seed=0, progress=False)
+    return out
+
+
+@pytest.fixture()
+def quick_overrides(tiny_synth, tmp_path) -> list[str]:
+    """Overrides that shrink any experiment to seconds on the tiny set, runs under tmp_path."""
+    return [
+        "data=synth_tiny", f"data.root={tiny_synth / 'posetrack18'}", "data.num_workers=0",
+        "data.batch_size=4", f"runs_dir={tmp_path / 'runs'}", "logger.wandb=false",
+        "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1",
+    ]

@@ -1,0 +1,110 @@
+"""The commands as a user types them: list, bad names, data synth/preview, train, eval, resume."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+import vidpose.run as run_module
+from vidpose.cli import main
+from vidpose.config import compose
+from vidpose.run import train
+
+SMALL = ["model.backbone=resnet18", "model.deconv_filters=32", "data.input_size=[64,48]",
+         "experiment.scale=compact"]
+
+
+def test_list_shows_experiments_with_their_rows(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "simple_baseline" in out and "Xiao" in out
+
+
+def test_unknown_experiment_exits_2_with_one_line():
+    proc = subprocess.run([sys.executable, "-m", "vidpose.cli", "train", "simple_baselin"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "simple_baseline" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_key_exits_2_naming_it(capsys):
+    assert main(["train", "simple_baseline", "trainer.max_epoch=1"]) == 2
+    err = capsys.readouterr().err
+    assert "trainer.max_epoch" in err and "trainer.max_epochs" in err
+
+
+def test_data_synth_and_preview(tmp_path, capsys):
+    out = tmp_path / "tiny"
+    assert main(["data", "synth", "--preset", "tiny", "--out", str(out), "--seed", "3"]) == 0
+    assert (out / "manifest.json").is_file()
+    assert any((out / "posetrack18" / "annotations" / "val").glob("*.json"))
+    png = tmp_path / "sheet.png"
+    assert main(["data", "preview", "--root", str(out), "--out", str(png), "-n", "4"]) == 0
+    assert png.stat().st_size > 1000
+
+
+def test_train_then_eval_writes_a_run_folder(quick_overrides, tmp_path, capsys):
+    args = quick_overrides + SMALL + ["trainer.max_epochs=1", "trainer.limit_train_batches=3"]
+    assert main(["train", "simple_baseline", *args]) == 0
+    run_dir = next((tmp_path / "runs" / "simple_baseline").iterdir())
+    assert (run_dir / "config.yaml").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    assert (run_dir / "csv" / "metrics.csv").read_text().count("val/PCKh") >= 1
+    assert list((run_dir / "predictions" / "val").glob("*.json"))
+    out = capsys.readouterr().out
+    assert "val/PCKh" in out
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert main(["eval", "simple_baseline", *args, "--ckpt", str(ckpt)]) == 0
+    assert "val/PCKh" in capsys.readouterr().out
+    assert main(["eval", "simple_baseline", *args, "--ckpt", str(tmp_path / "nope.ckpt")]) == 2
+
+
+class _Crash(L.Callback):
+    """Stands in for a crash (power cut, OOM kill) after `at` optimizer steps."""
+
+    def __init__(self, at: int) -> None:
+        self.at = at
+
+    def on_train_batch_end(self, trainer, *args) -> None:
+        if trainer.global_step >= self.at:
+            raise RuntimeError("simulated crash")
+
+
+class _FirstStep(L.Callback):
+    def __init__(self) -> None:
+        self.first: int | None = None
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if self.first is None:
+            self.first = trainer.global_step
+
+
+def test_resume_last_continues_from_the_saved_step(quick_overrides, tmp_path, monkeypatch):
+    # An epoch of 10 batches, last.ckpt every 2 steps, a crash at step 5: mid-epoch.
+    args = quick_overrides + SMALL + ["trainer.max_steps=8", "trainer.max_epochs=5",
+                                      "trainer.limit_train_batches=10",
+                                      "trainer.checkpoint_every_n_steps=2",
+                                      "data.max_train_samples=40", "data.batch_size=4"]
+    cfg = compose("simple_baseline", args)
+    original = run_module._callbacks
+    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [_Crash(5)])
+    monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg)
+    run_dir = next((tmp_path / "runs" / "simple_baseline").iterdir())
+    saved = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert saved["global_step"] == 4
+
+    first = _FirstStep()
+    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [first])
+    monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
+    result = train(compose("simple_baseline", args), resume="last")
+    assert result.run_dir == run_dir  # same folder, not a new run
+    assert first.first == 4
+    final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert final["global_step"] == 8

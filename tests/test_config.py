@@ -1,0 +1,95 @@
+"""Experiment composition: bases, scales, group selections, overrides and their errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vidpose.config import compose, find_experiment, list_experiments
+from vidpose.errors import ConfigError
+
+
+def test_every_experiment_composes_at_both_scales():
+    names = list_experiments()
+    assert "simple_baseline" in names
+    for name in names:
+        for scale in ("compact", "paper"):
+            cfg = compose(name, [f"experiment.scale={scale}"])
+            assert cfg.experiment.name == name
+            assert cfg.experiment.reproduces, f"{name} must say which paper row it reproduces"
+
+
+def test_scale_block_then_overrides():
+    compact = compose("simple_baseline")
+    paper = compose("simple_baseline", ["experiment.scale=paper"])
+    assert compact.model.backbone == "resnet18" and paper.model.backbone == "resnet50"
+    assert list(paper.data.input_size) == [256, 192]
+    # a dotted override wins over the scale block
+    cfg = compose("simple_baseline", ["model.backbone=resnet34", "trainer.max_epochs=3"])
+    assert cfg.model.backbone == "resnet34" and cfg.trainer.max_epochs == 3
+
+
+def test_data_group_switches_dataset_and_scale():
+    cfg = compose("simple_baseline", ["data=coco", "data.root=/data/coco"])
+    assert cfg.data.dataset == "coco" and cfg.data.root == "/data/coco"
+    assert cfg.data.synth_preset is None
+    assert cfg.experiment.scale == "paper" and cfg.model.backbone == "resnet50"
+    cfg = compose("simple_baseline", ["data=coco", "data.root=/c", "experiment.scale=compact"])
+    assert cfg.model.backbone == "resnet18"
+
+
+def test_unknown_key_names_the_key_and_a_close_one():
+    with pytest.raises(ConfigError) as err:
+        compose("simple_baseline", ["trainer.max_epoch=3"])
+    msg = str(err.value)
+    assert "trainer.max_epoch" in msg and "trainer.max_epochs" in msg
+
+
+def test_wrong_type_names_the_key():
+    with pytest.raises(ConfigError) as err:
+        compose("simple_baseline", ["trainer.max_epochs=many"])
+    assert "trainer.max_epochs" in str(err.value)
+
+
+def test_unknown_experiment_lists_close_names():
+    with pytest.raises(ConfigError) as err:
+        find_experiment("simple_baseline_x")
+    assert "simple_baseline" in str(err.value)
+
+
+def test_unknown_group_choice_lists_choices():
+    with pytest.raises(ConfigError) as err:
+        compose("simple_baseline", ["data=kitti"])
+    assert "posetrack18" in str(err.value) and "coco" in str(err.value)
+
+
+def _write(root: Path, rel: str, text: str) -> None:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_bad_key_in_a_file_names_the_file(tmp_path):
+    _write(tmp_path, "_base/defaults.yaml", "trainer:\n  max_epochs: 2\n")
+    _write(tmp_path, "x/bad.yaml", "bases: [_base/defaults]\nexperiment:\n  method: simple_baseline\n"
+           "  reproduces: test\nmodel:\n  backbone_depth: 3\n")
+    with pytest.raises(ConfigError) as err:
+        compose("bad", root=tmp_path)
+    msg = str(err.value)
+    assert "bad.yaml" in msg and "model.backbone_depth" in msg
+
+
+def test_base_cycle_and_missing_base_are_errors(tmp_path):
+    _write(tmp_path, "a.yaml", "bases: [b]\nexperiment:\n  method: simple_baseline\n")
+    _write(tmp_path, "b.yaml", "bases: [a]\n")
+    with pytest.raises(ConfigError, match="cycle"):
+        compose("a", root=tmp_path)
+    _write(tmp_path, "c/c.yaml", "bases: [nowhere]\nexperiment:\n  method: simple_baseline\n")
+    with pytest.raises(ConfigError, match="nowhere"):
+        compose("c", root=tmp_path)
+
+
+def test_unknown_method_is_an_error(tmp_path):
+    _write(tmp_path, "m.yaml", "experiment:\n  method: nomethod\n")
+    with pytest.raises(ConfigError, match="nomethod"):
+        compose("m", root=tmp_path)
