@@ -1,0 +1,61 @@
+"""JSON in and out: errors that point at the line, writes that never leave half a file."""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidpose.errors import InputError
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a missing or malformed one is an ``InputError`` (line and column)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("file not found", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(f"not a readable UTF-8 JSON file ({err})", file=str(path)) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise InputError(
+            f"malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}", file=str(path)
+        ) from None
+
+
+def _to_builtin(value: Any) -> Any:
+    """``json.dump`` fallback: numpy scalars and arrays become Python numbers and lists."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dump_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as JSON, creating parent folders; atomic (temporary file + rename).
+
+    NaN and infinity are refused (``ValueError``): they are not JSON and other tools
+    reading the file would fail far from the cause.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder (so the rename is atomic); opened like any new file so the umask applies.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "x", encoding="utf-8") as handle:
+            json.dump(obj, handle, default=_to_builtin, allow_nan=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
