@@ -1,0 +1,153 @@
+"""Top-down person crops (SimpleBaseline): one sample per person box of a labelled frame.
+
+Boxes come from the ground truth (``Pose.box``, else the keypoints' box) or, for validation
+with ``box_source: detections``, from a detector's file. A sample holds the crop, its
+heatmap targets and everything needed to map predictions back to the original image and
+score them there (``crop_to_image``, ``gt_keypoints``, ``head_size``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from vidpose.data_modules.config import DataConfig
+from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
+                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.sources import load_detections
+from vidpose.data_modules.transforms import CropTransform, normalize
+from vidpose.pose import Pose, PoseDataset
+from vidpose.targets import render_heatmaps
+
+# poseval's PCKh normaliser: 0.6 times the head box diagonal.
+HEAD_SIZE_FACTOR = 0.6
+
+
+@dataclass(frozen=True)
+class CropRecord:
+    """One person box to crop: where it is and which ground truth (if any) it belongs to."""
+
+    frame: int  # index into the PoseDataset's frames
+    person: int  # index of the GT pose in the frame, -1 for a detection box
+    box: tuple[float, float, float, float]  # x, y, w, h in image pixels
+    score: float
+
+
+def person_box(pose: Pose) -> np.ndarray | None:
+    """The pose's annotated box, else the box of its labelled keypoints; None if empty."""
+    if pose.box is not None and pose.box[2] > 0 and pose.box[3] > 0:
+        return pose.box
+    if pose.num_visible == 0:
+        return None
+    box = pose.keypoint_box()
+    # A single keypoint or a line of them still gets a crop around it.
+    return np.array([box[0], box[1], max(box[2], 1.0), max(box[3], 1.0)])
+
+
+def head_size(pose: Pose) -> float:
+    if pose.head_box is None:
+        return 0.0
+    return HEAD_SIZE_FACTOR * float(np.hypot(pose.head_box[2], pose.head_box[3]))
+
+
+def gt_records(data: PoseDataset, min_keypoints: int) -> list[CropRecord]:
+    """Every non-crowd GT person of the labelled frames with a box and enough keypoints."""
+    records = []
+    for fi in labelled_frame_indices(data):
+        for pi, pose in enumerate(data.frames[fi].poses):
+            box = person_box(pose)
+            if pose.iscrowd or box is None or pose.num_visible < min_keypoints:
+                continue
+            records.append(CropRecord(fi, pi, tuple(map(float, box)), 1.0))
+    return records
+
+
+def detection_records(data: PoseDataset, detections: dict[int, list[Pose]]) -> list[CropRecord]:
+    """Every detection box with positive size on the labelled frames."""
+    records = []
+    for fi in labelled_frame_indices(data):
+        for det in detections.get(data.frames[fi].image_id, []):
+            if det.box is not None and det.box[2] > 0 and det.box[3] > 0:
+                records.append(CropRecord(fi, -1, tuple(map(float, det.box)), float(det.score)))
+    return records
+
+
+class CropDataset(Dataset, WorkerSeeded):
+    """Person crops with SimpleBaseline's targets.
+
+    Keys: ``image`` float32 (3, H, W) normalised; ``heatmaps`` float32 (K, H/s, W/s);
+    ``target_weight`` float32 (K,), 1 for labelled, annotated joints inside the crop;
+    ``keypoints`` float32 (K, 3) in crop pixels; ``crop_to_image`` float64 (2, 3);
+    ``frame``, ``person`` (-1 for detections), ``track_id`` int64; ``score`` float32;
+    ``gt_keypoints`` float32 (K, 3) in image pixels (zeros for detections); ``head_size``
+    float32 (0 without a head box).
+    """
+
+    def __init__(self, data: PoseDataset, records: list[CropRecord], cfg: DataConfig,
+                 train: bool) -> None:
+        self.data = data
+        self.records = records
+        self.schema = data.schema
+        self.input_size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
+        self.stride = int(cfg.heatmap_stride)
+        self.heatmap_size = (self.input_size[0] // self.stride, self.input_size[1] // self.stride)
+        self.sigma = float(cfg.sigma)
+        self.transform = CropTransform(self.input_size, self.schema, cfg.box_padding,
+                                       cfg.augment if train else None)
+        self.annotated = torch.from_numpy(self.schema.annotated_mask)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        if self.transform.photometric is not None:
+            self.reseed(self.transform.photometric)
+        record = self.records[index]
+        frame = self.data.frames[record.frame]
+        num_k = self.schema.num_keypoints
+        pose = frame.poses[record.person] if record.person >= 0 else None
+        gt = pose.keypoints if pose is not None else np.zeros((num_k, 3))
+        crop = self.transform(read_image(self.data, frame), np.asarray(record.box), gt)
+
+        keypoints = torch.from_numpy(crop.keypoints).float()
+        h, w = self.input_size
+        inside = ((keypoints[:, 0] >= 0) & (keypoints[:, 0] <= w - 1)
+                  & (keypoints[:, 1] >= 0) & (keypoints[:, 1] <= h - 1))
+        target_weight = (keypoints[:, 2] > 0) & inside & self.annotated
+        # Heatmap pixel x holds input pixel x * stride (vidpose.decode.heatmap_to_crop).
+        on_map = keypoints.clone()
+        on_map[:, :2] /= self.stride
+        on_map[:, 2] = target_weight.float()
+        heatmaps = render_heatmaps(on_map[None], self.heatmap_size, self.sigma)
+        return {
+            "image": normalize(crop.image),
+            "heatmaps": heatmaps,
+            "target_weight": target_weight.float(),
+            "keypoints": keypoints,
+            "crop_to_image": torch.from_numpy(crop.crop_to_image),
+            "frame": torch.tensor(record.frame, dtype=torch.int64),
+            "person": torch.tensor(record.person, dtype=torch.int64),
+            "score": torch.tensor(record.score, dtype=torch.float32),
+            "track_id": torch.tensor(pose.track_id if pose is not None else -1, dtype=torch.int64),
+            "gt_keypoints": torch.from_numpy(gt).float(),
+            "head_size": torch.tensor(head_size(pose) if pose is not None else 0.0,
+                                      dtype=torch.float32),
+        }
+
+
+class CropDataModule(PoseDataModule):
+    """Top-down crops: GT boxes for training, GT or detection boxes for validation."""
+
+    def make_dataset(self, data: PoseDataset, split: str, train: bool) -> CropDataset:
+        cfg = self.cfg
+        if train or cfg.box_source == "gt":
+            # Validation keeps every GT person with a box; min_keypoints filters training only.
+            records = gt_records(data, cfg.min_keypoints if train else 0)
+        else:
+            records = detection_records(data, load_detections(cfg, split, data))
+        limit = cfg.max_train_samples if train else cfg.max_val_samples
+        records = [records[i] for i in evenly_spaced(len(records), limit)]
+        return CropDataset(data, records, cfg, train)
