@@ -14,9 +14,9 @@ SMALL = ["model.backbone=resnet18", "model.deconv_filters=32", "data.input_size=
          "experiment.scale=compact"]
 
 
-def _eval(args: list[str], devices: int, env: dict) -> float:
+def _eval(args: list[str], ckpt, devices: int, env: dict) -> float:
     cmd = [sys.executable, "-m", "vidpose.cli", "eval", "simple_baseline", *args,
-           "trainer.accelerator=cpu", f"trainer.devices={devices}"]
+           "trainer.accelerator=cpu", f"trainer.devices={devices}", f"--ckpt={ckpt}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     match = re.search(r"val/PCKh\s+([0-9.]+)", proc.stdout)
@@ -32,8 +32,8 @@ def test_two_process_ddp_validation_equals_one_process(quick_overrides, tmp_path
     ckpt = next((tmp_path / "runs" / "simple_baseline").glob("*/checkpoints/last.ckpt"))
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     # An odd number of validation crops makes DistributedSampler pad with a repeated sample.
-    eval_args = args + [f"--ckpt={ckpt}", "data.max_val_samples=13", "data.batch_size=3"]
-    one = _eval(eval_args, 1, env)
-    two = _eval(eval_args, 2, env)
+    eval_args = args + ["data.max_val_samples=13", "data.batch_size=3"]
+    one = _eval(eval_args, ckpt, 1, env)
+    two = _eval(eval_args, ckpt, 2, env)
     assert 0.0 < one < 100.0
     assert two == pytest.approx(one, abs=1e-6)

@@ -221,9 +221,16 @@ def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
     model = spec.model_cls.load_from_checkpoint(str(path), map_location="cpu")
     datamodule = spec.datamodule_cls(to_dict(cfg.data))
-    run_dir = Path(cfg.runs_dir) / cfg.experiment.name / f"eval-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(cfg.runs_dir) / cfg.experiment.name /
+                   f"eval-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    trainer = build_trainer(cfg, run_dir)
-    trainer.validate(model, datamodule=datamodule)
+    inherited = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers join this folder
+    try:
+        trainer = build_trainer(cfg, run_dir)
+        trainer.validate(model, datamodule=datamodule)
+    finally:
+        if inherited is None:
+            os.environ.pop(RUN_DIR_ENV, None)
     return RunResult(run_dir, _final_metrics(trainer))

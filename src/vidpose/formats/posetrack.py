@@ -213,7 +213,7 @@ def write_posetrack_video(path: str | os.PathLike, frames: list[Frame], *, video
 
 def write_posetrack_predictions(folder: str | os.PathLike, dataset: PoseDataset) -> list[Path]:
     """Write poseval prediction files, ``folder/<video>.json`` per video; returns their paths."""
-    if dataset.schema is not POSETRACK18:
+    if dataset.schema.name != POSETRACK18.name:
         raise ValueError("PoseTrack18 predictions are written in posetrack18 order; the dataset "
                          f"is {dataset.schema.name} (use keypoints.convert first)")
     paths = []

@@ -1,0 +1,166 @@
+"""From network output to poses: heatmap peaks with sub-pixel refinement, flip merging,
+crop-to-image mapping, OKS and OKS-NMS. The one decoder module of the suite.
+
+Heatmap coordinates are in heatmap pixels with pixel centres at integer coordinates; a
+heatmap of stride ``s`` places input-crop pixel ``x`` at ``x / s`` (as the SimpleBaseline
+code renders its targets), so :func:`heatmap_to_crop` multiplies by the stride.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vidpose.keypoints import COCO17
+from vidpose.pose import Pose
+
+REFINEMENTS = ("quarter", "taylor")
+
+
+def heatmap_peaks(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
+    """Integer argmax of each (B, K, h, w) map: coords (B, K, 2) as x, y, and scores (B, K)."""
+    width = heatmaps.shape[-1]
+    scores, index = heatmaps.flatten(-2).max(-1)
+    coords = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], -1)
+    return coords.to(heatmaps.dtype), scores
+
+
+def _neighbour(flat: Tensor, index: Tensor, offset: int) -> Tensor:
+    """Value at ``index + offset`` of each flattened map (indices clamped; callers mask edges)."""
+    return flat.gather(-1, (index + offset).clamp(0, flat.shape[-1] - 1)).squeeze(-1)
+
+
+def decode_heatmaps(heatmaps: Tensor, refine: str = "quarter") -> tuple[Tensor, Tensor]:
+    """Sub-pixel peak of each (B, K, h, w) map: coords (B, K, 2) in heatmap pixels, scores (B, K).
+
+    ``refine="quarter"``: the SimpleBaseline code's rule, argmax shifted a quarter pixel
+    towards the higher neighbour on each axis (error at most 0.25 px on a clean peak).
+    ``refine="taylor"``: one Newton step on the log heatmap at the argmax (the second-order
+    Taylor expansion of DARK, Zhang et al. CVPR 2020, without its blur modulation): exact
+    for a Gaussian peak. The score is the heatmap maximum in both cases.
+    """
+    if refine not in REFINEMENTS:
+        raise ValueError(f"unknown refinement {refine!r}; choose from {REFINEMENTS}")
+    height, width = heatmaps.shape[-2:]
+    coords, scores = heatmap_peaks(heatmaps)
+    flat = heatmaps.flatten(-2)
+    index = flat.argmax(-1, keepdim=True)
+    x, y = coords[..., 0], coords[..., 1]
+    # Refinement needs both neighbours on an axis; at the border the peak stays put.
+    inner_x = (x > 0) & (x < width - 1)
+    inner_y = (y > 0) & (y < height - 1)
+    if refine == "quarter":
+        dx = _neighbour(flat, index, 1) - _neighbour(flat, index, -1)
+        dy = _neighbour(flat, index, width) - _neighbour(flat, index, -width)
+        shift = torch.stack([torch.sign(dx) * inner_x, torch.sign(dy) * inner_y], -1) * 0.25
+        return coords + shift, scores
+    log = flat.clamp_min(1e-10).log()
+    centre = log.gather(-1, index).squeeze(-1)
+    right, left = _neighbour(log, index, 1), _neighbour(log, index, -1)
+    down, up = _neighbour(log, index, width), _neighbour(log, index, -width)
+    gx, gy = 0.5 * (right - left), 0.5 * (down - up)
+    dxx, dyy = right - 2 * centre + left, down - 2 * centre + up
+    dxy = 0.25 * (_neighbour(log, index, width + 1) - _neighbour(log, index, width - 1)
+                  - _neighbour(log, index, -width + 1) + _neighbour(log, index, -width - 1))
+    det = dxx * dyy - dxy * dxy
+    # A Newton step is only meaningful at a true local maximum (negative definite Hessian).
+    valid = inner_x & inner_y & (det > 0) & (dxx < 0)
+    safe_det = torch.where(valid, det, torch.ones_like(det))
+    ox = -(dyy * gx - dxy * gy) / safe_det
+    oy = -(dxx * gy - dxy * gx) / safe_det
+    offset = torch.stack([ox, oy], -1) * valid.unsqueeze(-1)
+    # One step from the argmax cannot move past the neighbouring pixels on a real peak.
+    return coords + offset.clamp(-1.0, 1.0), scores
+
+
+def heatmap_to_crop(coords: Tensor, stride: int | float) -> Tensor:
+    """Heatmap pixel coords -> input-crop pixel coords (targets put crop ``x`` at ``x / stride``)."""
+    return coords * stride
+
+
+def flip_back(heatmaps: Tensor, flip_index: Sequence[int] | np.ndarray | Tensor,
+              shift: bool = True) -> Tensor:
+    """Heatmaps of a mirrored image, mirrored back: flip the width and swap left/right maps.
+
+    ``shift`` moves the result one pixel right, as the SimpleBaseline code does: the input's
+    mirror axis ``(W - 1) / 2`` lies at ``(w - 1/s) / 2`` in a stride-``s`` map, not at the
+    map's centre ``(w - 1) / 2``, so mirroring the map misplaces peaks by ``1 - 1/s`` pixels
+    to the left; the one-pixel shift leaves ``1/s`` to the right.
+    """
+    index = torch.as_tensor(np.asarray(flip_index), dtype=torch.long, device=heatmaps.device)
+    out = heatmaps.flip(-1).index_select(-3, index)
+    if shift:
+        out = torch.cat([out[..., :1], out[..., :-1]], -1)
+    return out
+
+
+def crop_to_image(coords: Tensor, affine: Tensor) -> Tensor:
+    """(B, K, 2) input-crop pixel coords -> image coords through each sample's (B, 2, 3) affine.
+
+    The result has the affine's dtype (float64 from the crop datasets) to keep precision.
+    """
+    affine = affine.to(coords.device)
+    coords = coords.to(affine.dtype)
+    return coords @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+
+
+def oks(kps_a: np.ndarray, kps_b: np.ndarray, area: np.ndarray | float, sigmas: np.ndarray,
+        labelled: np.ndarray | None = None) -> np.ndarray:
+    """Object keypoint similarity of every pose in ``kps_a`` (N, K, 3) with every pose in ``kps_b``
+    (M, K, 3): an (N, M) matrix.
+
+    OKS = mean over the labelled joints of ``a`` of ``exp(-d^2 / (2 * area * (2 sigma)^2))``
+    (the COCO definition, ``area`` being the object scale s^2). ``area`` is (N,) for the
+    areas of ``a`` (COCO: the GT area) or (N, M) for per-pair areas. ``labelled`` (N, K)
+    defaults to ``kps_a[..., 2] > 0``; a pose of ``a`` with no labelled joint scores 0.
+    """
+    kps_a = np.asarray(kps_a, dtype=np.float64).reshape(-1, len(sigmas), 3)
+    kps_b = np.asarray(kps_b, dtype=np.float64).reshape(-1, len(sigmas), 3)
+    area = np.asarray(area, dtype=np.float64)
+    if area.ndim < 2:
+        area = area.reshape(-1, 1)  # one area per pose of a (or one for all)
+    mask = kps_a[..., 2] > 0 if labelled is None else np.asarray(labelled, dtype=bool)
+    d2 = ((kps_a[:, None, :, :2] - kps_b[None, :, :, :2]) ** 2).sum(-1)  # (N, M, K)
+    variance = (2 * np.asarray(sigmas, dtype=np.float64)) ** 2
+    e = d2 / (2 * variance * (area[..., None] + np.spacing(1)))
+    count = mask.sum(-1)[:, None]
+    total = (np.exp(-e) * mask[:, None, :]).sum(-1)
+    return np.where(count > 0, total / np.maximum(count, 1), 0.0)
+
+
+def pose_area(pose: Pose) -> float:
+    """The scale used by OKS: ``pose.area``, else its box area, else its keypoint box area."""
+    if pose.area is not None:
+        return float(pose.area)
+    box = pose.box if pose.box is not None else pose.keypoint_box()
+    return float(box[2] * box[3])
+
+
+def oks_nms(poses: Sequence[Pose], thr: float = 0.9, sigmas: np.ndarray | None = None) -> list[int]:
+    """Greedy non-maximum suppression of poses by OKS: indices of the kept poses, best first.
+
+    As in the SimpleBaseline code: poses are visited by descending ``score``; each kept pose
+    suppresses the remaining ones whose OKS with it exceeds ``thr``, computed over all joints
+    with the mean area of the pair. ``sigmas`` default to the COCO keypoint sigmas.
+    """
+    if not poses:
+        return []
+    sigmas = COCO17.sigmas if sigmas is None else np.asarray(sigmas, dtype=np.float64)
+    keypoints = np.stack([p.keypoints for p in poses])
+    if keypoints.shape[1] != len(sigmas):
+        raise ValueError(f"poses have {keypoints.shape[1]} keypoints but {len(sigmas)} sigmas")
+    areas = np.array([pose_area(p) for p in poses])
+    pair_area = 0.5 * (areas[:, None] + areas[None, :])
+    similarity = oks(keypoints, keypoints, pair_area, sigmas,
+                     labelled=np.ones(keypoints.shape[:2], dtype=bool))
+    order = np.argsort(-np.array([p.score for p in poses]), kind="stable")
+    keep: list[int] = []
+    suppressed = np.zeros(len(poses), dtype=bool)
+    for i in order:
+        if suppressed[i]:
+            continue
+        keep.append(int(i))
+        suppressed |= similarity[i] > thr
+    return keep

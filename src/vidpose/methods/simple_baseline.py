@@ -1,0 +1,289 @@
+"""SimpleBaseline: top-down pose estimation from person crops.
+
+Xiao, Wu, Wei, "Simple Baselines for Human Pose Estimation and Tracking" (ECCV 2018). A
+ResNet (stride 32) with three deconvolution layers and a 1x1 convolution predicts one
+heatmap per joint at stride 4, trained with a visibility-weighted MSE, Adam and a
+step schedule. At test time the heatmaps of the crop and of its mirror image are averaged
+(flip test), peaks are refined to sub-pixel precision and mapped back to the image.
+
+Validation (and test) log PCKh and write PoseTrack18 prediction files, one per video
+(COCO keypoint results for datasets without videos), with every frame of the split kept so
+that the files align with the ground truth.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from vidpose.data_modules.datasets import as_data_config
+from vidpose.decode import (REFINEMENTS, crop_to_image, decode_heatmaps, flip_back,
+                            heatmap_to_crop, oks_nms)
+from vidpose.errors import ConfigError
+from vidpose.formats.posetrack import write_posetrack_predictions
+from vidpose.formats.results import write_coco_results
+from vidpose.keypoints import POSETRACK18, get_schema
+from vidpose.metrics.pckh import PCKh
+from vidpose.nn.heads import DeconvHead
+from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
+from vidpose.pose import Pose, PoseDataset
+
+BACKBONE_STRIDE = 32
+# A joint whose heatmap maximum is below this does not count towards the person score
+# (the official code's in_vis_thre).
+KEYPOINT_SCORE_THR = 0.2
+# Person ids for PCKh are frame * PERSON_SLOTS + person; no frame holds this many persons.
+PERSON_SLOTS = 1 << 20
+
+
+@dataclass
+class SimpleBaselineConfig:
+    """The ``model:`` section of a SimpleBaseline experiment."""
+
+    backbone: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
+    pretrained: Optional[str] = None  # local torchvision ImageNet state dict
+    deconv_layers: int = 3
+    deconv_filters: int = 256
+    deconv_kernel: int = 4
+    final_kernel: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_steps: list[int] = field(default_factory=lambda: [90, 120])  # epochs
+    lr_factor: float = 0.1
+    flip_test: bool = True
+    flip_shift: bool = True
+    refine: str = "quarter"  # sub-pixel decoding: quarter (official) | taylor (DARK's step)
+    oks_nms_thr: float = 0.9  # OKS-NMS of poses from detection boxes (official value)
+
+
+def joints_mse_loss(heatmaps: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
+    """0.5 x the mean squared error of the target-weighted heatmaps (the official JointsMSELoss).
+
+    A joint with weight 0 (unlabelled, outside the crop) contributes nothing to the sum; the
+    mean still runs over all joints, as in the official code.
+    """
+    weight = target_weight[:, :, None, None].to(heatmaps.dtype)
+    return 0.5 * ((heatmaps - target) * weight).pow(2).mean()
+
+
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Batches of prediction arrays joined key by key ({} for none)."""
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else {}
+
+
+def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
+    names = {f.name for f in dataclasses.fields(SimpleBaselineConfig)}
+    unknown = sorted(set(model) - names)
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {unknown} for simple_baseline; known: {sorted(names)}")
+    cfg = SimpleBaselineConfig(**model)
+    if cfg.backbone not in ARCHITECTURES:
+        raise ConfigError(f"model.backbone: {cfg.backbone!r} is not one of {list(ARCHITECTURES)}")
+    if cfg.refine not in REFINEMENTS:
+        raise ConfigError(f"model.refine: {cfg.refine!r} is not one of {REFINEMENTS}")
+    return cfg
+
+
+class SimpleBaseline(L.LightningModule):
+    """ResNet + deconvolution head on person crops; PCKh and prediction files at validation."""
+
+    def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = _model_config(model)
+        self.schema = get_schema(schema)
+        # The data section as the data module reads it: validated, defaults filled in.
+        self.stride = int(as_data_config(data).heatmap_stride)
+        head_stride = BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers
+        if self.stride != head_stride:
+            raise ConfigError(f"data.heatmap_stride: {self.stride} does not match the head: "
+                              f"{self.cfg.deconv_layers} deconvolutions give stride {head_stride}")
+        self.backbone = resnet(self.cfg.backbone)
+        if self.cfg.pretrained:
+            load_imagenet(self.backbone, self.cfg.pretrained)
+            # The ImageNet weights now live in the state dict: a checkpoint must rebuild this
+            # module without needing the ImageNet file on the machine that loads it.
+            self.hparams["model"] = {**model, "pretrained": None}
+        self.head = DeconvHead(self.backbone.out_channels, self.schema.num_keypoints,
+                               self.cfg.deconv_layers, self.cfg.deconv_filters,
+                               self.cfg.deconv_kernel, self.cfg.final_kernel)
+        mask = self.schema.annotated_mask
+        self.val_pckh = PCKh(0.5, self.schema.num_keypoints, mask)
+        self.test_pckh = PCKh(0.5, self.schema.num_keypoints, mask)
+        self._predictions: list[dict[str, np.ndarray]] = []
+
+    def forward(self, image: Tensor) -> Tensor:
+        """(B, 3, H, W) normalised crops -> (B, K, H / stride, W / stride) heatmaps.
+
+        Inputs whose sides are not multiples of 32 are zero-padded at the right and bottom
+        (zero is the mean colour after normalisation) and the heatmaps cropped back, which
+        keeps heatmap pixel u at input pixel stride * u.
+        """
+        height, width = image.shape[-2:]
+        pad_h, pad_w = -height % BACKBONE_STRIDE, -width % BACKBONE_STRIDE
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h))
+        heatmaps = self.head(self.backbone(image))
+        return heatmaps[..., : height // self.stride, : width // self.stride]
+
+    def predict_heatmaps(self, image: Tensor) -> Tensor:
+        """Test-time heatmaps: with flip test, the mean of the crop's and its mirror's maps."""
+        heatmaps = self(image)
+        if self.cfg.flip_test:
+            mirrored = self(image.flip(-1))
+            heatmaps = 0.5 * (heatmaps + flip_back(mirrored, self.schema.flip_index,
+                                                   self.cfg.flip_shift))
+        return heatmaps
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        heatmaps = self(batch["image"])
+        loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch["image"].shape[0])
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val", self.val_pckh)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test", self.test_pckh)
+
+    def on_validation_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val", self.val_pckh)
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test", self.test_pckh)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr,
+                                     weight_decay=self.cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.cfg.lr_steps),
+                                                         gamma=self.cfg.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    def _evaluation_step(self, batch: dict[str, Tensor], stage: str, pckh: PCKh) -> None:
+        batch_size = batch["image"].shape[0]
+        heatmaps = self.predict_heatmaps(batch["image"])
+        loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])
+        self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
+        coords, scores = decode_heatmaps(heatmaps.float(), self.cfg.refine)
+        image_xy = crop_to_image(heatmap_to_crop(coords, self.stride), batch["crop_to_image"])
+        person = batch["person"]
+        has_gt = person >= 0  # detection boxes have no GT person to compare with
+        ids = batch["frame"] * PERSON_SLOTS + person
+        pckh.update(image_xy[has_gt], batch["gt_keypoints"][has_gt].double(),
+                    batch["head_size"][has_gt], ids[has_gt])
+        self._predictions.append({
+            "frame": batch["frame"].cpu().numpy(), "person": person.cpu().numpy(),
+            "track_id": batch["track_id"].cpu().numpy(), "score": batch["score"].cpu().numpy(),
+            "keypoints": torch.cat([image_xy, scores[..., None].to(image_xy.dtype)], -1).cpu().numpy(),
+            "box": self._crop_boxes(batch["crop_to_image"], batch["image"].shape[-2:]).cpu().numpy(),
+        })
+
+    @staticmethod
+    def _crop_boxes(affine: Tensor, size: torch.Size) -> Tensor:
+        """(B, 4) x, y, w, h of each input crop in image pixels (its corners' bounding box).
+
+        Pixel centres are at integer coordinates, so the crop's outer edges are at -0.5 and
+        size - 0.5.
+        """
+        height, width = size
+        corners = torch.tensor([[0, 0], [width, 0], [0, height], [width, height]],
+                               dtype=affine.dtype, device=affine.device) - 0.5
+        mapped = crop_to_image(corners.expand(affine.shape[0], 4, 2), affine)
+        low, high = mapped.min(1).values, mapped.max(1).values
+        return torch.cat([low, high - low], -1)
+
+    def _evaluation_epoch_end(self, stage: str, pckh: PCKh) -> None:
+        result = pckh.compute()  # synced across processes by torchmetrics
+        pckh.reset()
+        # The values are already identical on every rank, so the mean over ranks that
+        # sync_dist takes leaves them exactly as they are (2x / 2 is exact).
+        self.log(f"{stage}/PCKh", result["total"], sync_dist=True)
+        annotated = self.schema.annotated_mask
+        for name, value, counted in zip(self.schema.names, result["per_joint"].tolist(), annotated):
+            if counted:
+                self.log(f"{stage}/PCKh/{name}", value, sync_dist=True)
+        predictions = self._gather_predictions()
+        self._predictions = []
+        # The sanity check runs on a few batches only: its files would be misleading.
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self._write_predictions(stage, predictions)
+
+    def _gather_predictions(self) -> dict[str, np.ndarray]:
+        """This epoch's predictions of all processes, concatenated (on every rank)."""
+        parts = [_concatenate(self._predictions)]
+        if dist.is_available() and dist.is_initialized():
+            parts = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, _concatenate(self._predictions))
+        return _concatenate([p for p in parts if p])
+
+    def _write_predictions(self, stage: str, predictions: dict[str, np.ndarray]) -> None:
+        """One PoseTrack18 prediction file per video of the split (or a COCO results file)."""
+        dataset = self._split_data(stage)
+        poses = self._poses_per_frame(predictions)
+        frames = [dataclasses.replace(frame, poses=poses.get(i, []))
+                  for i, frame in enumerate(dataset.frames)]
+        folder = Path(self.trainer.default_root_dir) / "predictions" / stage
+        # By name: a dataset that crossed a process boundary holds a copy of the schema.
+        if dataset.schema.name == POSETRACK18.name:
+            write_posetrack_predictions(folder, PoseDataset(frames, POSETRACK18,
+                                                            dataset.image_root, dataset.source))
+        else:
+            write_coco_results(folder / "keypoints.json", frames)
+
+    def _split_data(self, stage: str) -> PoseDataset:
+        """The PoseDataset whose frames the batches' ``frame`` indices point into.
+
+        The crop data module tests on its validation split, so ``test`` falls back to
+        ``val_data`` when the data module has no ``test_data``.
+        """
+        datamodule = self.trainer.datamodule
+        dataset = getattr(datamodule, f"{stage}_data", None)
+        if dataset is None and stage == "test":
+            dataset = getattr(datamodule, "val_data", None)
+        if dataset is None:
+            raise ConfigError(f"SimpleBaseline writes {stage} predictions for the frames of the "
+                              f"data module's {stage}_data, which {type(datamodule).__name__} "
+                              "does not provide")
+        return dataset
+
+    def _poses_per_frame(self, predictions: dict[str, np.ndarray]) -> dict[int, list[Pose]]:
+        """Predicted Poses by frame index, de-duplicated and OKS-NMS'd (detection boxes only)."""
+        if not predictions:
+            return {}
+        # DistributedSampler repeats samples to even out the ranks: keep one of each crop,
+        # in key order, so that the files do not depend on how the ranks split the data.
+        key = np.column_stack([predictions["frame"], predictions["person"],
+                               np.round(predictions["box"], 2)])
+        _, first = np.unique(key, axis=0, return_index=True)
+        frame, person, track_id, box_score, keypoints, box = (
+            predictions[k][first] for k in ("frame", "person", "track_id", "score", "keypoints", "box"))
+        # The official rescoring: box score x mean score of the confidently found joints.
+        confident = keypoints[..., 2] > KEYPOINT_SCORE_THR
+        joint_score = (keypoints[..., 2] * confident).sum(-1) / np.maximum(confident.sum(-1), 1)
+        person_score = box_score * joint_score
+        by_frame: dict[int, list[Pose]] = {}
+        from_detection: dict[int, list[Pose]] = {}
+        for i in range(len(frame)):
+            pose = Pose(keypoints[i], box=box[i], track_id=int(track_id[i]), score=float(person_score[i]))
+            target = from_detection if person[i] < 0 else by_frame
+            target.setdefault(int(frame[i]), []).append(pose)
+        for index, candidates in from_detection.items():
+            keep = oks_nms(candidates, self.cfg.oks_nms_thr, self.schema.sigmas)
+            by_frame.setdefault(index, []).extend(candidates[k] for k in keep)
+        return by_frame
