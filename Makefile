@@ -35,7 +35,7 @@ train: $(STAMP)
 	$(BIN)/vidpose train $(EXP) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 eval: $(STAMP)
-	$(BIN)/vidpose eval run $(EXP) --ckpt $(CKPT) $(ARGS)
+	$(BIN)/vidpose eval $(EXP) $(ARGS) --ckpt $(CKPT)
 
 list: $(STAMP)
 	@$(BIN)/vidpose list

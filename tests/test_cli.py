@@ -108,3 +108,14 @@ def test_resume_last_continues_from_the_saved_step(quick_overrides, tmp_path, mo
     assert first.first == 4
     final = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     assert final["global_step"] == 8
+
+
+def test_one_last_checkpoint_per_run(quick_overrides, tmp_path):
+    # Two epochs of 3 steps with a step interval of 2: last.ckpt must be the final state,
+    # written by one callback (no last-v1.ckpt beside it).
+    args = quick_overrides + SMALL + ["trainer.max_epochs=2", "trainer.limit_train_batches=3",
+                                      "trainer.checkpoint_every_n_steps=2"]
+    result = train(compose("simple_baseline", args))
+    names = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
+    assert "last.ckpt" in names and not [n for n in names if n.startswith("last-")]
+    assert torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6

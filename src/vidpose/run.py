@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
+from vidpose.callbacks.checkpoint import LastCheckpoint
 from vidpose.callbacks.distribution import trainer_kwargs
 from vidpose.callbacks.rng_state import RNGStateCallback
 from vidpose.config import to_dict
@@ -144,13 +145,13 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     info = cfg.experiment
     safe = info.monitor.replace("/", "_")
     callbacks: list[L.Callback] = [
-        # Best on the experiment's metric (and last.ckpt at every validation).
+        # Best on the experiment's metric.
         ModelCheckpoint(dirpath=ckpt_dir, monitor=info.monitor, mode=info.monitor_mode,
-                        save_top_k=1, save_last=True, auto_insert_metric_name=False,
+                        save_top_k=1, auto_insert_metric_name=False,
                         filename=f"best-epoch{{epoch}}-step{{step}}-{safe}{{{info.monitor}:.3f}}"),
-        # last.ckpt every few optimizer steps: a crash loses at most these steps.
-        ModelCheckpoint(dirpath=ckpt_dir, every_n_train_steps=cfg.trainer.checkpoint_every_n_steps,
-                        save_top_k=0, save_last=True),
+        # last.ckpt every few optimizer steps and at each epoch end: a crash loses at most
+        # checkpoint_every_n_steps steps.
+        LastCheckpoint(str(ckpt_dir), cfg.trainer.checkpoint_every_n_steps),
         RNGStateCallback(),
     ]
     if cfg.logger.wandb or cfg.logger.csv:
