@@ -48,6 +48,21 @@ def record_name(kind: str, record: dict, index: int) -> str:
     return f"{kind} {rid}" if is_int(rid) or isinstance(rid, str) else f"{kind}s[{index}]"
 
 
+
+def _unique_id(item: Any, kind: str, record: str, seen: set[int], file: str) -> int:
+    """The integer ``id`` of an image or annotation object, refused when repeated."""
+    if not isinstance(item, dict):
+        raise InputError(f"expected an object; got {type(item).__name__}", file=file,
+                         record=record)
+    item_id = item.get("id")
+    if not is_int(item_id):
+        raise InputError(f"expected an integer id; got {item_id!r}", file=file, record=record,
+                         field="id")
+    if item_id in seen:
+        raise InputError(f"duplicate {kind} id", file=file, record=record, field="id")
+    seen.add(item_id)
+    return item_id
+
 def read_box(value: Any, file: str, record: str, field: str) -> np.ndarray:
     """An x, y, w, h box of four finite numbers with non-negative width and height."""
     if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(map(is_number, value)):
@@ -128,16 +143,7 @@ def read_images(images: list, file: str, image_root: str | Path, *, check_images
     seen: set[int] = set()
     for i, image in enumerate(images):
         record = record_name("image", image, i)
-        if not isinstance(image, dict):
-            raise InputError(f"expected an object; got {type(image).__name__}", file=file,
-                             record=record)
-        image_id = image.get("id")
-        if not is_int(image_id):
-            raise InputError(f"expected an integer id; got {image_id!r}", file=file, record=record,
-                             field="id")
-        if image_id in seen:
-            raise InputError("duplicate image id", file=file, record=record, field="id")
-        seen.add(image_id)
+        image_id = _unique_id(image, "image", record, seen, file)
         file_name = image.get("file_name")
         if not isinstance(file_name, str) or not file_name:
             raise InputError(f"expected a relative image path; got {file_name!r}", file=file,
@@ -265,16 +271,7 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
     poses: list[Pose] = []
     for i, ann in enumerate(annotations):
         record = record_name("annotation", ann, i)
-        if not isinstance(ann, dict):
-            raise InputError(f"expected an object; got {type(ann).__name__}", file=file,
-                             record=record)
-        ann_id = ann.get("id")
-        if not is_int(ann_id):
-            raise InputError(f"expected an integer id; got {ann_id!r}", file=file, record=record,
-                             field="id")
-        if ann_id in seen:
-            raise InputError("duplicate annotation id", file=file, record=record, field="id")
-        seen.add(ann_id)
+        ann_id = _unique_id(ann, "annotation", record, seen, file)
         image_id = ann.get("image_id")
         if not is_int(image_id) or image_id not in by_id:
             raise InputError(f"image_id {image_id!r} names no image in this file", file=file,
