@@ -254,10 +254,12 @@ def _check_keypoints(keypoints: np.ndarray, frames: list[Frame], records: list[s
 
 
 def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema,
-               category_ids: set[int], *, outside_tolerance: float = 1.0) -> list[Pose]:
+               category_ids: set[int], *, outside_tolerance: float = 1.0,
+               require_ids: bool = True) -> list[Pose]:
     """Validated ground-truth Poses, aligned with ``annotations`` (not yet attached to frames).
 
-    Reads ``id``, ``image_id``, ``category_id``, ``keypoints``, and when present ``bbox``,
+    ``require_ids=False`` accepts annotations without ``id`` (prediction files, which
+    poseval reads without them); their Poses get ``ann_id`` None. Reads ``id``, ``image_id``, ``category_id``, ``keypoints``, and when present ``bbox``,
     ``area``, ``iscrowd`` and ``segmentation``; format readers add their own fields. An
     annotation with per-joint ``scores`` is a prediction (PoseTrack18 format): its joints
     are not labels and are not held to the image.
@@ -271,7 +273,8 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
     poses: list[Pose] = []
     for i, ann in enumerate(annotations):
         record = record_name("annotation", ann, i)
-        ann_id = _unique_id(ann, "annotation", record, seen, file)
+        anonymous = not require_ids and isinstance(ann, dict) and "id" not in ann
+        ann_id = None if anonymous else _unique_id(ann, "annotation", record, seen, file)
         image_id = ann.get("image_id")
         if not is_int(image_id) or image_id not in by_id:
             raise InputError(f"image_id {image_id!r} names no image in this file", file=file,
@@ -301,7 +304,7 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
             segmentation = _read_segmentation(segmentation, frame, file, record)
         poses.append(Pose(np.zeros((schema.num_keypoints, 3)), box=box, iscrowd=bool(iscrowd),
                           area=None if area is None else float(area), segmentation=segmentation,
-                          ann_id=int(ann_id)))
+                          ann_id=None if ann_id is None else int(ann_id)))
         owners.append(frame)
         records.append(record)
         is_label.append(not ann.get("scores"))

@@ -92,10 +92,15 @@ def _read_posetrack_fields(ann: dict, pose: Pose, file: str, record: str) -> Non
 
 
 def read_video(file: Path, image_root: Path, *, check_images: bool = True,
-               outside_tolerance: float = 1.0) -> tuple[Schema, list[Frame]]:
-    """One ``<video>.json``: its keypoint schema and its frames in ``images`` order."""
+               outside_tolerance: float = 1.0, data: dict | None = None,
+               require_ids: bool = True) -> tuple[Schema, list[Frame]]:
+    """One ``<video>.json``: its keypoint schema and its frames in ``images`` order.
+
+    ``data`` is the file's already parsed JSON, when the caller has it; ``require_ids=False``
+    accepts annotations without ``id`` (prediction files).
+    """
     name = str(file)
-    data = load_json(file)
+    data = load_json(file) if data is None else data
     require_keys(data, TOP_LEVEL_KEYS, name)
     if not data["images"]:
         raise InputError("empty video: no images", file=name, field="images")
@@ -112,7 +117,7 @@ def read_video(file: Path, image_root: Path, *, check_images: bool = True,
         frame.ignore_regions = _read_ignore_regions(image, name, record_name("image", image, i))
     _fill_image_size(frames, image_root, name)
     poses = read_poses(data["annotations"], name, frames, schema, category_ids,
-                       outside_tolerance=outside_tolerance)
+                       outside_tolerance=outside_tolerance, require_ids=require_ids)
     by_id = {frame.image_id: frame for frame in frames}
     for i, (ann, pose) in enumerate(zip(data["annotations"], poses)):
         _read_posetrack_fields(ann, pose, name, record_name("annotation", ann, i))
@@ -139,7 +144,6 @@ def read_posetrack(path: str | os.PathLike, image_root: str | os.PathLike | None
     schema: Schema | None = None
     frames: list[Frame] = []
     image_ids: set[int] = set()
-    ann_ids: set[int] = set()
     for file in files:
         video_schema, video_frames = read_video(file, root, check_images=check_images,
                                                 outside_tolerance=outside_tolerance)
