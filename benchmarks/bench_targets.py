@@ -6,11 +6,9 @@ one Gaussian map per person and joint (or limb), merged by maximum. Both give th
 """
 from __future__ import annotations
 
-import time
-from typing import Callable
-
 import torch
 
+from vidpose.bench import best_time
 from vidpose.keypoints import COCO17
 from vidpose.targets import render_heatmaps, render_limb_maps
 
@@ -51,16 +49,6 @@ def loop_limb_maps(keypoints: torch.Tensor, limbs: torch.Tensor, size: tuple[int
     return out
 
 
-def _best_time(fn: Callable[[], torch.Tensor], repeats: int) -> float:
-    fn()  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def _people(num_persons: int, seed: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
     xy = torch.rand(num_persons, COCO17.num_keypoints, 2, generator=gen) * torch.tensor(SIZE[::-1])
@@ -91,10 +79,10 @@ def _measure(limbs: torch.Tensor, repeats: int, results: dict[str, float]) -> No
                                    loop_heatmaps(people, SIZE, SIGMA), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(render_limb_maps(people, limbs, SIZE, SIGMA),
                                    loop_limb_maps(people, limbs, SIZE, SIGMA), atol=1e-5, rtol=1e-5)
-        heat = (_best_time(lambda: loop_heatmaps(people, SIZE, SIGMA), repeats)
-                / _best_time(lambda: render_heatmaps(people, SIZE, SIGMA), repeats))
-        limb = (_best_time(lambda: loop_limb_maps(people, limbs, SIZE, SIGMA), repeats)
-                / _best_time(lambda: render_limb_maps(people, limbs, SIZE, SIGMA), repeats))
+        heat = (best_time(lambda: loop_heatmaps(people, SIZE, SIGMA), repeats)
+                / best_time(lambda: render_heatmaps(people, SIZE, SIGMA), repeats))
+        limb = (best_time(lambda: loop_limb_maps(people, limbs, SIZE, SIGMA), repeats)
+                / best_time(lambda: render_limb_maps(people, limbs, SIZE, SIGMA), repeats))
         results[f"heatmaps_speedup_p{num_persons}"] = heat
         results[f"limb_maps_speedup_p{num_persons}"] = limb
         print(f"{num_persons:>8} {heat:>11.1f} {limb:>12.1f}")

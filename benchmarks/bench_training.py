@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -24,7 +23,7 @@ def _samples_per_s(batches, fn, n: int) -> float:
 
 
 def run(quick: bool = False) -> dict[str, float]:
-    from vidpose.config import compose, to_dict
+    from vidpose.config import compose
     from vidpose.run import build, ensure_data
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,9 +6,22 @@ figures are ratios measured within one run, never absolute seconds compared acro
 from __future__ import annotations
 
 import importlib.util
+import time
 from pathlib import Path
+from typing import Any, Callable
 
 from vidpose.errors import ConfigError
+
+
+def best_time(fn: Callable[[], Any], repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls after one warm-up call, in seconds."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
 
 
 def benchmarks_dir() -> Path:
