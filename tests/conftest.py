@@ -6,11 +6,21 @@ from pathlib import Path
 
 import pytest
 
+from vidpose.errors import InputError
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture()
+def fixtures() -> Path:
+    """The real-data fixtures folder beside the repo (../shared/fixtures); skips without it."""
+    if not (SHARED / "fixtures").is_dir():
+        pytest.skip("../shared/fixtures not found")
+    return (SHARED / "fixtures").resolve()
 
 
 @pytest.fixture(scope="session")
@@ -31,3 +41,18 @@ def quick_overrides(tiny_synth, tmp_path) -> list[str]:
         "data.batch_size=4", f"runs_dir={tmp_path / 'runs'}", "logger.wandb=false",
         "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1",
     ]
+
+
+@pytest.fixture()
+def expect_input_error():
+    """``expect_input_error(call, file=, record=, field=)``: the error names all three."""
+    def check(call, *, file, record, field) -> InputError:
+        with pytest.raises(InputError) as info:
+            call()
+        err = info.value
+        assert (str(err.file), err.record, err.field) == (str(file), record, field), str(err)
+        named = [str(file), *([f"record {record}"] if record is not None else []),
+                 *([f"field '{field}'"] if field is not None else [])]
+        assert str(err).startswith(": ".join(named) + ": "), str(err)
+        return err
+    return check

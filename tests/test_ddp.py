@@ -19,14 +19,14 @@ def _eval(args: list[str], ckpt, devices: int, env: dict) -> float:
            "trainer.accelerator=cpu", f"trainer.devices={devices}", f"--ckpt={ckpt}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    match = re.search(r"val/PCKh\s+([0-9.]+)", proc.stdout)
+    match = re.search(r"val/mAP\s+([0-9.]+)", proc.stdout)
     assert match, proc.stdout[-2000:]
     return float(match.group(1))
 
 
 @pytest.mark.slow
 def test_two_process_ddp_validation_equals_one_process(quick_overrides, tmp_path, capsys):
-    # A briefly trained checkpoint, so that PCKh is neither 0 nor 100.
+    # A briefly trained checkpoint, so that mAP is neither 0 nor 100.
     args = [a for a in quick_overrides if not a.startswith("trainer.devices")] + SMALL
     assert main(["train", "simple_baseline", *args, "trainer.max_epochs=2"]) == 0
     ckpt = next((tmp_path / "runs" / "simple_baseline").glob("*/checkpoints/last.ckpt"))

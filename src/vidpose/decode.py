@@ -164,3 +164,31 @@ def oks_nms(poses: Sequence[Pose], thr: float = 0.9, sigmas: np.ndarray | None =
         keep.append(int(i))
         suppressed |= similarity[i] > thr
     return keep
+
+
+def heatmap_local_peaks(heatmaps: Tensor, threshold: float, max_peaks: int,
+                        window: int = 3) -> tuple[Tensor, Tensor, Tensor]:
+    """Every local maximum above ``threshold`` of each (B, K, h, w) map, strongest first.
+
+    For bottom-up maps that hold the joints of several persons (OpenPose, STM-skeletons),
+    where one argmax per map is not enough. A pixel is a peak when it equals the maximum of
+    its ``window`` x ``window`` neighbourhood (so every pixel of a flat top is one) and
+    exceeds ``threshold``. Returns coords (B, K, M, 2) as x, y in heatmap pixels, scores
+    (B, K, M) and valid (B, K, M) with M = min(max_peaks, h * w); past the last peak of a
+    map the slots are invalid with coords and score 0. Peaks beyond ``max_peaks`` are the
+    weakest ones and are left out.
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be an odd positive size, got {window}")
+    if max_peaks < 1:
+        raise ValueError(f"max_peaks must be positive, got {max_peaks}")
+    height, width = heatmaps.shape[-2:]
+    neighbourhood_max = torch.nn.functional.max_pool2d(heatmaps, window, stride=1,
+                                                       padding=window // 2)
+    is_peak = (heatmaps == neighbourhood_max) & (heatmaps > threshold)
+    candidates = torch.where(is_peak, heatmaps, torch.full_like(heatmaps, float("-inf")))
+    scores, index = candidates.flatten(-2).topk(min(max_peaks, height * width), dim=-1)
+    valid = is_peak.flatten(-2).gather(-1, index)
+    coords = torch.stack([index % width, torch.div(index, width, rounding_mode="floor")], -1)
+    coords = coords.to(heatmaps.dtype) * valid.unsqueeze(-1)
+    return coords, torch.where(valid, scores, torch.zeros_like(scores)), valid

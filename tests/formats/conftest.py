@@ -1,24 +1,10 @@
 """Helpers for the format tests: the real fixtures folder, small records, record comparison."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-from vidpose.errors import InputError
 from vidpose.pose import Frame, Pose
-
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
-
-
-@pytest.fixture()
-def fixtures() -> Path:
-    """The real-data fixtures folder beside the repo; skips when it is absent."""
-    if not FIXTURES.is_dir():
-        pytest.skip("../shared/fixtures not found")
-    return FIXTURES.resolve()
-
 
 def _pose(seed: int, *, track_id: int = -1, head: bool = False) -> Pose:
     """A ground-truth pose inside a 64x48 image, ears unlabelled, one occluded joint."""
@@ -78,19 +64,4 @@ def assert_same_frames():
             assert len(f.poses) == len(g.poses)
             for p, q in zip(f.poses, g.poses):
                 assert_same_pose(p, q, ignore=ignore)
-    return check
-
-
-@pytest.fixture()
-def expect_input_error():
-    """``expect_input_error(call, file=, record=, field=)``: the error names all three."""
-    def check(call, *, file, record, field) -> InputError:
-        with pytest.raises(InputError) as info:
-            call()
-        err = info.value
-        assert (str(err.file), err.record, err.field) == (str(file), record, field), str(err)
-        named = [str(file), *([f"record {record}"] if record is not None else []),
-                 *([f"field '{field}'"] if field is not None else [])]
-        assert str(err).startswith(": ".join(named) + ": "), str(err)
-        return err
     return check

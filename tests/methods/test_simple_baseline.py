@@ -12,7 +12,9 @@ from omegaconf import OmegaConf
 
 from vidpose.decode import flip_back
 from vidpose.errors import ConfigError
+from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.keypoints import POSETRACK18
+from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.methods.simple_baseline import SimpleBaseline, SimpleBaselineConfig, joints_mse_loss
 from vidpose.nn.resnet import resnet
 
@@ -118,13 +120,13 @@ class Oracle(SimpleBaseline):
     """Predicts the target heatmaps, except that on frame 0 the left wrist is moved 5
     heatmap pixels right (so that persons differ and counting one twice would show)."""
 
-    def _evaluation_step(self, batch, stage, pckh):
+    def _evaluation_step(self, batch, stage):
         self._targets = batch["heatmaps"].clone()
         wrist = POSETRACK18.index["left_wrist"]
         moved = torch.roll(self._targets[:, wrist], 5, dims=-1)
         on_frame_0 = (batch["frame"] == 0)[:, None, None]
         self._targets[:, wrist] = torch.where(on_frame_0, moved, self._targets[:, wrist])
-        super()._evaluation_step(batch, stage, pckh)
+        super()._evaluation_step(batch, stage)
 
     def predict_heatmaps(self, image):
         return self._targets
@@ -134,18 +136,26 @@ def _read_predictions(folder):
     return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
 
 
-def test_validation_logs_pckh_and_writes_every_frame(small_model, hand_crops, quiet_trainer,
-                                                     tmp_path):
+def test_validation_logs_posetrack_metrics_and_writes_every_frame(small_model, hand_crops,
+                                                                  quiet_trainer, tmp_path):
     trainer = quiet_trainer()
     trainer.validate(small_model(cls=Oracle), datamodule=hand_crops)
-    metrics = trainer.callback_metrics
-    # 10 GT persons x 14 counted joints (no ears, left knee unlabelled); the 2 left wrists
-    # of frame 0 miss. The padded variant repeats a frame-0 crop: counted twice, it would
-    # give 100 * 151 / 154.
-    assert metrics["val/PCKh"].item() == pytest.approx(100 * 138 / 140)
-    assert metrics["val/PCKh/left_wrist"].item() == pytest.approx(80.0)
-    assert metrics["val/PCKh/right_wrist"].item() == 100.0
-    assert "val/PCKh/left_ear" not in metrics and "val/loss" in metrics
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    # The oracle is exact up to decoding except the 2 moved left wrists of frame 0, and the
+    # detection-box pose is a false positive: every joint type but the left wrist has AP
+    # 100 minus what the one false positive costs.
+    assert metrics["val/AP/left_wrist"] < metrics["val/AP/right_wrist"]
+    assert 50.0 < metrics["val/mAP"] < 100.0 and "val/loss" in metrics
+    assert "val/MOTA" in metrics and metrics["val/id_switches"] == 0.0
+
+    # The logged numbers are those of `vidpose eval posetrack` on the written files (the
+    # padded variant repeats a crop: counted twice, the numbers would differ).
+    gt_dir = tmp_path / "gt"
+    for video, frames in hand_crops.val_data.videos().items():
+        write_posetrack_video(gt_dir / f"{video}.json", frames, video=video)
+    files_result = evaluate_posetrack(gt_dir, tmp_path / "predictions" / "val")
+    assert metrics["val/mAP"] == pytest.approx(files_result.map)
+    assert metrics["val/MOTA"] == pytest.approx(files_result.mota[-1])
 
     files = _read_predictions(tmp_path / "predictions" / "val")
     assert sorted(files) == ["v1", "v2"]
@@ -179,7 +189,7 @@ def test_validation_logs_pckh_and_writes_every_frame(small_model, hand_crops, qu
 def test_test_stage_writes_its_own_folder(small_model, plain_crops, quiet_trainer, tmp_path):
     trainer = quiet_trainer()
     trainer.test(small_model(cls=Oracle), datamodule=plain_crops)
-    assert "test/PCKh" in trainer.callback_metrics
+    assert "test/mAP" in trainer.callback_metrics
     assert sorted(_read_predictions(tmp_path / "predictions" / "test")) == ["v1", "v2"]
 
 
@@ -204,7 +214,7 @@ def test_two_process_validation_equals_one(small_model, plain_crops, tmp_path):
                             enable_model_summary=False, default_root_dir=str(root))
         # 13 crops: DistributedSampler gives the second process a repeated one.
         trainer.validate(small_model(cls=Oracle), datamodule=type(plain_crops)(repeat_first=True))
-        results[devices] = float(trainer.callback_metrics["val/PCKh"])
+        results[devices] = float(trainer.callback_metrics["val/mAP"])
     assert results[2] == results[1]
     assert _read_predictions(ddp_root / "predictions" / "val") == \
         _read_predictions(single_root / "predictions" / "val")

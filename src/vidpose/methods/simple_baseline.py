@@ -6,9 +6,14 @@ heatmap per joint at stride 4, trained with a visibility-weighted MSE, Adam and 
 step schedule. At test time the heatmaps of the crop and of its mirror image are averaged
 (flip test), peaks are refined to sub-pixel precision and mapped back to the image.
 
-Validation (and test) log PCKh and write PoseTrack18 prediction files, one per video
-(COCO keypoint results for datasets without videos), with every frame of the split kept so
-that the files align with the ground truth.
+Validation (and test) score the predicted poses of the whole split with the field's own
+metrics: PoseTrack mAP and MOTA (poseval's rules) on PoseTrack18-format data, COCO keypoint
+AP (pycocotools) on COCO and OCHuman. Crops come from ground-truth boxes with their track
+ids (or from detection boxes, OKS-NMS'd, which keep the detections' track ids), so MOTA
+here measures the poses under given tracks. The predictions are also written as
+PoseTrack18 files, one per video (COCO results for datasets without videos), with every
+frame of the split kept so that ``vidpose eval posetrack`` reads them against the ground
+truth and gives the same numbers.
 """
 from __future__ import annotations
 
@@ -31,7 +36,9 @@ from vidpose.errors import ConfigError
 from vidpose.formats.posetrack import write_posetrack_predictions
 from vidpose.formats.results import write_coco_results
 from vidpose.keypoints import POSETRACK18, get_schema
-from vidpose.metrics.pckh import PCKh
+from vidpose.metrics.posetrack_inputs import POSEVAL_JOINTS
+from vidpose.metrics.coco_ap import CocoKeypointAP
+from vidpose.metrics.posetrack_metric import PoseTrackAP, PoseTrackMOTA
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Pose, PoseDataset
@@ -40,7 +47,7 @@ BACKBONE_STRIDE = 32
 # A joint whose heatmap maximum is below this does not count towards the person score
 # (the official code's in_vis_thre).
 KEYPOINT_SCORE_THR = 0.2
-# Person ids for PCKh are frame * PERSON_SLOTS + person; no frame holds this many persons.
+# Pose ids for the metrics are frame * PERSON_SLOTS + pose; no frame holds this many persons.
 PERSON_SLOTS = 1 << 20
 
 
@@ -93,7 +100,8 @@ def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
 
 
 class SimpleBaseline(L.LightningModule):
-    """ResNet + deconvolution head on person crops; PCKh and prediction files at validation."""
+    """ResNet + deconvolution head on person crops; mAP/MOTA (or COCO AP) and prediction
+    files at validation."""
 
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
@@ -115,9 +123,6 @@ class SimpleBaseline(L.LightningModule):
         self.head = DeconvHead(self.backbone.out_channels, self.schema.num_keypoints,
                                self.cfg.deconv_layers, self.cfg.deconv_filters,
                                self.cfg.deconv_kernel, self.cfg.final_kernel)
-        mask = self.schema.annotated_mask
-        self.val_pckh = PCKh(0.5, self.schema.num_keypoints, mask)
-        self.test_pckh = PCKh(0.5, self.schema.num_keypoints, mask)
         self._predictions: list[dict[str, np.ndarray]] = []
 
     def forward(self, image: Tensor) -> Tensor:
@@ -151,10 +156,10 @@ class SimpleBaseline(L.LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "val", self.val_pckh)
+        self._evaluation_step(batch, "val")
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "test", self.test_pckh)
+        self._evaluation_step(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
         self._predictions = []
@@ -163,10 +168,10 @@ class SimpleBaseline(L.LightningModule):
         self._predictions = []
 
     def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val", self.val_pckh)
+        self._evaluation_epoch_end("val")
 
     def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test", self.test_pckh)
+        self._evaluation_epoch_end("test")
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr,
@@ -175,20 +180,15 @@ class SimpleBaseline(L.LightningModule):
                                                          gamma=self.cfg.lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
-    def _evaluation_step(self, batch: dict[str, Tensor], stage: str, pckh: PCKh) -> None:
+    def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
         batch_size = batch["image"].shape[0]
         heatmaps = self.predict_heatmaps(batch["image"])
         loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
         coords, scores = decode_heatmaps(heatmaps.float(), self.cfg.refine)
         image_xy = crop_to_image(heatmap_to_crop(coords, self.stride), batch["crop_to_image"])
-        person = batch["person"]
-        has_gt = person >= 0  # detection boxes have no GT person to compare with
-        ids = batch["frame"] * PERSON_SLOTS + person
-        pckh.update(image_xy[has_gt], batch["gt_keypoints"][has_gt].double(),
-                    batch["head_size"][has_gt], ids[has_gt])
         self._predictions.append({
-            "frame": batch["frame"].cpu().numpy(), "person": person.cpu().numpy(),
+            "frame": batch["frame"].cpu().numpy(), "person": batch["person"].cpu().numpy(),
             "track_id": batch["track_id"].cpu().numpy(), "score": batch["score"].cpu().numpy(),
             "keypoints": torch.cat([image_xy, scores[..., None].to(image_xy.dtype)], -1).cpu().numpy(),
             "box": self._crop_boxes(batch["crop_to_image"], batch["image"].shape[-2:]).cpu().numpy(),
@@ -208,21 +208,48 @@ class SimpleBaseline(L.LightningModule):
         low, high = mapped.min(1).values, mapped.max(1).values
         return torch.cat([low, high - low], -1)
 
-    def _evaluation_epoch_end(self, stage: str, pckh: PCKh) -> None:
-        result = pckh.compute()  # synced across processes by torchmetrics
-        pckh.reset()
-        # The values are already identical on every rank, so the mean over ranks that
-        # sync_dist takes leaves them exactly as they are (2x / 2 is exact).
-        self.log(f"{stage}/PCKh", result["total"], sync_dist=True)
-        annotated = self.schema.annotated_mask
-        for name, value, counted in zip(self.schema.names, result["per_joint"].tolist(), annotated):
-            if counted:
-                self.log(f"{stage}/PCKh/{name}", value, sync_dist=True)
+    def _evaluation_epoch_end(self, stage: str) -> None:
         predictions = self._gather_predictions()
         self._predictions = []
+        dataset = self._split_data(stage)
+        poses = self._poses_per_frame(predictions)
+        # Every rank holds all predictions now and gives the metric all of them; the pose
+        # ids make the repeats count once, so every rank computes the same values and the
+        # mean that sync_dist takes leaves them exactly as they are.
+        for name, value in self._score(dataset, poses).items():
+            self.log(f"{stage}/{name}", value, sync_dist=True)
         # The sanity check runs on a few batches only: its files would be misleading.
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self._write_predictions(stage, predictions)
+            self._write_predictions(stage, dataset, poses)
+
+    def _score(self, dataset: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
+        """PoseTrack mAP/MOTA (PoseTrack18 data) or COCO keypoint AP of the split's poses."""
+        index = [(f, k) for f in sorted(poses) for k in range(len(poses[f]))]
+        frame = torch.tensor([f for f, _ in index], dtype=torch.int64)
+        ids = frame * PERSON_SLOTS + torch.tensor([k for _, k in index], dtype=torch.int64)
+        keypoints = torch.from_numpy(np.stack([poses[f][k].keypoints for f, k in index])
+                                     if index else np.zeros((0, self.schema.num_keypoints, 3)))
+        if dataset.schema.name == POSETRACK18.name:
+            track = torch.tensor([poses[f][k].track_id for f, k in index], dtype=torch.int64)
+            ap, mota = PoseTrackAP(dataset.frames).to(self.device), PoseTrackMOTA(dataset.frames).to(self.device)
+            for metric in (ap, mota):
+                metric.update(frame.to(self.device), keypoints.to(self.device), track.to(self.device),
+                              ids.to(self.device))
+            ap_result, mota_result = ap.compute(), mota.compute()
+            scores = {"mAP": ap_result["mAP"], "MOTA": mota_result["MOTA"],
+                      "MOTP": mota_result["MOTP"], "id_switches": float(mota_result["id_switches"])}
+            scores.update({f"AP/{name}": float(v) for name, v in
+                           zip(POSEVAL_JOINTS, ap_result["per_joint"].tolist())})
+        else:
+            image_ids = torch.tensor([dataset.frames[f].image_id for f, _ in index], dtype=torch.int64)
+            person_score = torch.tensor([poses[f][k].score for f, k in index], dtype=torch.float64)
+            coco = CocoKeypointAP(dataset).to(self.device)
+            coco.update(image_ids.to(self.device), keypoints.to(self.device),
+                        person_score.to(self.device), ids.to(self.device))
+            stats = coco.compute()
+            scores = {name: stats[name] for name in ("AP", "AP50", "AP75", "AR")}
+        # NaN (a joint never annotated in this split) is not a number a logger can compare.
+        return {k: float(v) for k, v in scores.items() if not np.isnan(v)}
 
     def _gather_predictions(self) -> dict[str, np.ndarray]:
         """This epoch's predictions of all processes, concatenated (on every rank)."""
@@ -232,10 +259,9 @@ class SimpleBaseline(L.LightningModule):
             dist.all_gather_object(parts, _concatenate(self._predictions))
         return _concatenate([p for p in parts if p])
 
-    def _write_predictions(self, stage: str, predictions: dict[str, np.ndarray]) -> None:
+    def _write_predictions(self, stage: str, dataset: PoseDataset,
+                           poses: dict[int, list[Pose]]) -> None:
         """One PoseTrack18 prediction file per video of the split (or a COCO results file)."""
-        dataset = self._split_data(stage)
-        poses = self._poses_per_frame(predictions)
         frames = [dataclasses.replace(frame, poses=poses.get(i, []))
                   for i, frame in enumerate(dataset.frames)]
         folder = Path(self.trainer.default_root_dir) / "predictions" / stage

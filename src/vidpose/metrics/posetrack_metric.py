@@ -1,0 +1,97 @@
+"""PoseTrack mAP and MOTA as torchmetrics Metrics, for validation loops.
+
+The metric knows the split's ground-truth frames; ``update`` takes predicted poses (the
+frame each belongs to, PoseTrack18 keypoints with per-joint scores, a track id) and
+``compute`` evaluates them exactly as ``vidpose eval posetrack`` evaluates prediction files
+(same clean-up, matching and counts; videos in name order). A joint is predicted when its
+score is above zero, as in the prediction files the suite writes.
+
+States are concatenated across DDP ranks. Every pose carries an int64 id and repeats of an
+id count once, so the samples DistributedSampler repeats to even out the ranks, or poses
+that several ranks all hold, cannot change the result: 2 processes give what 1 gives.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from vidpose.keypoints import POSETRACK18
+from vidpose.metrics.posetrack import PoseTrackResult, evaluate_videos
+from vidpose.metrics.posetrack_inputs import eval_video
+from vidpose.metrics.samples import check_ids, first_of_each_id
+from vidpose.pose import Frame, Pose
+
+
+class _PoseTrackPredictions(Metric):
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, frames: list[Frame], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.frames = frames
+        self.add_state("frame", default=[], dist_reduce_fx="cat")
+        self.add_state("keypoints", default=[], dist_reduce_fx="cat")
+        self.add_state("track", default=[], dist_reduce_fx="cat")
+        self.add_state("ids", default=[], dist_reduce_fx="cat")
+
+    def update(self, frame: Tensor, keypoints: Tensor, track_ids: Tensor, ids: Tensor) -> None:
+        """frame (B,) index into the metric's frames, keypoints (B, 17, 3) x, y, score in
+        POSETRACK18 order, track_ids (B,) and ids (B,) int64 (one per distinct pose)."""
+        batch = frame.shape[0]
+        if keypoints.shape != (batch, POSETRACK18.num_keypoints, 3):
+            raise ValueError(f"expected keypoints ({batch}, {POSETRACK18.num_keypoints}, 3), got "
+                             f"{tuple(keypoints.shape)}")
+        if track_ids.shape != (batch,):
+            raise ValueError(f"expected track_ids of shape ({batch},), got {tuple(track_ids.shape)}")
+        check_ids(ids, batch)
+        self.frame.append(frame.long())
+        self.keypoints.append(keypoints.double())
+        self.track.append(track_ids.long())
+        self.ids.append(ids)
+
+    def result(self) -> PoseTrackResult:
+        """poseval's figures for everything accumulated (synced across ranks)."""
+        predicted: list[list[Pose]] = [[] for _ in self.frames]
+        if not (isinstance(self.ids, list) and not self.ids):
+            first = first_of_each_id(dim_zero_cat(self.ids)).cpu().numpy()
+            frame = dim_zero_cat(self.frame).cpu().numpy()[first]
+            keypoints = dim_zero_cat(self.keypoints).cpu().numpy()[first]
+            track = dim_zero_cat(self.track).cpu().numpy()[first]
+            present = keypoints[..., 2] > 0
+            keypoints[~present] = 0.0
+            for f, kps, t, flags in zip(frame, keypoints, track, present):
+                predicted[int(f)].append(Pose(kps, track_id=int(t),
+                                              extra={"visibility": flags.astype(np.float64)}))
+        by_video: dict[str, list[int]] = {}
+        for i, f in enumerate(self.frames):
+            by_video.setdefault(f.video or str(f.image_id), []).append(i)
+        videos = []
+        for name in sorted(by_video):
+            indices = sorted(by_video[name], key=lambda i: self.frames[i].frame_index)
+            videos.append(eval_video(name, [self.frames[i] for i in indices],
+                                     [predicted[i] for i in indices]))
+        return evaluate_videos(videos)
+
+
+class PoseTrackAP(_PoseTrackPredictions):
+    """PoseTrack mAP (poseval): ``{"mAP": total, "per_joint": (15,) tensor}`` in percent."""
+
+    def compute(self) -> dict[str, Any]:
+        result = self.result()
+        return {"mAP": result.map, "per_joint": torch.tensor(result.ap[:-1])}
+
+
+class PoseTrackMOTA(_PoseTrackPredictions):
+    """PoseTrack MOTA (poseval) with MOTP, precision, recall and ID switches, in percent."""
+
+    def compute(self) -> dict[str, Any]:
+        result = self.result()
+        return {"MOTA": result.mota[-1], "MOTP": result.motp[-1],
+                "precision": result.mot_precision[-1], "recall": result.mot_recall[-1],
+                "id_switches": result.id_switches, "per_joint": torch.tensor(result.mota[:-1])}

@@ -1,0 +1,91 @@
+"""Keypoint recall as a function of the frame index within a clip (the STM-skeletons Fig. 7).
+
+STM-skeletons memorises the ground truth of the first frames and predicts the rest from
+memory, so recall falling with the frame index shows how well long-term tracking holds.
+A ground-truth keypoint is found when its closest predicted peak of the same joint type lies
+within ``threshold_px`` (the rule of :mod:`vidpose.metrics.keypoint_prf`); recall at frame t
+pools the labelled keypoints of every clip's frame t.
+
+Samples (frames) are keyed by an int64 id and de-duplicated at compute time, so the
+repeated samples with which DistributedSampler pads the last batch of a rank cannot change
+the result: 2 processes give exactly what 1 gives.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
+
+from vidpose.metrics.keypoint_prf import (GT_MATCHED, GT_TOTAL, check_keypoint_inputs,
+                                          keypoint_match_counts, ratio_percent)
+from vidpose.metrics.samples import check_ids, first_of_each_id
+
+
+class RecallOverTime(Metric):
+    """Recall (percent) per frame index 0 .. ``max_frames`` - 1; ``compute`` gives
+    ``{"recall": (max_frames,) tensor}``, NaN at frame indices without ground truth
+    (torchmetrics squeezes a one-element result, so ``max_frames=1`` gives a 0-d tensor)."""
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, max_frames: int, threshold_px: float = 10.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be positive, got {max_frames}")
+        self.max_frames = int(max_frames)
+        self.threshold_px = float(threshold_px)
+        self.add_state("ids", default=[], dist_reduce_fx="cat")
+        # Per frame: frame index, found and labelled ground-truth keypoints.
+        self.add_state("rows", default=[], dist_reduce_fx="cat")
+
+    def update(self, peaks: Tensor, gt: Tensor, frame_index: Tensor, ids: Tensor) -> None:
+        """peaks (B, J, M, 3) x, y, score (0 = padding); gt (B, P, J, 3) x, y, visibility;
+        frame_index (B,) position of each frame in its clip; ids (B,) int64, one per frame."""
+        check_keypoint_inputs(peaks, gt)
+        batch = gt.shape[0]
+        check_ids(ids, batch)
+        if frame_index.shape != (batch,) or frame_index.is_floating_point() \
+                or ((frame_index < 0) | (frame_index >= self.max_frames)).any():
+            raise ValueError(f"frame_index must be ({batch},) integers in [0, {self.max_frames}), "
+                             f"got {frame_index.dtype} {frame_index.tolist()}")
+        counts = keypoint_match_counts(peaks, gt, self.threshold_px).sum(-1)  # (B, 4)
+        self.ids.append(ids)
+        self.rows.append(torch.stack([frame_index.to(counts), counts[:, GT_MATCHED],
+                                      counts[:, GT_TOTAL]], 1))
+
+    def compute(self) -> dict[str, Tensor]:
+        """{"recall": (max_frames,) float tensor in percent, NaN where a frame has no GT}."""
+        found = torch.zeros(self.max_frames, dtype=torch.int64)
+        labelled = torch.zeros(self.max_frames, dtype=torch.int64)
+        if not (isinstance(self.ids, list) and not self.ids):
+            rows = dim_zero_cat(self.rows)[first_of_each_id(dim_zero_cat(self.ids))].cpu()
+            found.index_add_(0, rows[:, 0], rows[:, 1])
+            labelled.index_add_(0, rows[:, 0], rows[:, 2])
+        return {"recall": ratio_percent(found, labelled).float()}
+
+    def plot(self, path: str | Path, label: str | None = None) -> Path:
+        """Write the recall curve (percent vs frame index) as a PNG at ``path``; returns it."""
+        recall = self.compute()["recall"].reshape(-1).numpy()
+        figure = Figure(figsize=(6, 4), dpi=100)
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        axes.plot(range(self.max_frames), recall, marker="o", markersize=3, label=label,
+                  clip_on=False)  # points at 0 % and 100 % stay whole
+        axes.set_xlabel("frame index")
+        axes.set_ylabel("recall (%)")
+        axes.set_ylim(0, 100)
+        axes.grid(alpha=0.3)
+        if label is not None:
+            axes.legend()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, format="png")
+        return path
