@@ -52,5 +52,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m vidpose.cli bench
 
+report: $(STAMP)
+	$(BIN)/vidpose report $(RUNS) --out report/report.md
+
 clean:
 	rm -rf runs data/synth .pytest_cache

@@ -1,4 +1,4 @@
-"""`vidpose train|eval|list|data|bench ...`: the one entry point (the Makefile calls it).
+"""`vidpose train|eval|report|list|data|bench ...`: the one entry point (the Makefile calls it).
 
 Errors about the user's input (unknown experiment, bad key, malformed file) print one
 readable line and exit with status 2; anything else is a bug and keeps its traceback.
@@ -24,10 +24,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", help="dotted.key=value or group=name")
     t.add_argument("--resume", help="'last' or a checkpoint path: continue that run")
 
-    e = sub.add_parser("eval", help="validate a checkpoint of an experiment (make eval ...)")
+    e = sub.add_parser("eval", help="validate a checkpoint of an experiment (make eval ...), or "
+                       "evaluate prediction files: 'eval posetrack ...', 'eval coco ...'")
     e.add_argument("experiment")
     e.add_argument("overrides", nargs="*")
     e.add_argument("--ckpt", required=True, help="checkpoint file")
+
+    r = sub.add_parser("report", help="compare runs: Markdown table and plots (make report)")
+    r.add_argument("runs", nargs="+", help="run folders (runs/<experiment>/<time>)")
+    r.add_argument("--out", default="report/report.md", help="Markdown file (PNGs beside it)")
 
     sub.add_parser("list", help="list experiments and the paper rows they reproduce")
 
@@ -48,6 +53,59 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     b.add_argument("--only", nargs="*", help="benchmark names to run")
     return p
+
+
+def _files_parser(kind: str) -> argparse.ArgumentParser:
+    """`vidpose eval posetrack|coco`: score prediction files against ground truth."""
+    p = argparse.ArgumentParser(prog=f"vidpose eval {kind}")
+    if kind == "posetrack":
+        p.description = ("PoseTrack mAP and MOTA with poseval's rules and numbers, for folders of "
+                         "per-video PoseTrack18 (or 2017 annolist) files")
+        p.add_argument("--gt", required=True, help="ground-truth folder of <video>.json (or one file)")
+        p.add_argument("--pred", required=True, help="prediction folder with the same file names")
+        p.add_argument("--per-video", action="store_true", help="also print each video's figures")
+        p.add_argument("--video-order", choices=["directory", "sorted"], default="directory",
+                       help="order in which videos' joints enter AP: 'directory' as poseval's "
+                       "glob (default, poseval's numbers), 'sorted' by name (machine-independent "
+                       "tie-breaking between equal scores)")
+    else:
+        p.description = "COCO keypoint AP (pycocotools COCOeval) of a COCO results file"
+        p.add_argument("--gt", required=True, help="COCO keypoint annotations (or OCHuman) file")
+        p.add_argument("--pred", required=True, help="COCO results JSON (list of detections)")
+        p.add_argument("--dataset", choices=["auto", "coco", "ochuman"], default="auto",
+                       help="ground-truth flavour (auto: from the file's content)")
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    return p
+
+
+def _cmd_eval_files(kind: str, argv: list[str]) -> None:
+    args = _files_parser(kind).parse_args(argv)
+    if kind == "posetrack":
+        from vidpose.metrics.posetrack import evaluate_posetrack
+
+        result = evaluate_posetrack(args.gt, args.pred, per_video=args.per_video, out=args.out,
+                                    progress=True, video_order=args.video_order)
+        if args.per_video:
+            for name in sorted(result.per_video):
+                print(f"\n== {name}\n{result.per_video[name].tables()}")
+            print("\n== all videos")
+        print(result.tables())
+    else:
+        from vidpose.formats.jsonio import dump_json
+        from vidpose.metrics.coco_ap import evaluate_coco, format_coco_table
+
+        result = evaluate_coco(args.gt, args.pred, dataset=args.dataset)
+        if args.out:
+            dump_json(args.out, result.as_dict())
+        print(format_coco_table(result))
+    if args.out:
+        print(f"wrote {args.out}")
+
+
+def _cmd_report(args: argparse.Namespace) -> None:
+    from vidpose.report import build_report
+
+    print(f"wrote {build_report([Path(r) for r in args.runs], Path(args.out))}")
 
 
 def _cmd_list() -> None:
@@ -89,10 +147,21 @@ def _cmd_bench(args: argparse.Namespace) -> None:
     run_all(quick=args.quick, only=args.only)
 
 
+EVAL_FILE_KINDS = ("posetrack", "coco")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
+    if argv[:1] == ["eval"] and argv[1:2] and argv[1] in EVAL_FILE_KINDS:
+        try:
+            _cmd_eval_files(argv[1], argv[2:])
+        except VidposeError as err:
+            print(f"vidpose: error: {err}", file=sys.stderr)
+            return 2
+        return 0
+    args = _parser().parse_args(argv)
     try:
         if args.command == "train":
             from vidpose.config import compose
@@ -108,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = compose(args.experiment, args.overrides)
             result = evaluate(cfg, args.ckpt)
             _print_metrics(result.run_dir, result.metrics)
+        elif args.command == "report":
+            _cmd_report(args)
         elif args.command == "list":
             _cmd_list()
         elif args.command == "data":

@@ -1,0 +1,348 @@
+"""`vidpose report RUN_DIR... --out report.md`: compare runs the way a paper table does.
+
+Each run folder (``runs/<experiment>/<time>/``, see ``run.py``) gives its composed
+``config.yaml`` and its Lightning CSV log ``csv/metrics.csv``. The report is one Markdown
+file: rows are runs, labelled by experiment and by the config values that differ between the
+runs compared; columns are the ``val/*`` metrics, final (last logged) and best, with the
+paper's number beside ours where the experiment records one (``experiment.paper_metrics``).
+Metrics logged per part (``val/PCKh/head_top``) get one breakdown table per metric. PNG plots
+(each metric over the epochs, final metrics per run) are written next to it and linked.
+"""
+from __future__ import annotations
+
+import csv
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from omegaconf import DictConfig, OmegaConf
+
+from vidpose.errors import InputError
+
+CONFIG_FILE = "config.yaml"
+CSV_LOG = Path("csv") / "metrics.csv"
+MISSING = "—"
+# Keys that say where or how a run was stored, logged or described, not what was trained:
+# their differences are noise in a comparison (the name, paper numbers and `reproduces`
+# have their own columns). A key matches an entry equal to it or nested below it.
+NOISE = (
+    "runs_dir", "logger", "data.root", "data.num_workers", "trainer.progress_bar",
+    "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
+    "experiment.name", "experiment.method", "experiment.description", "experiment.reproduces",
+    "experiment.open_values", "experiment.paper_metrics", "experiment.tags",
+    "experiment.monitor", "experiment.monitor_mode",
+)
+
+
+@dataclass
+class MetricLog:
+    """One logged metric: the epoch, step and value of every row that holds it, in order."""
+
+    epochs: np.ndarray
+    steps: np.ndarray
+    values: np.ndarray
+
+
+@dataclass
+class Run:
+    folder: Path
+    name: str
+    reproduces: str
+    monitor: str
+    monitor_mode: str
+    paper: dict[str, float]  # val/<metric> -> the paper's number
+    config: dict[str, Any]  # dotted key -> value
+    metrics: dict[str, MetricLog] = field(default_factory=dict)  # val/* only
+
+    def mode(self, metric: str) -> str:
+        """'max' or 'min': the monitor's own mode, else min for losses and max otherwise."""
+        if metric == self.monitor:
+            return self.monitor_mode
+        return "min" if "loss" in metric else "max"
+
+    def final(self, metric: str) -> float | None:
+        log = self.metrics.get(metric)
+        return float(log.values[-1]) if log is not None else None
+
+    def best(self, metric: str) -> tuple[float, int] | None:
+        """(best value, its epoch), or None when the metric was never logged."""
+        log = self.metrics.get(metric)
+        if log is None or np.isnan(log.values).all():
+            return None
+        pick = np.nanargmin if self.mode(metric) == "min" else np.nanargmax
+        i = int(pick(log.values))
+        return float(log.values[i]), int(log.epochs[i])
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {dotted.key: leaf}; lists are leaves (one config value)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{dotted}."))
+        else:
+            flat[dotted] = value
+    return flat
+
+
+def _number(text: str, file: Path, line: int, column: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InputError(f"not a number: {text!r}", file=str(file), record=f"line {line}",
+                         field=column) from None
+
+
+def read_metrics(path: Path) -> dict[str, MetricLog]:
+    """The ``val/*`` metrics of a Lightning CSVLogger file (sparse rows: one metric group each)."""
+    with path.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    if not rows:
+        return {}  # created, nothing logged yet
+    header, body = rows[0], rows[1:]
+    for column in ("epoch", "step"):
+        if column not in header:
+            raise InputError("not a Lightning CSV log: no such column", file=str(path), field=column)
+    for line, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise InputError(f"expected {len(header)} columns, found {len(row)}",
+                             file=str(path), record=f"line {line}")
+    epoch_col, step_col = header.index("epoch"), header.index("step")
+    logs: dict[str, MetricLog] = {}
+    for col, name in enumerate(header):
+        if not name.startswith("val/"):
+            continue
+        filled = [(line, row) for line, row in enumerate(body, start=2) if row[col] != ""]
+        if not filled:
+            continue
+        logs[name] = MetricLog(
+            epochs=np.array([_number(r[epoch_col], path, n, "epoch") for n, r in filled], dtype=int),
+            steps=np.array([_number(r[step_col], path, n, "step") for n, r in filled], dtype=int),
+            values=np.array([_number(r[col], path, n, name) for n, r in filled], dtype=float),
+        )
+    return logs
+
+
+def _paper_metric_name(key: str) -> str:
+    """Paper numbers may be keyed ``val/mAP`` or just ``mAP``."""
+    return key if key.startswith("val/") else f"val/{key}"
+
+
+def load_run(folder: Path) -> Run:
+    """Read one run folder; ``InputError`` naming the folder and what it lacks otherwise."""
+    if not folder.is_dir():
+        raise InputError("no such run folder", file=str(folder))
+    missing = [str(p) for p in (Path(CONFIG_FILE), CSV_LOG) if not (folder / p).is_file()]
+    if missing:
+        raise InputError(f"not a run folder: missing {' and '.join(missing)}", file=str(folder))
+    config_path = folder / CONFIG_FILE
+    try:
+        cfg = OmegaConf.load(config_path)
+    except Exception as err:  # yaml.YAMLError and OmegaConf's own
+        raise InputError(f"not valid YAML: {err}", file=str(config_path)) from None
+    if not isinstance(cfg, DictConfig) or not OmegaConf.select(cfg, "experiment.name"):
+        raise InputError("expected a composed experiment config", file=str(config_path),
+                         field="experiment.name")
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    info = tree["experiment"]
+    paper = {}
+    for key, value in (info.get("paper_metrics") or {}).items():
+        if not isinstance(value, (int, float)):
+            raise InputError(f"expected a number, got {value!r}", file=str(config_path),
+                             field=f"experiment.paper_metrics.{key}")
+        paper[_paper_metric_name(str(key))] = float(value)
+    return Run(
+        folder=folder, name=str(info["name"]), reproduces=str(info.get("reproduces") or ""),
+        monitor=str(info.get("monitor") or ""), monitor_mode=str(info.get("monitor_mode") or "max"),
+        paper=paper, config=flatten(tree), metrics=read_metrics(folder / CSV_LOG),
+    )
+
+
+def _is_noise(key: str) -> bool:
+    return any(key == n or key.startswith(f"{n}.") for n in NOISE)
+
+
+def differing_keys(runs: list[Run]) -> list[str]:
+    """Dotted keys every run has, whose values are not all equal (noise keys left out).
+
+    A key only some runs have (another method's model section) is not compared: the
+    experiment name already tells those rows apart.
+    """
+    shared = set.intersection(*(set(r.config) for r in runs))
+    return [k for k in runs[0].config if k in shared and not _is_noise(k)
+            and any(r.config[k] != runs[0].config[k] for r in runs[1:])]
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
+
+
+def _value_cell(value: Any) -> str:
+    return "null" if value is None else str(value)
+
+
+def _escape(text: str) -> str:
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _ours(value: float | None, paper: float | None) -> str:
+    ours = MISSING if value is None else _fmt(value)
+    return ours if paper is None else f"{ours} (paper {_fmt(paper)})"
+
+
+def _best_value(run: Run, metric: str) -> float | None:
+    best = run.best(metric)
+    return None if best is None else best[0]
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(_escape(h) for h in header) + " |",
+             "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _headline_metrics(runs: list[Run]) -> list[str]:
+    """``val/<name>`` metrics logged by any run or given by a paper; monitors first."""
+    names = {m for r in runs for m in r.metrics if m.count("/") == 1}
+    names |= {m for r in runs for m in r.paper if m.count("/") == 1}
+    monitors = {r.monitor for r in runs}
+    return sorted(names, key=lambda m: (m not in monitors, m))
+
+
+def _part_families(runs: list[Run]) -> dict[str, list[str]]:
+    """``val/PCKh`` -> its parts (``head_top``, ...) in logged order, for per-part metrics."""
+    families: dict[str, list[str]] = {}
+    for run in runs:
+        for metric in run.metrics:
+            if metric.count("/") >= 2:
+                family, part = metric.rsplit("/", 1)
+                parts = families.setdefault(family, [])
+                if part not in parts:
+                    parts.append(part)
+    return families
+
+
+def _labels(runs: list[Run], keys: list[str]) -> list[str]:
+    """Legend labels: name and differing values; the folder added where two still clash."""
+    labels = [r.name + (f" ({', '.join(_value_cell(r.config[k]) for k in keys)})" if keys else "")
+              for r in runs]
+    return [f"{label} [{r.folder.name}]" if labels.count(label) > 1 else label
+            for label, r in zip(labels, runs)]
+
+
+def _slug(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
+
+
+def plot_curves(runs: list[Run], metric: str, labels: list[str], path: Path) -> Path:
+    """``metric`` over the epochs, one line per run (over steps when a run validated more
+    than once per epoch, so that its points do not stack)."""
+    logs = [(r.metrics.get(metric), f"C{i}", f"#{i + 1} {label}")
+            for i, (r, label) in enumerate(zip(runs, labels))]
+    by_step = any(len(np.unique(log.epochs)) < len(log.epochs)
+                  for log, _, _ in logs if log is not None)
+    fig = Figure(figsize=(6.4, 4.0))
+    ax = fig.add_subplot()
+    for log, color, label in logs:
+        if log is not None:
+            x = log.steps if by_step else log.epochs
+            ax.plot(x, log.values, marker="o", markersize=3, color=color, label=label)
+    ax.set_xlabel("step" if by_step else "epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel(metric)
+    ax.set_title(metric)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def plot_finals(runs: list[Run], metrics: list[str], labels: list[str], path: Path) -> Path:
+    """One panel per metric, one bar per run (its final value)."""
+    cols = min(len(metrics), 3)
+    rows = math.ceil(len(metrics) / cols)
+    fig = Figure(figsize=(3.2 * cols, 2.8 * rows + 0.3 * len(runs)))
+    colors = [f"C{i}" for i in range(len(runs))]
+    for k, metric in enumerate(metrics):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        finals = [r.final(metric) for r in runs]
+        heights = np.array([np.nan if v is None else v for v in finals])
+        ax.bar(np.arange(len(runs)), heights, color=colors)
+        ax.set_xticks(np.arange(len(runs)), [f"#{i + 1}" for i in range(len(runs))])
+        ax.set_title(metric, fontsize="medium")
+    handles = [fig.axes[0].patches[i] for i in range(len(runs))]
+    fig.legend(handles, [f"#{i + 1} {label}" for i, label in enumerate(labels)],
+               loc="lower center", fontsize="small")
+    fig.tight_layout(rect=(0, 0.3 * len(runs) / fig.get_figheight(), 1, 1))
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def build_report(run_dirs: list[Path], out: Path) -> Path:
+    """Write the Markdown report of ``run_dirs`` to ``out`` (PNGs beside it); return ``out``."""
+    if not run_dirs:
+        raise InputError("no run folders given (expected runs/<experiment>/<time> folders)")
+    runs = [load_run(Path(d)) for d in run_dirs]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keys = differing_keys(runs)
+    metrics = _headline_metrics(runs)
+    labels = _labels(runs, keys)
+
+    def ids(i: int, run: Run) -> list[str]:
+        return [f"#{i + 1}", run.name, run.folder.name] + [_value_cell(run.config[k]) for k in keys]
+
+    id_header = ["#", "experiment", "run"] + keys
+    lines = [
+        "# vidpose report", "",
+        f"{len(runs)} run(s). *Final* is the last logged value, *best* the best over the logged "
+        "validations (the experiment's monitor_mode for its monitor; min for losses; max for "
+        "the rest). `(paper x)` is the number the experiment's paper reports for that metric; "
+        f"{MISSING} means not logged (yet).", "",
+        "## Final values", "",
+        *_table(id_header + metrics + ["reproduces"],
+                [ids(i, r) + [_ours(r.final(m), r.paper.get(m)) for m in metrics] + [r.reproduces]
+                 for i, r in enumerate(runs)]),
+        "", "## Best values", "",
+    ]
+    best_rows = []
+    for i, run in enumerate(runs):
+        cells = [_ours(_best_value(run, m), run.paper.get(m)) for m in metrics]
+        monitor_best = run.best(run.monitor)
+        when = MISSING if monitor_best is None else f"{monitor_best[1]} ({run.monitor})"
+        best_rows.append(ids(i, run) + cells + [when])
+    lines += _table(id_header + metrics + ["best epoch (monitor)"], best_rows)
+
+    for family, parts in _part_families(runs).items():
+        lines += ["", f"## {family} per part (final)", ""]
+        lines += _table(["#", "experiment", "run"] + parts,
+                        [ids(i, r)[:3] + [_ours(r.final(f"{family}/{p}"), None) for p in parts]
+                         for i, r in enumerate(runs)])
+
+    plotted = [m for m in metrics if any(m in r.metrics for r in runs)]
+    if plotted:
+        lines += ["", "## Curves", ""]
+        for metric in plotted:
+            png = out.with_name(f"{out.stem}_{_slug(metric)}.png")
+            plot_curves(runs, metric, labels, png)
+            lines += [f"![{metric}]({png.name})", ""]
+        png = plot_finals(runs, plotted, labels, out.with_name(f"{out.stem}_final.png"))
+        lines += ["## Final metrics per run", "", f"![final metrics per run]({png.name})"]
+    else:
+        lines += ["", "No validation metrics logged yet: nothing to plot."]
+
+    lines += ["", "## Runs", ""]
+    lines += [f"- #{i + 1} `{r.folder}`: {r.name}, monitor {r.monitor} ({r.monitor_mode})"
+              for i, r in enumerate(runs)]
+    out.write_text("\n".join(lines) + "\n")
+    return out
