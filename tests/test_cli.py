@@ -1,6 +1,7 @@
 """The commands as a user types them: list, bad names, data synth/preview, train, eval, resume."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -61,6 +62,24 @@ def test_train_then_eval_writes_a_run_folder(quick_overrides, tmp_path, capsys):
     assert main(["eval", "simple_baseline", *args, "--ckpt", str(ckpt)]) == 0
     assert "val/mAP" in capsys.readouterr().out
     assert main(["eval", "simple_baseline", *args, "--ckpt", str(tmp_path / "nope.ckpt")]) == 2
+    # The written prediction files score with `vidpose eval posetrack` as the run logged them.
+    report = tmp_path / "report" / "report.md"
+    assert main(["report", str(run_dir), "--out", str(report)]) == 0
+    assert "val/mAP" in report.read_text() and list(report.parent.glob("*.png"))
+    assert main(["report", str(tmp_path / "not_a_run"), "--out", str(report)]) == 2
+
+
+def test_eval_coco_scores_ground_truth_as_100(fixtures, tmp_path, capsys):
+    gt = fixtures / "coco" / "test_coco.json"
+    results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+               for a in json.loads(gt.read_text())["annotations"] if a.get("num_keypoints", 0) > 0]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "coco.json"
+    assert main(["eval", "coco", "--gt", str(gt), "--pred", str(tmp_path / "results.json"),
+                 "--out", str(out)]) == 0
+    assert "AP   100.0" in capsys.readouterr().out
+    assert json.loads(out.read_text())["AP"] == 100.0
+    assert main(["eval", "coco", "--gt", str(gt), "--pred", str(tmp_path / "none.json")]) == 2
 
 
 class _Crash(L.Callback):

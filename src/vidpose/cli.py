@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from vidpose.errors import VidposeError
@@ -150,11 +151,17 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 EVAL_FILE_KINDS = ("posetrack", "coco")
 
 
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings about the user's input read as one line, like the errors."""
+    return f"vidpose: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     if argv[:1] == ["eval"] and argv[1:2] and argv[1] in EVAL_FILE_KINDS:
+        warnings.formatwarning = _one_line_warning
         try:
             _cmd_eval_files(argv[1], argv[2:])
         except VidposeError as err:

@@ -5,7 +5,7 @@ Each run folder (``runs/<experiment>/<time>/``, see ``run.py``) gives its compos
 file: rows are runs, labelled by experiment and by the config values that differ between the
 runs compared; columns are the ``val/*`` metrics, final (last logged) and best, with the
 paper's number beside ours where the experiment records one (``experiment.paper_metrics``).
-Metrics logged per part (``val/PCKh/head_top``) get one breakdown table per metric. PNG plots
+Metrics logged per part (``val/AP/head_top``) get one breakdown table per metric. PNG plots
 (each metric over the epochs, final metrics per run) are written next to it and linked.
 """
 from __future__ import annotations
@@ -219,7 +219,7 @@ def _headline_metrics(runs: list[Run]) -> list[str]:
 
 
 def _part_families(runs: list[Run]) -> dict[str, list[str]]:
-    """``val/PCKh`` -> its parts (``head_top``, ...) in logged order, for per-part metrics."""
+    """``val/AP`` -> its parts (``head_top``, ...) in logged order, for per-part metrics."""
     families: dict[str, list[str]] = {}
     for run in runs:
         for metric in run.metrics:

@@ -186,6 +186,17 @@ def test_validation_logs_posetrack_metrics_and_writes_every_frame(small_model, h
         assert (scores[counted] > 0.5).all()
 
 
+def test_joint_threshold_leaves_unsure_joints_out(small_model, plain_crops, quiet_trainer, tmp_path):
+    # The oracle's joints score about 1: a threshold above that drops every joint, in the
+    # files (0, 0, 0) and in the metrics (nothing predicted: AP 0).
+    trainer = quiet_trainer()
+    trainer.validate(small_model(cls=Oracle, joint_threshold=1.5), datamodule=plain_crops)
+    assert float(trainer.callback_metrics["val/mAP"]) == 0.0
+    for content in _read_predictions(tmp_path / "predictions" / "val").values():
+        for annotation in content["annotations"]:
+            assert not any(annotation["keypoints"]) and not any(annotation["scores"])
+
+
 def test_test_stage_writes_its_own_folder(small_model, plain_crops, quiet_trainer, tmp_path):
     trainer = quiet_trainer()
     trainer.test(small_model(cls=Oracle), datamodule=plain_crops)

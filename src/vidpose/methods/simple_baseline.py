@@ -69,6 +69,10 @@ class SimpleBaselineConfig:
     flip_shift: bool = True
     refine: str = "quarter"  # sub-pixel decoding: quarter (official) | taylor (DARK's step)
     oks_nms_thr: float = 0.9  # OKS-NMS of poses from detection boxes (official value)
+    # Joints scored below this are left out of the predictions (written 0, 0, 0). MOTA counts
+    # every predicted joint whatever its score, so PoseTrack entries drop unsure joints: a
+    # higher threshold trades AP for MOTA. 0 keeps every joint (what AP alone wants).
+    joint_threshold: float = 0.0
 
 
 def joints_mse_loss(heatmaps: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
@@ -303,6 +307,7 @@ class SimpleBaseline(L.LightningModule):
         confident = keypoints[..., 2] > KEYPOINT_SCORE_THR
         joint_score = (keypoints[..., 2] * confident).sum(-1) / np.maximum(confident.sum(-1), 1)
         person_score = box_score * joint_score
+        keypoints[..., 2] = np.where(keypoints[..., 2] >= self.cfg.joint_threshold, keypoints[..., 2], 0.0)
         by_frame: dict[int, list[Pose]] = {}
         from_detection: dict[int, list[Pose]] = {}
         for i in range(len(frame)):
