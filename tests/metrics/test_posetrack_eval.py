@@ -181,7 +181,8 @@ def test_vectorised_evaluator_equals_the_loop_reference_on_random_videos():
 
 def test_ground_truth_as_predictions_scores_100(tmp_path):
     root = _conformance()
-    result = evaluate_posetrack(root / "gt", root / "gt")
+    with pytest.warns(UserWarning, match="no per-joint 'scores'"):  # GT files carry none
+        result = evaluate_posetrack(root / "gt", root / "gt")
     assert result.map == pytest.approx(100.0)
     assert result.mota[-1] == pytest.approx(100.0)
 
@@ -303,9 +304,20 @@ def test_cli_prints_poseval_tables_and_writes_json(pair, capsys):
     printed = capsys.readouterr().out
     assert "& Head  & Shou" in printed and "& MOTA & MOTA" in printed and "== v" in printed
     data = json.loads(out.read_text())
-    assert set(KEYS) | {"joint_names", "id_switches"} <= set(data)
+    assert set(data) == set(KEYS) | {"joint_names", "id_switches", "per_video"}
     assert data["ap"][-1] == pytest.approx(100.0) and data["id_switches"] == 0
     assert set(data["per_video"]) == {"v"}
+
+
+def test_cli_json_has_the_conformance_keys_and_nan_where_poseval_has_nan(tmp_path, capsys):
+    root = _conformance()
+    out = tmp_path / "missing_joints.json"
+    assert main(["eval", "posetrack", "--gt", str(root / "gt"), "--pred",
+                 str(root / "cases" / "missing_joints"), "--out", str(out)]) == 0
+    data, expected = json.loads(out.read_text()), json.loads(
+        (root / "expected" / "missing_joints.json").read_text())
+    assert set(data) == set(expected) | {"id_switches"}
+    assert np.array_equal(np.isnan(data["mot_precision"]), np.isnan(expected["mot_precision"]))
 
 
 def test_cli_reports_bad_input_in_one_line(pair, capsys):

@@ -42,11 +42,12 @@ def _to_builtin(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def dump_json(path: str | os.PathLike, obj: Any) -> None:
+def dump_json(path: str | os.PathLike, obj: Any, *, allow_nan: bool = False) -> None:
     """Write ``obj`` as JSON, creating parent folders; atomic (temporary file + rename).
 
     NaN and infinity are refused (``ValueError``): they are not JSON and other tools
-    reading the file would fail far from the cause.
+    reading the file would fail far from the cause. ``allow_nan=True`` writes them as
+    Python's ``json`` does, for files that must look like another tool's (poseval's).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,7 +55,7 @@ def dump_json(path: str | os.PathLike, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     try:
         with open(tmp, "x", encoding="utf-8") as handle:
-            json.dump(obj, handle, default=_to_builtin, allow_nan=False)
+            json.dump(obj, handle, default=_to_builtin, allow_nan=allow_nan)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -115,17 +115,12 @@ class PoseTrackResult:
         return self.mota[-1]
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready: the keys of poseval's conformance files plus counts; NaN becomes null."""
-        def clean(values: Iterable[float]) -> list[float | None]:
-            return [None if math.isnan(v) else v for v in values]
-
+        """The keys of poseval's figures (as in ../shared/conformance) plus ``id_switches``,
+        and ``per_video`` when asked for; NaN where poseval has NaN."""
         out: dict[str, Any] = {"joint_names": list(self.joint_names)}
         for key in ("ap", "mota", "motp", "mot_precision", "mot_recall"):
-            out[key] = clean(getattr(self, key))
+            out[key] = list(getattr(self, key))
         out["id_switches"] = self.id_switches
-        out["counts"] = {name: getattr(self.counts, name).tolist()
-                         for name in ("objects", "matches", "switches", "misses", "false_positives")}
-        out["num_videos"], out["num_frames"] = self.num_videos, self.num_frames
         if self.per_video:
             out["per_video"] = {name: r.as_dict() for name, r in self.per_video.items()}
         return out
@@ -192,5 +187,6 @@ def evaluate_posetrack(gt: str | Path, pred: str | Path, *, per_video: bool = Fa
     result = evaluate_videos(load_videos(gt, pred, order=video_order), per_video=per_video,
                              progress=progress)
     if out is not None:
-        dump_json(out, result.as_dict())
+        # NaN literals, as in poseval's own output files (json reads them back).
+        dump_json(out, result.as_dict(), allow_nan=True)
     return result
