@@ -99,6 +99,13 @@ def test_best_values_follow_each_runs_monitor_mode(report):
     assert [r["best epoch (monitor)"] for r in rows] == ["1 (val/PCKh)", "1 (val/loss)"]
 
 
+def test_lower_is_better_for_losses_and_id_switches():
+    run = Run(folder=Path("r"), name="x", reproduces="", monitor="val/mAP", monitor_mode="max",
+              paper={}, config={})
+    assert [run.mode(m) for m in ("val/mAP", "val/loss", "val/id_switches", "val/MOTA")] == [
+        "max", "min", "min", "max"]
+
+
 def test_per_part_table_holds_final_values(report):
     _, md = report
     rows = table(md, "val/PCKh per part (final)")

@@ -27,6 +27,8 @@ from vidpose.errors import InputError
 CONFIG_FILE = "config.yaml"
 CSV_LOG = Path("csv") / "metrics.csv"
 MISSING = "—"
+# Metric names (parts of) where less is better.
+LOWER_IS_BETTER = ("loss", "switches")
 # Keys that say where or how a run was stored, logged or described, not what was trained:
 # their differences are noise in a comparison (the name, paper numbers and `reproduces`
 # have their own columns). A key matches an entry equal to it or nested below it.
@@ -60,10 +62,11 @@ class Run:
     metrics: dict[str, MetricLog] = field(default_factory=dict)  # val/* only
 
     def mode(self, metric: str) -> str:
-        """'max' or 'min': the monitor's own mode, else min for losses and max otherwise."""
+        """'max' or 'min': the monitor's own mode, else min for losses and error counts
+        (ID switches) and max otherwise."""
         if metric == self.monitor:
             return self.monitor_mode
-        return "min" if "loss" in metric else "max"
+        return "min" if any(word in metric for word in LOWER_IS_BETTER) else "max"
 
     def final(self, metric: str) -> float | None:
         log = self.metrics.get(metric)
@@ -306,8 +309,8 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     lines = [
         "# vidpose report", "",
         f"{len(runs)} run(s). *Final* is the last logged value, *best* the best over the logged "
-        "validations (the experiment's monitor_mode for its monitor; min for losses; max for "
-        "the rest). `(paper x)` is the number the experiment's paper reports for that metric; "
+        "validations (the experiment's monitor_mode for its monitor; min for losses and ID "
+        "switches; max for the rest). `(paper x)` is the number the experiment's paper reports for that metric; "
         f"{MISSING} means not logged (yet).", "",
         "## Final values", "",
         *_table(id_header + metrics + ["reproduces"],
