@@ -68,24 +68,23 @@ def _dense(ids: np.ndarray) -> tuple[np.ndarray, int]:
 def _assign_remaining(distance: np.ndarray, free_gt: np.ndarray, free_pr: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 2 for every joint: (gt, pred, joint) of the assignment among the unmatched."""
-    remaining = np.where(free_gt[None] & free_pr[:, None], distance, np.nan)  # (P, G, J)
-    finite = np.isfinite(remaining)
-    joints = np.flatnonzero(finite.any((0, 1)))
-    gts, preds, js = [], [], []
-    for j in joints:
-        cost = remaining[:, :, j].T  # (G, P)
-        ok = finite[:, :, j].T
-        rows_used, cols_used = ok.sum(1), ok.sum(0)
-        if (rows_used <= 1).all() and (cols_used <= 1).all():
-            g, p = np.nonzero(ok)  # no competition: every candidate pair is the assignment
-        else:
-            g, p = linear_assignment(cost)
+    empty = np.zeros(0, np.int64)
+    joints = np.flatnonzero(free_gt.any(0) & free_pr.any(0))
+    if len(joints) == 0:
+        return empty, empty, empty
+    candidates = (np.isfinite(distance[:, :, joints]) & free_gt[None, :, joints]
+                  & free_pr[:, None, joints])  # (P, G, J')
+    # Where no object and no hypothesis has two candidates, the candidates are the assignment.
+    contested = (candidates.sum(0) > 1).any(0) | (candidates.sum(1) > 1).any(0)
+    p, g, k = np.nonzero(candidates & ~contested)
+    preds, gts, js = [p], [g], [joints[k]]
+    for k in np.flatnonzero(contested):
+        j = joints[k]
+        cost = np.where(candidates[:, :, k].T, distance[:, :, j].T, np.nan)  # (G, P)
+        g, p = linear_assignment(cost)
         gts.append(g)
         preds.append(p)
         js.append(np.full(len(g), j))
-    if not gts:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
     return np.concatenate(gts), np.concatenate(preds), np.concatenate(js)
 
 

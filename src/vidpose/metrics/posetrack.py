@@ -26,7 +26,7 @@ import numpy as np
 from vidpose.formats.jsonio import dump_json
 from vidpose.metrics.clear_mot import MotCounts, video_counts
 from vidpose.metrics.posetrack_inputs import NUM_JOINTS, POSEVAL_JOINTS, EvalVideo, load_videos
-from vidpose.metrics.posetrack_match import FrameMatch, match_frame
+from vidpose.metrics.posetrack_match import FrameMatch, match_video
 
 JOINT_NAMES = (*POSEVAL_JOINTS, "total")
 # poseval's printed columns: (title, joints averaged).
@@ -170,7 +170,7 @@ def evaluate_videos(videos: list[EvalVideo], *, per_video: bool = False,
 
         iterator = track(videos, description="matching frames", transient=True)
     for video in iterator:
-        matches.append([match_frame(frame) for frame in video.frames])
+        matches.append(match_video(video))
     result = _result(videos, matches)
     if per_video:
         result.per_video = {v.name: _result([v], [m]) for v, m in zip(videos, matches)}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidpose.metrics.posetrack_inputs import NUM_JOINTS, EvalFrame
+from vidpose.metrics.posetrack_inputs import NUM_JOINTS, EvalFrame, EvalVideo
 
 PCKH_THRESHOLD = 0.5
 
@@ -58,3 +58,55 @@ def match_frame(frame: EvalFrame, threshold: float = PCKH_THRESHOLD) -> FrameMat
     gt_of_pred[pred_of_gt[assigned]] = np.flatnonzero(assigned)
     true_positive = (gt_of_pred[:, None] >= 0) & close[rows, np.maximum(gt_of_pred, 0)] & frame.pr_has
     return FrameMatch(true_positive, np.where(close, distance, np.nan), False)
+
+
+def _padded(arrays: list[np.ndarray], size: int, fill: float | bool) -> np.ndarray:
+    """(T, size, ...) stack of per-frame (n_t, ...) arrays padded with ``fill``."""
+    out = np.full((len(arrays), size) + arrays[0].shape[1:], fill, dtype=arrays[0].dtype)
+    for t, a in enumerate(arrays):
+        out[t, :len(a)] = a
+    return out
+
+
+def match_video(video: EvalVideo, threshold: float = PCKH_THRESHOLD) -> list[FrameMatch]:
+    """``match_frame`` for every frame of a video at once (frames padded to the most persons)."""
+    frames = video.frames
+    if not frames:
+        return []
+    num_pred = max(max(len(f.pr_track) for f in frames), 1)
+    num_gt = max(max(len(f.gt_track) for f in frames), 1)
+    pr_xy = _padded([f.pr_xy for f in frames], num_pred, 0.0)
+    pr_has = _padded([f.pr_has for f in frames], num_pred, False)
+    gt_xy = _padded([f.gt_xy for f in frames], num_gt, 0.0)
+    gt_has = _padded([f.gt_has for f in frames], num_gt, False)
+    head = _padded([f.head_size for f in frames], num_gt, 1.0)
+    delta = pr_xy[:, :, None] - gt_xy[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        distance = np.sqrt((delta ** 2).sum(-1)) / head[:, None, :, None]
+        distance = np.where(pr_has[:, :, None] & gt_has[:, None], distance, np.inf)
+        close = distance <= threshold
+    annotated = gt_has.sum(-1)  # (T, G)
+    pck = close.sum(-1).astype(np.float64)  # (T, P, G); padding rows and columns stay 0
+    pck = np.where(annotated[:, None] > 0, pck / np.maximum(annotated, 1)[:, None], pck)
+    # Padding columns come after the real ones and hold 0, so argmax never prefers them.
+    best_gt = pck.argmax(2)
+    kept = np.zeros_like(pck)
+    t, p = np.indices(best_gt.shape)
+    kept[t, p, best_gt] = pck[t, p, best_gt]
+    pred_of_gt = kept.argmax(1)  # (T, G)
+    assigned = kept.max(1) > 0
+    gt_of_pred = np.full(best_gt.shape, -1)
+    t_a, g_a = np.nonzero(assigned)
+    gt_of_pred[t_a, pred_of_gt[t_a, g_a]] = g_a
+    true_positive = ((gt_of_pred[..., None] >= 0)
+                     & close[t, p, np.maximum(gt_of_pred, 0)] & pr_has)
+    candidate = np.where(close, distance, np.nan)
+    matches = []
+    for i, frame in enumerate(frames):
+        n_p, n_g = len(frame.pr_track), len(frame.gt_track)
+        if n_p == 0 or n_g == 0:
+            matches.append(FrameMatch(np.zeros((n_p, NUM_JOINTS), bool),
+                                      np.full((n_p, n_g, NUM_JOINTS), np.nan), True))
+        else:
+            matches.append(FrameMatch(true_positive[i, :n_p], candidate[i, :n_p, :n_g], False))
+    return matches
