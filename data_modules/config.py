@@ -27,6 +27,45 @@ class AugmentConfig:
 
 
 @dataclass
+class RefinementConfig:
+    """STM-skeletons' augmentations of the memory frames' maps (Dufour et al., Sec. 2.3).
+
+    They prepare the memory encoder for its own mistakes; the loss targets stay clean.
+    All zero/False: the memory frames get exactly the clean maps.
+    """
+
+    jitter: float = 0.0  # std of a random keypoint displacement, heatmap pixels
+    # Random size, shape and orientation of the peaks: each keypoint Gaussian's sigma is scaled
+    # per axis by exp(U[-rand, rand]) and turned by a random angle; each limb's width likewise.
+    rand: float = 0.0
+    baits: float = 0.0  # expected number of false-positive peaks per keypoint or limb map
+    dull_clouds: bool = False  # each peak's intensity times U[0, 1]
+
+    def enabled(self) -> bool:
+        """Whether any option changes the maps."""
+        return self.jitter > 0 or self.rand > 0 or self.baits > 0 or self.dull_clouds
+
+
+@dataclass
+class SequenceConfig:
+    """Synthetic sequences from single images: ranges of each cumulative random affine step.
+
+    Every step is drawn independently and composed onto the previous frame's warp, about the
+    input's centre (STM-skeletons' pre-training data). The paper gives no ranges; these keep
+    a 4-8 frame sequence mostly inside the input.
+    """
+
+    translate: float = 0.03  # shift per axis, uniform in [-translate, translate] x input size
+    rotation: float = 5.0  # degrees, uniform in [-rotation, rotation]
+    scale: float = 0.05  # zoom factor log-uniform in [1 / (1 + scale), 1 + scale]
+    shear: float = 3.0  # horizontal shear angle, degrees, uniform in [-shear, shear]
+    val_seed: int = 0  # labelled frame i always draws its validation steps from val_seed + i
+    # Validate on the split's real video clips (ClipDataModule's windows) instead of synthetic
+    # sequences: the paper's pre-trained models are scored on PoseTrack18 videos.
+    val_videos: bool = False
+
+
+@dataclass
 class DataConfig:
     """Where the data is, how samples are cut from it and how they are augmented."""
 
@@ -59,3 +98,5 @@ class DataConfig:
     # it; real PoseTrack18 has head tops some 25 px above the frame.
     outside_tolerance: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    refinement: RefinementConfig = field(default_factory=RefinementConfig)  # memory frames' maps
+    sequence: SequenceConfig = field(default_factory=SequenceConfig)  # SequenceDataModule

@@ -11,6 +11,10 @@ over ``schema.limbs``; ``person_mask`` (1, h, w) from segmentations where the an
 has one, else from the skeleton; ``keypoints`` float32 (P_max, K, 3) in input pixels
 (keypoints that leave the input are set absent); ``num_persons`` int64; ``frame`` int64
 index into the PoseDataset's frames; ``image_to_input`` float64 (2, 3).
+
+Training clips add ``memory_heatmaps`` (T, K, h, w) and ``memory_limb_maps`` (T, L, h, w)
+when ``data.refinement`` turns an option on: the maps STM-skeletons memorises, drawn with
+:mod:`vidpose.refinement`'s mistakes while the loss targets stay clean.
 """
 from __future__ import annotations
 
@@ -29,6 +33,7 @@ from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_
 from vidpose.data_modules.transforms import FrameTransform, compose_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import Frame, PoseDataset
+from vidpose.refinement import check_refinement, render_memory_maps
 from vidpose.targets import render_heatmaps, render_limb_maps, render_person_mask
 
 
@@ -80,6 +85,34 @@ def segmentation_mask(frame: Frame, pose_indices: list[int], source: str) -> np.
     return mask_utils.decode(mask_utils.merge(rles, intersect=False))
 
 
+def drop_outside(keypoints: np.ndarray, input_size: tuple[int, int]) -> np.ndarray:
+    """Set absent, in place, the ``(..., K, 3)`` keypoints that lie outside the input."""
+    h, w = input_size
+    x, y = keypoints[..., 0], keypoints[..., 1]
+    keypoints[(x < 0) | (x > w - 1) | (y < 0) | (y > h - 1)] = 0.0
+    return keypoints
+
+
+class TorchRandom:
+    """A torch generator that :class:`WorkerSeeded` re-seeds like an albumentations pipeline."""
+
+    def __init__(self) -> None:
+        self.generator = torch.Generator()
+
+    def set_random_seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+
+@dataclass
+class Views:
+    """A window's frames after the geometric transform, before maps are drawn."""
+
+    frames: list[Frame]
+    images: np.ndarray  # (T, H, W, 3) uint8 at the input size
+    keypoints: np.ndarray  # (T, P, K, 3) input pixels
+    image_to_input: np.ndarray  # (T, 2, 3) float64
+
+
 class FrameDataset(Dataset, WorkerSeeded):
     """Windows of frames with heatmaps, limb maps and person masks (see the module docstring)."""
 
@@ -96,7 +129,12 @@ class FrameDataset(Dataset, WorkerSeeded):
         self.sigma, self.limb_sigma = float(cfg.sigma), float(cfg.limb_sigma)
         self.mask_width = float(cfg.mask_width)
         self.max_persons = int(cfg.max_persons)
+        self.train = train
         self.transform = FrameTransform(self.input_size, self.schema, cfg.augment if train else None)
+        check_refinement(cfg.refinement)
+        # The memory frames' maps of STM-skeletons: training clips only, when an option is on.
+        self.refinement = cfg.refinement if train and clip and cfg.refinement.enabled() else None
+        self.random = TorchRandom()
         # Heatmap pixel x holds input pixel x * stride (vidpose.decode.heatmap_to_crop).
         self.input_to_heatmap = np.diag([1.0 / self.stride, 1.0 / self.stride, 1.0])[:2]
 
@@ -140,34 +178,45 @@ class FrameDataset(Dataset, WorkerSeeded):
             mask = torch.maximum(mask, torch.from_numpy(warped >= 0.5).float()[None])
         return mask
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
-        if self.transform.pipeline is not None:
-            self.reseed(self.transform.pipeline)
-        window = self.windows[index]
+    def views(self, window: Window) -> Views:
+        """The window's frames and keypoints through the (augmenting) frame transform."""
         images, keypoints, frames = self._gather(window)
         sample = self.transform(images, keypoints)
-        h, w = self.input_size
-        kps = sample.keypoints
-        outside = (kps[..., 0] < 0) | (kps[..., 0] > w - 1) | (kps[..., 1] < 0) | (kps[..., 1] > h - 1)
-        kps[outside] = 0.0
+        affines = np.repeat(sample.image_to_input[None], len(frames), axis=0)
+        return Views(frames, sample.images, sample.keypoints, affines)
+
+    def __getitem__(self, index: int) -> dict[str, Tensor]:
+        pipelines = [self.transform.pipeline] if self.transform.pipeline is not None else []
+        self.reseed(*pipelines, self.random)
+        window = self.windows[index]
+        return self.assemble(window, self.views(window))
+
+    def assemble(self, window: Window, views: Views) -> dict[str, Tensor]:
+        """The sample dict of a window's transformed frames: images, maps, masks, keypoints."""
+        kps = drop_outside(views.keypoints, self.input_size)
         kps_t = torch.from_numpy(kps).float()
         on_map = kps_t.clone()
         on_map[..., :2] /= self.stride
-        masks = torch.stack([self._person_mask(frame, on_map[t], window.rows[t], sample.image_to_input)
-                             for t, frame in enumerate(frames)])
+        masks = torch.stack([self._person_mask(frame, on_map[t], window.rows[t],
+                                               views.image_to_input[t])
+                             for t, frame in enumerate(views.frames)])
         num_t, num_p = window.rows.shape
         padded = torch.zeros((num_t, self.max_persons, self.schema.num_keypoints, 3))
         padded[:, :num_p] = kps_t
         out = {
-            "image": normalize(sample.images),
+            "image": normalize(views.images),
             "heatmaps": render_heatmaps(on_map, self.heatmap_size, self.sigma),
             "limb_maps": render_limb_maps(on_map, self.limbs, self.heatmap_size, self.limb_sigma),
             "person_mask": masks,
             "keypoints": padded,
             "num_persons": torch.full((num_t,), num_p, dtype=torch.int64),
             "frame": torch.tensor(window.frames, dtype=torch.int64),
-            "image_to_input": torch.from_numpy(sample.image_to_input)[None].repeat(num_t, 1, 1),
+            "image_to_input": torch.from_numpy(np.ascontiguousarray(views.image_to_input)),
         }
+        if self.refinement is not None:
+            out["memory_heatmaps"], out["memory_limb_maps"] = render_memory_maps(
+                on_map, self.limbs, self.heatmap_size, self.sigma, self.limb_sigma,
+                self.refinement, self.random.generator)
         if not self.clip:
             return {key: value[0] for key, value in out.items()}
         track_ids = torch.full((self.max_persons,), -1, dtype=torch.int64)

@@ -31,6 +31,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("overrides", nargs="*")
     e.add_argument("--ckpt", required=True, help="checkpoint file")
 
+    i = sub.add_parser("infer", help="run an STM experiment online over whole videos of a split: "
+                       "PoseTrack18 keypoint detections and keypoint P/R/F1")
+    i.add_argument("experiment")
+    i.add_argument("overrides", nargs="*")
+    i.add_argument("--ckpt", required=True, help="checkpoint file")
+    i.add_argument("--split", default="val", help="data split (default val)")
+    i.add_argument("--out", default=None, help="output folder (default runs/<exp>/infer-<time>)")
+
     r = sub.add_parser("report", help="compare runs: Markdown table and plots (make report)")
     r.add_argument("runs", nargs="+", help="run folders (runs/<experiment>/<time>)")
     r.add_argument("--out", default="report/report.md", help="Markdown file (PNGs beside it)")
@@ -49,6 +57,16 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--dataset", default="posetrack18", choices=["posetrack18", "coco", "ochuman"])
     v.add_argument("--out", default=None, help="PNG path (default <root>/preview_<dataset>.png)")
     v.add_argument("-n", type=int, default=12, help="frames on the sheet")
+
+    f = dsub.add_parser("refinement", help="PNG of STM-skeletons' refinement augmentations on "
+                        "one synthetic frame (clean vs augmented keypoint and limb maps, Fig. 4)")
+    f.add_argument("--root", default=DEFAULT_SYNTH, help="synthetic output folder")
+    f.add_argument("--out", default=None, help="PNG path (default <root>/preview_refinement.png)")
+    f.add_argument("--jitter", type=float, default=1.0, help="keypoint displacement std, map px")
+    f.add_argument("--rand", type=float, default=0.3, help="peak size/shape/orientation spread")
+    f.add_argument("--baits", type=float, default=1.0, help="false peaks per map (expected)")
+    f.add_argument("--no-dull-clouds", action="store_true", help="keep peak intensities at 1")
+    f.add_argument("--seed", type=int, default=0)
 
     b = sub.add_parser("bench", help="run the benchmarks (make bench)")
     b.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
@@ -133,6 +151,8 @@ def _cmd_data(args: argparse.Namespace) -> None:
         out = args.out or (DEFAULT_SYNTH if args.preset == "default" else f"data/synth/{args.preset}")
         manifest = synthesize(out, preset=args.preset, seed=args.seed)
         print(f"wrote {out}: {manifest.get('counts', {})}")
+    elif args.data_command == "refinement":
+        print(f"wrote {_refinement_preview(args)}")
     else:
         from vidpose.viz import contact_sheet
 
@@ -140,6 +160,26 @@ def _cmd_data(args: argparse.Namespace) -> None:
         out = args.out or root / f"preview_{args.dataset}.png"
         path = contact_sheet(root / args.dataset, out, n=args.n, dataset=args.dataset)
         print(f"wrote {path}")
+
+
+def _refinement_preview(args: argparse.Namespace) -> Path:
+    """The first labelled val frame of the synthetic PoseTrack18 set, at stride 4."""
+    import numpy as np
+
+    from vidpose.data_modules.config import RefinementConfig
+    from vidpose.formats.posetrack import read_posetrack
+    from vidpose.refinement import preview_refinement
+
+    root = Path(args.root)
+    data = read_posetrack(root / "posetrack18" / "annotations" / "val", check_images=False)
+    frame = next(f for f in data.frames if f.poses)
+    keypoints = np.stack([p.keypoints for p in frame.poses]).copy()
+    keypoints[..., :2] /= 4
+    cfg = RefinementConfig(jitter=args.jitter, rand=args.rand, baits=args.baits,
+                           dull_clouds=not args.no_dull_clouds)
+    out = Path(args.out) if args.out else root / "preview_refinement.png"
+    return preview_refinement(keypoints, data.schema.limbs, (frame.height // 4, frame.width // 4),
+                              1.5, 1.0, cfg, out, seed=args.seed)
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -183,6 +223,13 @@ def main(argv: list[str] | None = None) -> int:
 
             cfg = compose(args.experiment, args.overrides)
             result = evaluate(cfg, args.ckpt)
+            _print_metrics(result.run_dir, result.metrics)
+        elif args.command == "infer":
+            from vidpose.config import compose
+            from vidpose.run import infer
+
+            cfg = compose(args.experiment, args.overrides)
+            result = infer(cfg, args.ckpt, args.split, args.out)
             _print_metrics(result.run_dir, result.metrics)
         elif args.command == "report":
             _cmd_report(args)

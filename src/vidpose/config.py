@@ -44,6 +44,8 @@ class ExperimentInfo:
     scale: str = "compact"
     monitor: str = "val/loss"
     monitor_mode: str = "min"
+    # The data module, when not the method's default: crops | frames | clips | sequences.
+    datamodule: str = ""
 
 
 @dataclass
@@ -85,7 +87,9 @@ class RunConfig:
 
     seed: int = 0
     runs_dir: str = "runs"
-    init_from: Optional[str] = None  # a checkpoint whose weights start this run
+    # A checkpoint whose weights start this run, or "run:<experiment>" for the last.ckpt of
+    # that experiment's newest run (chains pre-training and fine-tuning).
+    init_from: Optional[str] = None
 
 
 def experiments_dir() -> Path:
@@ -166,6 +170,8 @@ def _schema(method: str) -> DictConfig:
         **OmegaConf.to_container(OmegaConf.structured(RunConfig)),
     })
     OmegaConf.set_struct(schema, True)
+    # A free mapping (metric name -> the paper's number): any key, float values.
+    OmegaConf.set_struct(schema.experiment.paper_metrics, False)
     return schema
 
 

@@ -23,7 +23,7 @@ from vidpose.callbacks.distribution import trainer_kwargs
 from vidpose.callbacks.rng_state import RNGStateCallback
 from vidpose.config import to_dict
 from vidpose.errors import ConfigError, InputError
-from vidpose.methods import get_method
+from vidpose.methods import get_datamodule_cls, get_method
 
 # Set by the launching process so that DDP workers, which re-run the same command, join
 # the same run folder instead of making their own.
@@ -69,12 +69,26 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     spec = get_method(cfg.experiment.method)
     if cfg.data.dataset not in DATASET_SCHEMA:
         raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
-    datamodule = spec.datamodule_cls(to_dict(cfg.data))
+    datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     model = spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
                            schema=DATASET_SCHEMA[cfg.data.dataset])
     if cfg.init_from:
-        _init_weights(model, Path(cfg.init_from))
+        _init_weights(model, resolve_init_from(str(cfg.init_from), Path(cfg.runs_dir)))
     return model, datamodule
+
+
+def resolve_init_from(value: str, runs_dir: Path) -> Path:
+    """A checkpoint path, or ``run:<experiment>``: the last.ckpt of its newest run."""
+    if not value.startswith("run:"):
+        return Path(value)
+    experiment = value[len("run:"):]
+    runs = sorted(p for p in (runs_dir / experiment).glob("*/checkpoints/last.ckpt")
+                  if not p.parts[-3].startswith("eval-"))
+    if not runs:
+        raise InputError(f"no run of experiment {experiment!r} with a last.ckpt under "
+                         f"{runs_dir / experiment}: train it first (make train EXP={experiment})",
+                         file=str(runs_dir / experiment), field="init_from")
+    return runs[-1]
 
 
 def _init_weights(model: L.LightningModule, ckpt: Path) -> None:
@@ -221,7 +235,7 @@ def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
     spec = get_method(cfg.experiment.method)
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
     model = spec.model_cls.load_from_checkpoint(str(path), map_location="cpu")
-    datamodule = spec.datamodule_cls(to_dict(cfg.data))
+    datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(cfg.runs_dir) / cfg.experiment.name /
                    f"eval-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -235,3 +249,30 @@ def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
         if inherited is None:
             os.environ.pop(RUN_DIR_ENV, None)
     return RunResult(run_dir, _final_metrics(trainer))
+
+
+def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
+    """Whole-video online inference of a video model on one split: PoseTrack18 files + scores."""
+    path = Path(ckpt)
+    if not path.is_file():
+        raise InputError("checkpoint not found", file=ckpt, field="CKPT")
+    if cfg.experiment.method != "stm":
+        raise ConfigError(f"vidpose infer runs the STM experiments' whole-video inference; "
+                          f"{cfg.experiment.name!r} is a {cfg.experiment.method} experiment "
+                          "(use vidpose eval)")
+    from vidpose.data_modules.datasets import as_data_config, in_schema
+    from vidpose.data_modules.sources import load_split
+    from vidpose.methods.stm_video import infer_split
+
+    ensure_data(cfg, progress=cfg.trainer.progress_bar)
+    spec = get_method(cfg.experiment.method)
+    model = spec.model_cls.load_from_checkpoint(str(path), map_location="cpu")
+    data_cfg = as_data_config(cfg.data)
+    data = in_schema(load_split(data_cfg, split), model.schema.name)
+    run_dir = Path(out) if out else (Path(cfg.runs_dir) / cfg.experiment.name
+                                     / f"infer-{time.strftime('%Y%m%d-%H%M%S')}")
+    folder = run_dir / "predictions" / split
+    folder.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    metrics = infer_split(model, data, data_cfg, folder, progress=cfg.trainer.progress_bar)
+    return RunResult(run_dir, {f"{split}/{k}": v for k, v in metrics.items()})

@@ -165,3 +165,44 @@ def render_person_mask(keypoints: Tensor | np.ndarray, limbs: Tensor | np.ndarra
                             lambda d2: (d2 <= radius_sq).to(d2.dtype))
     kept = present.shape[:-1] if per_person else present.shape[:-2]
     return mask.reshape(*kept, 1, *mask.shape[-2:])
+
+
+def render_gaussian_peaks(centers: Tensor, group: Tensor, count: int, size: Sequence[int],
+                          sigmas: Tensor, angles: Tensor, intensity: Tensor) -> Tensor:
+    """Anisotropic Gaussian peaks, each with its own shape and height, max-merged by ``group``.
+
+    centers ``(N, 2)`` x, y; group ``(N,)`` the map of each peak, in ``[0, count)``; sigmas
+    ``(N, 2)`` the spread along the peak's own two axes; angles ``(N,)`` radians from the
+    x axis to the first of them; intensity ``(N,)`` the value at the centre. A peak is
+    ``intensity * exp(-(u^2 / sigma_u^2 + v^2 / sigma_v^2) / 2)`` with ``(u, v)`` the pixel's
+    offset in the peak's axes (equal sigmas and intensity 1: :func:`render_heatmaps`' peak).
+    Returns ``(count, h, w)``, zero where no peak reaches.
+    """
+    xs, ys = _grid(size, centers)
+    dx = xs - centers[:, 0, None]  # (N, w)
+    dy = ys - centers[:, 1, None]  # (N, h)
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    inv_u, inv_v = sigmas[:, 0] ** -2, sigmas[:, 1] ** -2
+    # The rotated quadratic form u^2/su^2 + v^2/sv^2 = a dx^2 + 2 b dx dy + c dy^2.
+    a = cos ** 2 * inv_u + sin ** 2 * inv_v
+    b = cos * sin * (inv_u - inv_v)
+    c = sin ** 2 * inv_u + cos ** 2 * inv_v
+    form = ((a[:, None] * dx ** 2)[:, None, :] + (c[:, None] * dy ** 2)[:, :, None]
+            + (2.0 * b)[:, None, None] * dy[:, :, None] * dx[:, None, :])
+    values = form.mul_(-0.5).exp_().mul_(intensity[:, None, None])
+    return _scatter_max(values, group, count)
+
+
+def render_segment_peaks(start: Tensor, end: Tensor, group: Tensor, count: int,
+                         size: Sequence[int], sigma: Tensor, intensity: Tensor) -> Tensor:
+    """Limb-map segments, each with its own width and height, max-merged by ``group``.
+
+    start, end ``(N, 2)``; group ``(N,)`` in ``[0, count)``; sigma ``(N,)`` the spread across
+    the segment; intensity ``(N,)`` the value on it. Each segment is
+    ``intensity * exp(-d^2 / (2 sigma^2))`` of the distance ``d`` to it, ends included
+    (:func:`render_limb_maps`' profile). Returns ``(count, h, w)``.
+    """
+    xs, ys = _grid(size, start)
+    scale = (-0.5 * sigma ** -2)[:, None, None]
+    values = _segment_sq_distance(start, end, xs, ys).mul_(scale).exp_()
+    return _scatter_max(values.mul_(intensity[:, None, None]), group, count)

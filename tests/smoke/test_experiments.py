@@ -8,13 +8,29 @@ from __future__ import annotations
 import pytest
 
 from vidpose.config import compose, list_experiments
+from vidpose.errors import InputError
 from vidpose.run import train
+
+
+SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
+          "data.input_size=[64,48]"]
 
 
 @pytest.mark.parametrize("name", sorted(list_experiments()))
 def test_experiment_runs_two_steps(name, quick_overrides):
-    cfg = compose(name, quick_overrides + ["trainer.max_steps=2", "trainer.limit_val_batches=1",
-                                           "trainer.max_epochs=1", "data.input_size=[64,48]"])
-    result = train(cfg)
+    overrides = quick_overrides + SHRINK
+    # Fine-tuning experiments start from their pre-training run (tested once below).
+    if str(compose(name, overrides).init_from or "").startswith("run:"):
+        overrides.append("init_from=null")
+    result = train(compose(name, overrides))
     assert (result.run_dir / "checkpoints" / "last.ckpt").is_file()
     assert any(k.startswith("train/loss") for k in result.metrics)
+
+
+def test_fine_tuning_starts_from_the_newest_pretraining_run(quick_overrides, capsys):
+    with pytest.raises(InputError, match="train it first"):
+        train(compose("stm_t2_edges_finetune", quick_overrides + SHRINK))
+    train(compose("stm_t2_edges_pretrain", quick_overrides + SHRINK))
+    capsys.readouterr()
+    train(compose("stm_t2_edges_finetune", quick_overrides + SHRINK))
+    assert "init_from: loaded" in capsys.readouterr().out

@@ -4,8 +4,10 @@ Modules are imported lazily so that `vidpose list` and config validation stay fa
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from vidpose.errors import ConfigError
 
@@ -36,7 +38,38 @@ METHODS: dict[str, MethodSpec] = {
         "vidpose.methods.simple_baseline", "SimpleBaseline", "SimpleBaselineConfig",
         "vidpose.data_modules.crops:CropDataModule",
     ),
+    "stm": MethodSpec(
+        "vidpose.methods.stm", "STMSkeletons", "STMConfig",
+        "vidpose.data_modules.clips:ClipDataModule",
+    ),
 }
+
+# Data modules an experiment may name in ``experiment.datamodule`` instead of its method's.
+DATA_MODULES: dict[str, str] = {
+    "crops": "vidpose.data_modules.crops:CropDataModule",
+    "frames": "vidpose.data_modules.frames:FrameDataModule",
+    "clips": "vidpose.data_modules.clips:ClipDataModule",
+    "sequences": "vidpose.data_modules.sequences:SequenceDataModule",
+}
+
+
+def get_datamodule_cls(spec: MethodSpec, name: str) -> type:
+    """The data module class: the experiment's choice ``name`` or the method's default."""
+    if not name:
+        return spec.datamodule_cls
+    if name not in DATA_MODULES:
+        raise ConfigError(f"experiment.datamodule: {name!r} is not one of {sorted(DATA_MODULES)}")
+    mod, cls = DATA_MODULES[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def model_config(config_cls: type, model: dict[str, Any], method: str) -> Any:
+    """A method's ``model:`` section as its config dataclass; unknown keys are refused."""
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = sorted(set(model) - names)
+    if unknown:
+        raise ConfigError(f"model: unknown key(s) {unknown} for {method}; known: {sorted(names)}")
+    return config_cls(**model)
 
 
 def get_method(name: str) -> MethodSpec:

@@ -37,6 +37,7 @@ from vidpose.formats.posetrack import write_posetrack_predictions
 from vidpose.formats.results import write_coco_results
 from vidpose.keypoints import POSETRACK18, get_schema
 from vidpose.metrics.posetrack_inputs import POSEVAL_JOINTS
+from vidpose.methods import model_config
 from vidpose.metrics.coco_ap import CocoKeypointAP
 from vidpose.metrics.posetrack_metric import PoseTrackAP, PoseTrackMOTA
 from vidpose.nn.heads import DeconvHead
@@ -91,11 +92,7 @@ def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 
 def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
-    names = {f.name for f in dataclasses.fields(SimpleBaselineConfig)}
-    unknown = sorted(set(model) - names)
-    if unknown:
-        raise ConfigError(f"model: unknown key(s) {unknown} for simple_baseline; known: {sorted(names)}")
-    cfg = SimpleBaselineConfig(**model)
+    cfg = model_config(SimpleBaselineConfig, model, "simple_baseline")
     if cfg.backbone not in ARCHITECTURES:
         raise ConfigError(f"model.backbone: {cfg.backbone!r} is not one of {list(ARCHITECTURES)}")
     if cfg.refine not in REFINEMENTS:

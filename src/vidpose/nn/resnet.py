@@ -131,6 +131,21 @@ def resnet(name: str) -> ResNet:
     return ResNet(block, layers)
 
 
+def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:
+    """The state dict saved in ``path``; ``InputError`` naming the file when there is none."""
+    if not path.is_file():
+        raise InputError(f"{what} weights file not found", file=str(path), field="pretrained")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle, zip and weights_only errors alike
+        raise InputError(f"cannot read as a torch state dict: {err}", file=str(path),
+                         field="pretrained") from None
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise InputError("expected a state dict (parameter name -> tensor)", file=str(path),
+                         field="pretrained")
+    return state
+
+
 def load_imagenet(model: ResNet, path: str | Path) -> list[str]:
     """Load a torchvision ImageNet state dict from a local file into ``model``.
 
@@ -141,16 +156,7 @@ def load_imagenet(model: ResNet, path: str | Path) -> list[str]:
     ``InputError`` naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError("ImageNet weights file not found", file=str(path), field="pretrained")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # pickle, zip and weights_only errors alike
-        raise InputError(f"cannot read as a torch state dict: {err}", file=str(path),
-                         field="pretrained") from None
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise InputError("expected a state dict (parameter name -> tensor)", file=str(path),
-                         field="pretrained")
+    state = read_state_dict(path, "ImageNet")
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own}
     if not usable:
