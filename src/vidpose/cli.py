@@ -208,7 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"vidpose: error: {err}", file=sys.stderr)
             return 2
         return 0
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    # Overrides may also follow the options (vidpose infer EXP --ckpt X key=value).
+    if extra:
+        if hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+            args.overrides += extra
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "train":
             from vidpose.config import compose

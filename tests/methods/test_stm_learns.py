@@ -25,6 +25,6 @@ def test_keypoint_f1_rises_on_tiny_synthetic_videos(tiny_synth, tmp_path):
     before = {k: float(trainer.callback_metrics[k]) for k in ("val/f1", "val/loss")}
     trainer.fit(model, datamodule=datamodule)
     after = {k: float(trainer.callback_metrics[k]) for k in ("val/f1", "val/loss")}
-    # Measured: F1 18.2 -> 45.0, loss 0.43 -> 0.13.
+    # Measured: F1 (10 image pixels) 6.5 -> 19.4, loss 0.43 -> 0.13.
     assert after["val/loss"] < 0.5 * before["val/loss"]
-    assert after["val/f1"] > before["val/f1"] + 10.0, (before, after)
+    assert after["val/f1"] > max(before["val/f1"] + 8.0, 2 * before["val/f1"]), (before, after)

@@ -31,6 +31,8 @@ def _batch(b: int = 2, t: int = 4, h: int = 64, w: int = 48) -> dict[str, torch.
         "person_mask": (torch.rand(b, t, 1, h // 4, w // 4, generator=gen) > 0.5).float(),
         "keypoints": keypoints,
         "frame": torch.arange(b * t).reshape(b, t),
+        "image_to_input": torch.tensor([[0.5, 0.0, 1.0], [0.0, 0.5, 2.0]],
+                                       dtype=torch.float64).expand(b, t, 2, 3),
     }
 
 
@@ -160,3 +162,14 @@ def test_bad_model_values_are_refused():
         _model(variant="bones")
     with pytest.raises(ConfigError, match="unknown key"):
         _model(memory_size=3)
+
+
+def test_keypoints_are_scored_in_image_pixels():
+    from vidpose.methods.stm import _apply, _inverse_affines
+
+    to_input = torch.tensor([[[0.5, 0.0, 1.0], [0.0, 0.5, 2.0]]], dtype=torch.float64)
+    to_image = _inverse_affines(to_input)
+    points = torch.tensor([[[[11.0, 22.0], [1.0, 2.0]]]], dtype=torch.float64)  # (1, 1, 2, 2)
+    assert torch.allclose(_apply(points, to_image), torch.tensor([[[[20.0, 40.0], [0.0, 0.0]]]],
+                                                                dtype=torch.float64))
+    assert torch.allclose(_apply(_apply(points, to_image), to_input), points)

@@ -70,7 +70,7 @@ class STMConfig:
     # after pre-training: 0.5 -> P 100 / R 1.0, 0.3 -> P 43.9 / R 61.8 on the val clips).
     peak_threshold: float = 0.3
     max_peaks: int = 32  # per keypoint map
-    match_px: float = 10.0  # keypoint true positive radius, input pixels
+    match_px: float = 10.0  # keypoint true positive radius, image pixels
 
 
 def _model_config(model: dict[str, Any]) -> STMConfig:
@@ -106,6 +106,19 @@ def map_loss(name: str, logits: Tensor, target: Tensor, gamma: float) -> Tensor:
     if name == "mse":
         return F.mse_loss(torch.sigmoid(logits), target)
     return correlation_loss(logits, target)
+
+
+def _inverse_affines(affines: Tensor) -> Tensor:
+    """(B, 2, 3) affines -> their (B, 2, 3) inverses."""
+    full = torch.cat([affines, affines.new_tensor([0.0, 0.0, 1.0]).expand(len(affines), 1, 3)], 1)
+    return torch.linalg.inv(full)[:, :2]
+
+
+def _apply(points: Tensor, affines: Tensor) -> Tensor:
+    """(B, ..., 2) points through (B, 2, 3) affines."""
+    flat = points.reshape(len(points), -1, 2)
+    mapped = flat @ affines[:, :, :2].transpose(1, 2) + affines[:, None, :, 2]
+    return mapped.reshape(points.shape)
 
 
 class STMSkeletons(L.LightningModule):
@@ -224,10 +237,12 @@ class STMSkeletons(L.LightningModule):
             maps = torch.sigmoid(logits)
             self.pixel_prf.update(maps, target[:, t], ids)
             if self.has_keypoints:
-                keypoint_maps = maps[:, 1:1 + self.schema.num_keypoints]
-                peaks = peaks_from_maps(keypoint_maps.float(), self.cfg.peak_threshold,
-                                        self.cfg.max_peaks, self.stride)
-                gt = batch["keypoints"][:, t]
+                # The 10-pixel rule is in image pixels, as in the paper (and vidpose infer).
+                to_image = _inverse_affines(batch["image_to_input"][:, t].double())
+                peaks = self.keypoint_detections(maps)
+                peaks = torch.cat([_apply(peaks[..., :2].double(), to_image), peaks[..., 2:]], -1)
+                gt = batch["keypoints"][:, t].double()
+                gt = torch.cat([_apply(gt[..., :2], to_image), gt[..., 2:]], -1)
                 self.keypoint_prf.update(peaks, gt, ids)
                 self.recall_over_time.update(peaks, gt, torch.full_like(ids, t), ids)
 
