@@ -140,3 +140,10 @@ def test_one_last_checkpoint_per_run(quick_overrides, tmp_path):
     names = sorted(p.name for p in (result.run_dir / "checkpoints").iterdir())
     assert "last.ckpt" in names and not [n for n in names if n.startswith("last-")]
     assert torch.load(result.run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 6
+
+
+def test_overrides_may_follow_the_options(capsys):
+    assert main(["eval", "simple_baseline", "--ckpt", "nope.ckpt", "trainer.max_epochs=1"]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "simple_baseline", "--ckpt", "nope.ckpt", "--bogus"])
