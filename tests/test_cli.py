@@ -22,6 +22,9 @@ def test_list_shows_experiments_with_their_rows(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "simple_baseline" in out and "Xiao" in out
+    # The method comes from the experiment's bases (_base/stm.yaml) when the file omits it.
+    stm_row = next(line for line in out.splitlines() if "stm_t1_focal" in line)
+    assert " stm " in stm_row and "?" not in stm_row
 
 
 def test_unknown_experiment_exits_2_with_one_line():

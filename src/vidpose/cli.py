@@ -132,13 +132,16 @@ def _cmd_list() -> None:
     from rich.table import Table
     from omegaconf import OmegaConf
 
-    from vidpose.config import list_experiments
+    from vidpose.config import chain, experiments_dir, list_experiments
 
     table = Table(title="vidpose experiments (make train EXP=<name>)")
     for col in ("name", "method", "scale", "reproduces"):
         table.add_column(col, overflow="fold")
-    for name, path in list_experiments().items():
-        raw = OmegaConf.load(path).get("experiment", {}) or {}
+    root = experiments_dir()
+    for name, path in list_experiments(root).items():
+        # The experiment section as its chain of bases gives it (no validation: fast).
+        merged = OmegaConf.merge(*(part for _, part in chain(path, root)))
+        raw = merged.get("experiment", {}) or {}
         table.add_row(name, str(raw.get("method", "?")), str(raw.get("scale", "compact")),
                       str(raw.get("reproduces", "")))
     Console(width=max(120, Console().width)).print(table)

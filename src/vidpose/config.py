@@ -141,7 +141,7 @@ def _load_yaml(path: Path) -> DictConfig:
     return cfg
 
 
-def _chain(path: Path, root: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
+def chain(path: Path, root: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Path, DictConfig]]:
     """The file and its bases, bases first, each as (path, content without 'bases')."""
     if path in seen:
         raise ConfigError(f"{path}: bases form a cycle: {' -> '.join(map(str, seen + (path,)))}")
@@ -152,7 +152,7 @@ def _chain(path: Path, root: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Pa
         base_path = root / (base if str(base).endswith(".yaml") else f"{base}.yaml")
         if not base_path.is_file():
             raise ConfigError(f"{path}: field 'bases': no file {base_path}")
-        out += _chain(base_path, root, seen + (path,))
+        out += chain(base_path, root, seen + (path,))
     out.append((path, cfg))
     return out
 
@@ -212,7 +212,7 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
     """The validated config of experiment ``name`` with ``overrides`` applied."""
     root = root or experiments_dir()
     path = find_experiment(name, root)
-    chain = _chain(path, root)
+    parts = chain(path, root)
     groups, dotted = _split_overrides(list(overrides or []))
     try:
         dotted_cfg = OmegaConf.from_dotlist(dotted)
@@ -233,7 +233,7 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
 
     # The method decides the model schema; the scale decides the scale block. Either may be
     # set anywhere in the chain, so peek at the plain merge first.
-    peek = OmegaConf.merge(*(c for _, c in chain), *(c for _, c in group_cfgs), dotted_cfg)
+    peek = OmegaConf.merge(*(c for _, c in parts), *(c for _, c in group_cfgs), dotted_cfg)
     method = OmegaConf.select(peek, "experiment.method")
     if not method:
         raise ConfigError(f"{path}: field 'experiment.method' is missing")
@@ -243,7 +243,7 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
 
     cfg = _schema(str(method))
     scale_blocks = []
-    for source, part in chain + group_cfgs:
+    for source, part in parts + group_cfgs:
         blocks = part.pop("scales", None)
         if blocks is not None:
             unknown = set(blocks) - set(SCALES)
