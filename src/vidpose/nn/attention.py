@@ -1,0 +1,88 @@
+"""The pose temporal memory's read: attention from the current feature map to memorised ones.
+
+Pose temporal memory (Eq. 1-3). The memory m holds l = (stored features x n positions)
+rows of c channels, the current feature map x has n positions. With 1x1 convolutions W_K,
+W_Q (c -> c_bar) and W_V (c -> c):
+
+* s_ij = (W_K m_i)^T (W_Q x_j) and d_ij = -||W_K m_i - W_Q x_j||_1;
+* Eq. 1, the correlation weights: w_ij = softmax_i(s_ij) (vanilla attention, uncrowded) or
+  w_ij = tanh(s_ij) * 2 sigmoid(d_ij) (compositional de-attention, CoDA, crowded), where
+  CoDA's weights may be negative and need not sum to one, so that dissimilar (occluded)
+  positions can subtract;
+* Eq. 2, the aligned memory: m~_j = sum_i w_ij W_V m_i;
+* Eq. 3, the read: y = alpha x + (1 - alpha) m~, alpha a learned scalar.
+
+Multi-head: the embedding channels (and W_V's output) split into ``heads`` groups, each with
+its own weights; the heads' m~ are concatenated. The paper does not scale s by
+1/sqrt(c_bar); neither does this module. Which samples use CoDA is the caller's crowdedness
+switch (``crowded``, one flag per sample).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def correlation_weights(keys: Tensor, queries: Tensor, crowded: Tensor,
+                        valid: Tensor | None = None) -> Tensor:
+    """Eq. 1 per head: keys (B, N, d, l), queries (B, N, d, n) -> weights (B, N, l, n).
+
+    ``crowded`` (B,) bool picks CoDA for those samples, vanilla attention for the others;
+    ``valid`` (B, l) bool marks real memory rows (padding gets weight 0).
+    """
+    s = keys.transpose(-1, -2) @ queries  # (B, N, l, n)
+    valid = torch.ones(s.shape[0], s.shape[2], dtype=torch.bool, device=s.device) \
+        if valid is None else valid
+    mask = valid[:, None, :, None]
+    vanilla = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-2)
+    vanilla = torch.nan_to_num(vanilla, nan=0.0)  # a sample with no memory row at all
+    d = -(keys.unsqueeze(-1) - queries.unsqueeze(-2)).abs().sum(-3)  # (B, N, l, n)
+    coda = torch.tanh(s) * (2 * torch.sigmoid(d)) * mask
+    return torch.where(crowded[:, None, None, None], coda, vanilla)
+
+
+class MemoryRead(nn.Module):
+    """Eq. 1-3: read a (B, T, C, h, w) memory into a (B, C, h, w) feature map."""
+
+    def __init__(self, channels: int, embed_channels: int, heads: int = 1,
+                 alpha: float = 0.5) -> None:
+        super().__init__()
+        if embed_channels % heads or channels % heads:
+            raise ValueError(f"channels ({channels}) and embed_channels ({embed_channels}) must "
+                             f"divide into {heads} heads")
+        self.heads = heads
+        self.key = nn.Conv2d(channels, embed_channels, 1, bias=False)    # W_K
+        self.query = nn.Conv2d(channels, embed_channels, 1, bias=False)  # W_Q
+        self.value = nn.Conv2d(channels, channels, 1, bias=False)        # W_V
+        self.alpha = nn.Parameter(torch.tensor(float(alpha)))
+
+    def _rows(self, t: Tensor, batch: int) -> Tensor:
+        """(B T, C, h, w) -> (B, heads, C / heads, T h w): memory rows by frame, then position."""
+        t = t.reshape(batch, -1, self.heads, t.shape[1] // self.heads, t.shape[-2] * t.shape[-1])
+        return t.permute(0, 2, 3, 1, 4).flatten(3)
+
+    def _split(self, x: Tensor) -> Tensor:
+        """(B, C, ...) -> (B, heads, C / heads, positions)."""
+        return x.reshape(x.shape[0], self.heads, x.shape[1] // self.heads, -1)
+
+    def forward(self, x: Tensor, memory: Tensor, crowded: Tensor | bool = False,
+                valid: Tensor | None = None) -> Tensor:
+        """x (B, C, h, w); memory (B, T, C, h, w); crowded (B,) bool or one bool for all;
+        valid (B, T) bool marks filled memory slots (default all). Samples without any
+        memory keep their x."""
+        batch, frames = memory.shape[:2]
+        if isinstance(crowded, bool):
+            crowded = torch.full((batch,), crowded, dtype=torch.bool, device=x.device)
+        flat = memory.flatten(0, 1)  # (B T, C, h, w)
+        keys, values = self._rows(self.key(flat), batch), self._rows(self.value(flat), batch)
+        queries = self._split(self.query(x))
+        row_valid = None
+        if valid is not None:
+            positions = memory.shape[-2] * memory.shape[-1]
+            row_valid = valid[:, :, None].expand(batch, frames, positions).flatten(1)
+        weights = correlation_weights(keys, queries, crowded, row_valid)  # (B, N, l, n)
+        aligned = (values @ weights).reshape(x.shape)  # Eq. 2, heads concatenated
+        y = self.alpha * x + (1 - self.alpha) * aligned  # Eq. 3
+        if valid is not None:
+            y = torch.where(valid.any(1)[:, None, None, None], y, x)
+        return y

@@ -1,0 +1,88 @@
+"""Pose temporal memory read (Eq. 1-3) against hand-computed small tensors."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vidpose.nn.attention import MemoryRead, correlation_weights
+
+
+def _identity_read(heads: int = 1) -> MemoryRead:
+    read = MemoryRead(2, 2, heads=heads, alpha=0.5)
+    with torch.no_grad():
+        for conv in (read.key, read.query, read.value):
+            conv.weight.copy_(torch.eye(2)[:, :, None, None])
+    return read
+
+
+# Memory: one frame, two positions m1 = (1, 0), m2 = (0, 1); input: one position x = (2, 1).
+MEMORY = torch.tensor([[1.0, 0.0], [0.0, 1.0]]).T.reshape(1, 1, 2, 1, 2)
+X = torch.tensor([2.0, 1.0]).reshape(1, 2, 1, 1)
+
+
+def test_vanilla_attention_by_hand():
+    # s = (2, 1): softmax over the memory rows; Eq. 3 with alpha 0.5.
+    w1, w2 = math.exp(2) / (math.exp(2) + math.exp(1)), math.exp(1) / (math.exp(2) + math.exp(1))
+    y = _identity_read()(X, MEMORY, crowded=False).flatten()
+    assert torch.allclose(y, torch.tensor([0.5 * 2 + 0.5 * w1, 0.5 * 1 + 0.5 * w2]), atol=1e-6)
+
+
+def test_coda_by_hand():
+    # d = -||m_i - x||_1 = (-2, -2); w_i = tanh(s_i) * 2 sigmoid(d_i).
+    sig = 2 / (1 + math.exp(2))
+    w1, w2 = math.tanh(2) * sig, math.tanh(1) * sig
+    y = _identity_read()(X, MEMORY, crowded=True).flatten()
+    assert torch.allclose(y, torch.tensor([1 + 0.5 * w1, 0.5 + 0.5 * w2]), atol=1e-6)
+
+
+def test_coda_weights_may_be_negative_and_need_not_sum_to_one():
+    keys = torch.tensor([[1.0, -1.0], [0.0, 0.0]])[None, None]  # (1, 1, d=2, l=2)
+    queries = torch.tensor([[1.0], [0.0]])[None, None]           # (1, 1, 2, n=1)
+    coda = correlation_weights(keys, queries, torch.tensor([True]))[0, 0, :, 0]
+    vanilla = correlation_weights(keys, queries, torch.tensor([False]))[0, 0, :, 0]
+    assert coda[1] < 0 and not torch.isclose(coda.sum(), torch.tensor(1.0))
+    assert torch.isclose(vanilla.sum(), torch.tensor(1.0)) and (vanilla > 0).all()
+
+
+def test_the_crowdedness_switch_is_per_sample():
+    read = _identity_read()
+    memory, x = MEMORY.repeat(2, 1, 1, 1, 1), X.repeat(2, 1, 1, 1)
+    y = read(x, memory, crowded=torch.tensor([False, True]))
+    assert torch.allclose(y[0], read(X, MEMORY, crowded=False)[0])
+    assert torch.allclose(y[1], read(X, MEMORY, crowded=True)[0])
+
+
+def test_heads_attend_separately():
+    # With identity weights and 2 heads, channel k only ever meets channel k.
+    read = _identity_read(heads=2)
+    y = read(X, MEMORY).flatten()
+    for k in range(2):
+        s = MEMORY[0, 0, k, 0] * X[0, k, 0, 0]            # per position, this channel only
+        w = torch.softmax(s, 0)
+        expected = 0.5 * X[0, k, 0, 0] + 0.5 * (w * MEMORY[0, 0, k, 0]).sum()
+        assert torch.isclose(y[k], expected, atol=1e-6)
+
+
+def test_empty_memory_slots_are_ignored():
+    read = _identity_read()
+    noise = torch.randn(1, 1, 2, 1, 2) * 5
+    padded = torch.cat([MEMORY, noise], 1)
+    for crowded in (False, True):
+        y = read(X, padded, crowded=crowded, valid=torch.tensor([[True, False]]))
+        assert torch.allclose(y, read(X, MEMORY, crowded=crowded), atol=1e-6)
+    # No memory at all: the feature map passes unchanged.
+    assert torch.equal(read(X, padded, valid=torch.tensor([[False, False]])), X)
+
+
+def test_alpha_is_learned():
+    read = _identity_read()
+    read(X, MEMORY, crowded=True).sum().backward()
+    assert read.alpha.grad is not None and read.alpha.grad != 0
+    assert all(p.grad is not None for p in (read.key.weight, read.query.weight, read.value.weight))
+
+
+def test_heads_must_divide_the_channels():
+    with pytest.raises(ValueError, match="heads"):
+        MemoryRead(6, 4, heads=3)
