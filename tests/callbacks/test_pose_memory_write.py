@@ -1,0 +1,89 @@
+"""Pose temporal memory write: keypoint quality, feature replacement, heatmap gate, FIFO."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
+from vidpose.targets import render_heatmaps
+
+
+def _peak_maps(xy: list[tuple[float, float]], size=(16, 12), sigma=2.0) -> torch.Tensor:
+    """One clean Gaussian map per keypoint at x, y (heatmap pixels)."""
+    keypoints = torch.tensor([[[x, y, 2.0] for x, y in xy]])
+    return render_heatmaps(keypoints, size, sigma)
+
+
+def test_a_clean_peak_scores_high_and_an_isolated_spike_low():
+    clean = _peak_maps([(5, 8)])
+    spike = torch.zeros(1, 16, 12)
+    spike[0, 8, 5] = 1.0
+    scores, xy = keypoint_quality(torch.cat([clean, spike]), blur_sigma=1.0)
+    # A spike keeps only the kernel's centre weight squared (separable blur, radius 3).
+    centre = 1 / sum(math.exp(-x * x / 2) for x in range(-3, 4))
+    assert scores[1].item() == pytest.approx(0.5 + centre ** 2, rel=1e-5)
+    assert 1.25 < scores[0] <= 1.5
+    assert xy[0].tolist() == [5, 8] and xy[1].tolist() == [5, 8]
+
+
+def test_by_hand_a_constant_map_scores_0_5():
+    # Min-max of a constant map is 0 everywhere (no range), +0.5, blur keeps 0.5.
+    scores, _ = keypoint_quality(torch.ones(1, 5, 5))
+    assert scores.item() == pytest.approx(0.5)
+
+
+def test_low_quality_keypoints_get_the_saved_high_quality_feature_vector():
+    policy = MemoryWritePolicy(capacity=4, high=1.2, low=0.9)
+    memory = PersonMemory(policy)
+    good = _peak_maps([(4, 4), (8, 12)])  # both keypoints clean: saved
+    first = torch.randn(3, 16, 12)
+    assert memory.write(first, good)
+    assert torch.equal(memory.saved[0], first[:, 4, 4]) and torch.equal(memory.saved[1], first[:, 12, 8])
+    bad = good.clone()
+    bad[1] = torch.rand(16, 12) * 0.05  # keypoint 1 is noise now: low quality
+    bad[1, 2, 2] = 1.0
+    scores, xy = keypoint_quality(bad)
+    assert scores[1] < policy.low < policy.high < scores[0]
+    second = torch.randn(3, 16, 12)
+    memory.write(second, bad)
+    stored = memory.features[-1]
+    x, y = xy[1].tolist()
+    assert torch.equal(stored[:, y, x], first[:, 12, 8])  # replaced by the saved vector
+    assert torch.equal(memory.saved[0], second[:, 4, 4])  # keypoint 0 was good again: re-saved
+    others = torch.ones(16, 12, dtype=torch.bool)
+    others[y, x] = False
+    assert torch.equal(stored[:, others], second[:, others])
+
+
+def test_without_replacement_features_are_stored_as_they_are():
+    memory = PersonMemory(MemoryWritePolicy(replacement=False))
+    features = torch.randn(3, 16, 12)
+    memory.write(features, _peak_maps([(4, 4)]))
+    assert torch.equal(memory.features[0], features) and memory.saved is None
+
+
+def test_the_heatmap_score_gates_the_write():
+    memory = PersonMemory(MemoryWritePolicy(heatmap_threshold=2.5))
+    half = _peak_maps([(4, 4), (8, 8)])
+    half[1] = 0.0  # a flat map scores 0.5: heatmap score ~2
+    assert not memory.write(torch.randn(3, 16, 12), half)
+    assert memory.stacked() is None
+    assert memory.write(torch.randn(3, 16, 12), _peak_maps([(4, 4), (8, 8)]))  # score ~3
+    assert memory.stacked().shape == (1, 3, 16, 12)
+
+
+def test_fifo_capacity_drops_the_oldest():
+    memory = PersonMemory(MemoryWritePolicy(capacity=2, replacement=False))
+    maps = _peak_maps([(4, 4)])
+    for value in range(3):
+        memory.write(torch.full((1, 16, 12), float(value)), maps)
+    assert [int(f[0, 0, 0]) for f in memory.features] == [1, 2]
+
+
+def test_bad_policies_are_refused():
+    with pytest.raises(ValueError):
+        MemoryWritePolicy(capacity=0)
+    with pytest.raises(ValueError):
+        MemoryWritePolicy(low=1.3, high=1.2)
