@@ -18,7 +18,6 @@ from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.keypoints import COCO17, POSETRACK18, Schema
 from vidpose.pose import Frame, Pose, PoseDataset
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 HEIGHT, WIDTH = 96, 128
 
 
@@ -151,14 +150,6 @@ def coco_root(tmp_path_factory) -> Path:
         write_coco(root / "annotations" / f"person_keypoints_{split}.json",
                    PoseDataset(frames, COCO17, str(root / split)))
     return root
-
-
-@pytest.fixture()
-def fixtures_dir() -> Path:
-    """The real-data fixtures beside the repo; skips the test when they are absent."""
-    if not FIXTURES.is_dir():
-        pytest.skip("../shared/fixtures not found")
-    return FIXTURES
 
 
 @pytest.fixture()

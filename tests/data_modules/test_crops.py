@@ -124,8 +124,8 @@ def test_workers_load_in_parallel(posetrack_root, data_config):
     assert images.shape == (20, 3, 64, 48)
 
 
-def test_real_posetrack18_fixture(data_config, fixtures_dir):
-    root = fixtures_dir / "posetrack18"
+def test_real_posetrack18_fixture(data_config, fixtures):
+    root = fixtures / "posetrack18"
     dm = CropDataModule(data_config(root, input_size=[128, 96], outside_tolerance=50.0))
     dm.setup("validate")
     assert len(dm.val_set) >= 10

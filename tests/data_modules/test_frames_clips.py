@@ -92,8 +92,8 @@ def test_max_persons_is_checked_at_setup(coco_root, data_config):
         FrameDataModule(data_config(coco_root, "coco", max_persons=2)).setup("validate")
 
 
-def test_real_coco_fixture_with_polygons(fixtures_dir):
-    data = read_coco(fixtures_dir / "coco" / "test_coco.json", fixtures_dir / "coco")
+def test_real_coco_fixture_with_polygons(fixtures):
+    data = read_coco(fixtures / "coco" / "test_coco.json", fixtures / "coco")
     windows = [frame_window(data, i) for i in range(len(data))]
     cfg = DataConfig(input_size=[128, 128], max_persons=30)
     sample = FrameDataset(data, windows, cfg, train=False)[0]

@@ -3,7 +3,6 @@ a loop reference, de-duplication, bad input and the PoseTrack18 fixture."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,6 @@ import torch
 from vidpose.metrics.keypoint_prf import (KeypointPRF, keypoint_match_counts, peaks_from_maps)
 from vidpose.targets import render_heatmaps
 
-FIXTURES = Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures"
 
 
 def _gt(*points_per_joint):
@@ -236,10 +234,8 @@ def test_bad_input_is_refused():
         KeypointPRF(2, annotated_mask=[True])
 
 
-def test_posetrack18_ground_truth_as_peaks_gives_100_and_shifted_peaks_0():
-    root = FIXTURES / "posetrack18"
-    if not root.exists():
-        pytest.skip("../shared/fixtures not found")
+def test_posetrack18_ground_truth_as_peaks_gives_100_and_shifted_peaks_0(fixtures):
+    root = fixtures / "posetrack18"
     from vidpose.formats.posetrack import read_posetrack
 
     dataset = read_posetrack(root / "annotations" / "val", root, outside_tolerance=30)
