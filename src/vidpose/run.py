@@ -227,14 +227,19 @@ def train(cfg: DictConfig, resume: str | None = None) -> RunResult:
     return RunResult(run_dir, _final_metrics(trainer))
 
 
-def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
-    """Validate a checkpoint on the experiment's validation data."""
+def _load_checkpoint(cfg: DictConfig, ckpt: str) -> L.LightningModule:
+    """The experiment's method rebuilt from ``ckpt`` (its data generated first if missing)."""
     path = Path(ckpt)
     if not path.is_file():
         raise InputError("checkpoint not found", file=ckpt, field="CKPT")
-    spec = get_method(cfg.experiment.method)
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
-    model = spec.model_cls.load_from_checkpoint(str(path), map_location="cpu")
+    return get_method(cfg.experiment.method).model_cls.load_from_checkpoint(str(path), map_location="cpu")
+
+
+def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
+    """Validate a checkpoint on the experiment's validation data."""
+    spec = get_method(cfg.experiment.method)
+    model = _load_checkpoint(cfg, ckpt)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(cfg.runs_dir) / cfg.experiment.name /
                    f"eval-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -253,9 +258,6 @@ def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
 
 def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
     """Whole-video online inference of a video model on one split: PoseTrack18 files + scores."""
-    path = Path(ckpt)
-    if not path.is_file():
-        raise InputError("checkpoint not found", file=ckpt, field="CKPT")
     if cfg.experiment.method != "stm":
         raise ConfigError(f"vidpose infer runs the STM experiments' whole-video inference; "
                           f"{cfg.experiment.name!r} is a {cfg.experiment.method} experiment "
@@ -264,9 +266,7 @@ def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
     from vidpose.data_modules.sources import load_split
     from vidpose.methods.stm_video import infer_split
 
-    ensure_data(cfg, progress=cfg.trainer.progress_bar)
-    spec = get_method(cfg.experiment.method)
-    model = spec.model_cls.load_from_checkpoint(str(path), map_location="cpu")
+    model = _load_checkpoint(cfg, ckpt)
     data_cfg = as_data_config(cfg.data)
     data = in_schema(load_split(data_cfg, split), model.schema.name)
     run_dir = Path(out) if out else (Path(cfg.runs_dir) / cfg.experiment.name

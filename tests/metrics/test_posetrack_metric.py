@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 
 from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.metrics.posetrack import evaluate_posetrack
-from vidpose.metrics.posetrack_metric import PoseTrackAP, PoseTrackMOTA
+from vidpose.metrics.posetrack_metric import PoseTrackAP, PoseTrackMetrics, PoseTrackMOTA
 from vidpose.pose import Pose, PoseDataset
 
 
@@ -64,6 +64,10 @@ def test_metrics_equal_the_file_evaluation(ground_truth, tmp_path):
     np.testing.assert_allclose(ap_result["per_joint"].numpy(), expected.ap[:-1], atol=1e-9)
     assert mota_result["MOTA"] == pytest.approx(expected.mota[-1], abs=1e-9)
     assert mota_result["id_switches"] == expected.id_switches
+    both = PoseTrackMetrics(ground_truth.frames)
+    both.update(frame_index, keypoints, tracks, ids)
+    result = both.compute()  # one evaluation for both
+    assert result["ap"]["mAP"] == ap_result["mAP"] and result["mot"]["MOTA"] == mota_result["MOTA"]
 
 
 def test_repeated_poses_count_once(ground_truth):

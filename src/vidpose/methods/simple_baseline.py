@@ -39,7 +39,7 @@ from vidpose.keypoints import POSETRACK18, get_schema
 from vidpose.metrics.posetrack_inputs import POSEVAL_JOINTS
 from vidpose.methods import model_config
 from vidpose.metrics.coco_ap import CocoKeypointAP
-from vidpose.metrics.posetrack_metric import PoseTrackAP, PoseTrackMOTA
+from vidpose.metrics.posetrack_metric import PoseTrackMetrics
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Pose, PoseDataset
@@ -232,11 +232,11 @@ class SimpleBaseline(L.LightningModule):
                                      if index else np.zeros((0, self.schema.num_keypoints, 3)))
         if dataset.schema.name == POSETRACK18.name:
             track = torch.tensor([poses[f][k].track_id for f, k in index], dtype=torch.int64)
-            ap, mota = PoseTrackAP(dataset.frames).to(self.device), PoseTrackMOTA(dataset.frames).to(self.device)
-            for metric in (ap, mota):
-                metric.update(frame.to(self.device), keypoints.to(self.device), track.to(self.device),
-                              ids.to(self.device))
-            ap_result, mota_result = ap.compute(), mota.compute()
+            metric = PoseTrackMetrics(dataset.frames).to(self.device)
+            metric.update(frame.to(self.device), keypoints.to(self.device), track.to(self.device),
+                          ids.to(self.device))
+            both = metric.compute()
+            ap_result, mota_result = both["ap"], both["mot"]
             scores = {"mAP": ap_result["mAP"], "MOTA": mota_result["MOTA"],
                       "MOTP": mota_result["MOTP"], "id_switches": float(mota_result["id_switches"])}
             scores.update({f"AP/{name}": float(v) for name, v in

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidpose.callbacks.memory_policies import GROUND_TRUTH, MemoryBank, WritePolicy
+from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import model_config
@@ -116,9 +117,7 @@ def _inverse_affines(affines: Tensor) -> Tensor:
 
 def _apply(points: Tensor, affines: Tensor) -> Tensor:
     """(B, ..., 2) points through (B, 2, 3) affines."""
-    flat = points.reshape(len(points), -1, 2)
-    mapped = flat @ affines[:, :, :2].transpose(1, 2) + affines[:, None, :, 2]
-    return mapped.reshape(points.shape)
+    return crop_to_image(points.reshape(len(points), -1, 2), affines).reshape(points.shape)
 
 
 class STMSkeletons(L.LightningModule):
@@ -225,7 +224,8 @@ class STMSkeletons(L.LightningModule):
     # --- validation -----------------------------------------------------------------------
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        target, memory = self._targets(batch)
+        # Validation memorises what inference would: clean first-frame maps, then predictions.
+        target = self.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
         num_frames = target.shape[1]
         outputs = self.run_clip(batch["image"], target, self.write_policy(num_frames, False))
         loss = sum(map_loss(self.cfg.loss, logits, target[:, t], self.cfg.focal_gamma)

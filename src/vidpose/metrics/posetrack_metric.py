@@ -79,19 +79,33 @@ class _PoseTrackPredictions(Metric):
         return evaluate_videos(videos)
 
 
+def _ap(result: PoseTrackResult) -> dict[str, Any]:
+    return {"mAP": result.map, "per_joint": torch.tensor(result.ap[:-1])}
+
+
+def _mot(result: PoseTrackResult) -> dict[str, Any]:
+    return {"MOTA": result.mota[-1], "MOTP": result.motp[-1],
+            "precision": result.mot_precision[-1], "recall": result.mot_recall[-1],
+            "id_switches": result.id_switches, "per_joint": torch.tensor(result.mota[:-1])}
+
+
 class PoseTrackAP(_PoseTrackPredictions):
     """PoseTrack mAP (poseval): ``{"mAP": total, "per_joint": (15,) tensor}`` in percent."""
 
     def compute(self) -> dict[str, Any]:
-        result = self.result()
-        return {"mAP": result.map, "per_joint": torch.tensor(result.ap[:-1])}
+        return _ap(self.result())
 
 
 class PoseTrackMOTA(_PoseTrackPredictions):
     """PoseTrack MOTA (poseval) with MOTP, precision, recall and ID switches, in percent."""
 
     def compute(self) -> dict[str, Any]:
+        return _mot(self.result())
+
+
+class PoseTrackMetrics(_PoseTrackPredictions):
+    """Both at once from one evaluation: ``{"ap": PoseTrackAP's dict, "mot": PoseTrackMOTA's}``."""
+
+    def compute(self) -> dict[str, Any]:
         result = self.result()
-        return {"MOTA": result.mota[-1], "MOTP": result.motp[-1],
-                "precision": result.mot_precision[-1], "recall": result.mot_recall[-1],
-                "id_switches": result.id_switches, "per_joint": torch.tensor(result.mota[:-1])}
+        return {"ap": _ap(result), "mot": _mot(result)}
