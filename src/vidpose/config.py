@@ -48,6 +48,11 @@ class ExperimentInfo:
     datamodule: str = ""
 
 
+def logged_metric_name(paper_metric: str) -> str:
+    """``experiment.paper_metrics`` keys may omit the ``val/`` of the logged metric name."""
+    return paper_metric if paper_metric.startswith("val/") else f"val/{paper_metric}"
+
+
 @dataclass
 class TrainerConfig:
     max_epochs: int = 10

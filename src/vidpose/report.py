@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from omegaconf import DictConfig, OmegaConf
 
+from vidpose.config import logged_metric_name
 from vidpose.errors import InputError
 
 CONFIG_FILE = "config.yaml"
@@ -132,11 +133,6 @@ def read_metrics(path: Path) -> dict[str, MetricLog]:
     return logs
 
 
-def _paper_metric_name(key: str) -> str:
-    """Paper numbers may be keyed ``val/mAP`` or just ``mAP``."""
-    return key if key.startswith("val/") else f"val/{key}"
-
-
 def load_run(folder: Path) -> Run:
     """Read one run folder; ``InputError`` naming the folder and what it lacks otherwise."""
     if not folder.is_dir():
@@ -159,7 +155,7 @@ def load_run(folder: Path) -> Run:
         if not isinstance(value, (int, float)):
             raise InputError(f"expected a number, got {value!r}", file=str(config_path),
                              field=f"experiment.paper_metrics.{key}")
-        paper[_paper_metric_name(str(key))] = float(value)
+        paper[logged_metric_name(str(key))] = float(value)
     return Run(
         folder=folder, name=str(info["name"]), reproduces=str(info.get("reproduces") or ""),
         monitor=str(info.get("monitor") or ""), monitor_mode=str(info.get("monitor_mode") or "max"),

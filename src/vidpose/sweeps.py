@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from vidpose.config import compose, experiments_dir, find_experiment
+from vidpose.config import compose, experiments_dir, find_experiment, logged_metric_name
 from vidpose.errors import ConfigError, InputError, VidposeError
 
 EXPERIMENT_PARAM = "exp"
@@ -141,8 +141,8 @@ def check_sweep(path: str | Path, root: Path | None = None) -> list[list[str]]:
                              file=file, record=index, field="parameters") from None
         # The sweep optimises the metric of the table: the row's monitor or a metric the
         # paper reports. Anything else is most likely a metric the method no longer logs.
-        known = {cfg.experiment.monitor} | {k if k.startswith("val/") else f"val/{k}"
-                                            for k in cfg.experiment.paper_metrics}
+        known = {cfg.experiment.monitor}
+        known |= {logged_metric_name(k) for k in cfg.experiment.paper_metrics}
         if metric not in known:
             raise InputError(f"{metric!r} is neither the monitor nor a paper metric of "
                              f"`vidpose {' '.join(argv)}` (those are {sorted(known)})",

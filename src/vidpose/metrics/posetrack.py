@@ -55,6 +55,13 @@ class ApSamples:
             self.labels[j].append(label[has[:, j], j])
         self.num_gt += sum(f.gt_has.sum(0) for f in video.frames)
 
+    def extend(self, other: "ApSamples") -> None:
+        """Append another set's samples after these (poseval's order: video after video)."""
+        for j in range(NUM_JOINTS):
+            self.scores[j] += other.scores[j]
+            self.labels[j] += other.labels[j]
+        self.num_gt += other.num_gt
+
     def average_precision(self) -> np.ndarray:
         """(15,) AP in percent; 0 for a joint never predicted, NaN for one never annotated."""
         ap = np.zeros(NUM_JOINTS)
@@ -147,33 +154,36 @@ class PoseTrackResult:
                 f"{self.num_frames} labelled frames)")
 
 
-def _result(videos: list[EvalVideo], matches: list[list[FrameMatch]]) -> PoseTrackResult:
-    samples, counts = ApSamples(), MotCounts()
-    for video, video_matches in zip(videos, matches):
-        samples.add(video, video_matches)
-        counts = counts + video_counts(video, video_matches)
+def _result(samples: ApSamples, counts: MotCounts, num_videos: int, num_frames: int
+            ) -> PoseTrackResult:
     mot = counts.metrics()
     return PoseTrackResult(
         ap=_with_total(samples.average_precision()), mota=_with_total(mot["mota"]),
         motp=_with_total(mot["motp"]), mot_precision=_with_total(mot["precision"]),
-        mot_recall=_with_total(mot["recall"]), counts=counts, num_videos=len(videos),
-        num_frames=sum(len(v.frames) for v in videos))
+        mot_recall=_with_total(mot["recall"]), counts=counts, num_videos=num_videos,
+        num_frames=num_frames)
 
 
 def evaluate_videos(videos: list[EvalVideo], *, per_video: bool = False,
                     progress: bool = False) -> PoseTrackResult:
     """poseval's mAP and MOT metrics over the videos (and each video alone if asked)."""
-    matches = []
     iterator: Iterable[EvalVideo] = videos
     if progress:
         from rich.progress import track
 
         iterator = track(videos, description="matching frames", transient=True)
+    # Each video is matched and counted once; the totals pool the per-video parts.
+    samples, counts, per_video_parts = ApSamples(), MotCounts(), {}
     for video in iterator:
-        matches.append(match_video(video))
-    result = _result(videos, matches)
-    if per_video:
-        result.per_video = {v.name: _result([v], [m]) for v, m in zip(videos, matches)}
+        matches = match_video(video)
+        video_samples, video_mot = ApSamples(), video_counts(video, matches)
+        video_samples.add(video, matches)
+        samples.extend(video_samples)
+        counts = counts + video_mot
+        if per_video:
+            per_video_parts[video.name] = _result(video_samples, video_mot, 1, len(video.frames))
+    result = _result(samples, counts, len(videos), sum(len(v.frames) for v in videos))
+    result.per_video = per_video_parts
     return result
 
 
