@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 DATASETS = ("posetrack18", "coco", "ochuman")
-BOX_SOURCES = ("gt", "detections")
+BOX_SOURCES = ("gt", "detections", "detector")
 
 
 @dataclass
@@ -75,7 +75,11 @@ class DataConfig:
     train_split: str = "train"
     val_split: str = "val"
     detections: Optional[str] = None  # detections file; None: ROOT/detections/<split>.json
-    box_source: str = "gt"  # gt | detections (validation crops of top-down methods)
+    # Validation boxes of top-down methods: gt | detections (the file above) | detector (our
+    # own detector, run on every frame by the tracking pipeline: memory experiments only)
+    box_source: str = "gt"
+    detector: Optional[str] = None  # person detector checkpoint, or run:<experiment> (its newest)
+    min_box_score: float = 0.0  # detection boxes below this score are not used
     input_size: list[int] = field(default_factory=lambda: [256, 192])  # (h, w)
     heatmap_stride: int = 4
     sigma: float = 2.0  # keypoint Gaussian, heatmap pixels

@@ -19,6 +19,7 @@ from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_
                                            labelled_frame_indices, read_image)
 from vidpose.data_modules.sources import load_detections
 from vidpose.data_modules.transforms import CropTransform, normalize
+from vidpose.errors import ConfigError
 from vidpose.pose import Pose, PoseDataset
 from vidpose.targets import render_heatmaps
 
@@ -75,6 +76,27 @@ def detection_records(data: PoseDataset, detections: dict[int, list[Pose]]) -> l
     return records
 
 
+def crop_targets(keypoints: np.ndarray, input_size: tuple[int, int], stride: int, sigma: float,
+                 annotated: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """SimpleBaseline's targets of ``(..., K, 3)`` crop-pixel keypoints.
+
+    Returns the keypoints as float32, ``target_weight`` float32 ``(..., K)`` (labelled,
+    ``annotated`` in the schema and inside the crop) and ``heatmaps`` float32
+    ``(..., K, H/stride, W/stride)`` drawn for the weighted keypoints only.
+    """
+    keypoints_t = torch.from_numpy(keypoints).float()
+    h, w = input_size
+    x, y = keypoints_t[..., 0], keypoints_t[..., 1]
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    target_weight = ((keypoints_t[..., 2] > 0) & inside & annotated).float()
+    # Heatmap pixel x holds input pixel x * stride (vidpose.decode.heatmap_to_crop).
+    on_map = keypoints_t.clone()
+    on_map[..., :2] /= stride
+    on_map[..., 2] = target_weight
+    heatmaps = render_heatmaps(on_map[..., None, :, :], (h // stride, w // stride), sigma)
+    return keypoints_t, target_weight, heatmaps
+
+
 class CropDataset(Dataset, WorkerSeeded):
     """Person crops with SimpleBaseline's targets.
 
@@ -111,21 +133,12 @@ class CropDataset(Dataset, WorkerSeeded):
         pose = frame.poses[record.person] if record.person >= 0 else None
         gt = pose.keypoints if pose is not None else np.zeros((num_k, 3))
         crop = self.transform(read_image(self.data, frame), np.asarray(record.box), gt)
-
-        keypoints = torch.from_numpy(crop.keypoints).float()
-        h, w = self.input_size
-        inside = ((keypoints[:, 0] >= 0) & (keypoints[:, 0] <= w - 1)
-                  & (keypoints[:, 1] >= 0) & (keypoints[:, 1] <= h - 1))
-        target_weight = (keypoints[:, 2] > 0) & inside & self.annotated
-        # Heatmap pixel x holds input pixel x * stride (vidpose.decode.heatmap_to_crop).
-        on_map = keypoints.clone()
-        on_map[:, :2] /= self.stride
-        on_map[:, 2] = target_weight.float()
-        heatmaps = render_heatmaps(on_map[None], self.heatmap_size, self.sigma)
+        keypoints, target_weight, heatmaps = crop_targets(
+            crop.keypoints, self.input_size, self.stride, self.sigma, self.annotated)
         return {
             "image": normalize(crop.image),
             "heatmaps": heatmaps,
-            "target_weight": target_weight.float(),
+            "target_weight": target_weight,
             "keypoints": keypoints,
             "crop_to_image": torch.from_numpy(crop.crop_to_image),
             "frame": torch.tensor(record.frame, dtype=torch.int64),
@@ -143,6 +156,11 @@ class CropDataModule(PoseDataModule):
 
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> CropDataset:
         cfg = self.cfg
+        if cfg.box_source == "detector":
+            raise ConfigError("data.box_source=detector runs a detector inside the tracking "
+                              "pipeline (memory experiments); for crops use the detector's file: "
+                              "data.box_source=detections data.detections=<run>/predictions/val/"
+                              "detections.json")
         if train or cfg.box_source == "gt":
             # Validation keeps every GT person with a box; min_keypoints filters training only.
             records = gt_records(data, cfg.min_keypoints if train else 0)

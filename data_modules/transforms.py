@@ -142,9 +142,12 @@ class CropTransform:
         rotation = aug.rotation * (2.0 * u[1] - 1.0) if u[2] < aug.rotation_prob else 0.0
         return scale, rotation, u[3] < aug.flip
 
-    def __call__(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray) -> CropSample:
+    def __call__(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray, *,
+                 params: tuple[float, float, bool] | None = None) -> CropSample:
+        """Crop ``box``; ``params`` (scale, rotation, flip) reuses one :meth:`draw` (e.g. for
+        every frame of a clip), None draws afresh."""
         center, size = box_to_center_size(box, self.aspect, self.padding)
-        scale, rotation, flip = self.draw()
+        scale, rotation, flip = self.draw() if params is None else params
         image_to_crop = crop_affine(center, size * scale, self.input_size, rotation, flip)
         crop = cv2.warpAffine(image, image_to_crop, (self.input_size[1], self.input_size[0]),
                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,

@@ -106,6 +106,20 @@ def crop_to_image(coords: Tensor, affine: Tensor) -> Tensor:
     return coords @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
 
 
+# A joint whose heatmap maximum is below this does not count towards the person score
+# (the SimpleBaseline code's in_vis_thre).
+KEYPOINT_SCORE_THR = 0.2
+
+
+def person_score(box_score: np.ndarray, keypoint_scores: np.ndarray,
+                 threshold: float = KEYPOINT_SCORE_THR) -> np.ndarray:
+    """The SimpleBaseline code's rescoring of top-down poses: box score x the mean score of
+    the joints found confidently (above ``threshold``); (N,) box scores, (N, K) joint scores."""
+    confident = keypoint_scores > threshold
+    joint_score = (keypoint_scores * confident).sum(-1) / np.maximum(confident.sum(-1), 1)
+    return box_score * joint_score
+
+
 def oks(kps_a: np.ndarray, kps_b: np.ndarray, area: np.ndarray | float, sigmas: np.ndarray,
         labelled: np.ndarray | None = None) -> np.ndarray:
     """Object keypoint similarity of every pose in ``kps_a`` (N, K, 3) with every pose in ``kps_b``

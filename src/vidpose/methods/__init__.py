@@ -42,6 +42,10 @@ METHODS: dict[str, MethodSpec] = {
         "vidpose.methods.stm", "STMSkeletons", "STMConfig",
         "vidpose.data_modules.clips:ClipDataModule",
     ),
+    "pose_memory": MethodSpec(
+        "vidpose.methods.pose_memory", "PoseMemory", "PoseMemoryConfig",
+        "vidpose.data_modules.track_clips:TrackClipDataModule",
+    ),
 }
 
 # Data modules an experiment may name in ``experiment.datamodule`` instead of its method's.
@@ -50,6 +54,7 @@ DATA_MODULES: dict[str, str] = {
     "frames": "vidpose.data_modules.frames:FrameDataModule",
     "clips": "vidpose.data_modules.clips:ClipDataModule",
     "sequences": "vidpose.data_modules.sequences:SequenceDataModule",
+    "track_clips": "vidpose.data_modules.track_clips:TrackClipDataModule",
 }
 
 

@@ -17,7 +17,6 @@ truth and gives the same numbers.
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -31,25 +30,16 @@ from torch import Tensor
 
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import (REFINEMENTS, crop_to_image, decode_heatmaps, flip_back,
-                            heatmap_to_crop, oks_nms)
+                            heatmap_to_crop, oks_nms, person_score)
 from vidpose.errors import ConfigError
-from vidpose.formats.posetrack import write_posetrack_predictions
-from vidpose.formats.results import write_coco_results
-from vidpose.keypoints import POSETRACK18, get_schema
-from vidpose.metrics.posetrack_inputs import POSEVAL_JOINTS
+from vidpose.keypoints import get_schema
 from vidpose.methods import model_config
-from vidpose.metrics.coco_ap import CocoKeypointAP
-from vidpose.metrics.posetrack_metric import PoseTrackMetrics
+from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Pose, PoseDataset
 
 BACKBONE_STRIDE = 32
-# A joint whose heatmap maximum is below this does not count towards the person score
-# (the official code's in_vis_thre).
-KEYPOINT_SCORE_THR = 0.2
-# Pose ids for the metrics are frame * PERSON_SLOTS + pose; no frame holds this many persons.
-PERSON_SLOTS = 1 << 20
 
 
 @dataclass
@@ -217,40 +207,12 @@ class SimpleBaseline(L.LightningModule):
         # Every rank holds all predictions now and gives the metric all of them; the pose
         # ids make the repeats count once, so every rank computes the same values and the
         # mean that sync_dist takes leaves them exactly as they are.
-        for name, value in self._score(dataset, poses).items():
+        for name, value in score_poses(dataset, poses, self.device).items():
             self.log(f"{stage}/{name}", value, sync_dist=True)
         # The sanity check runs on a few batches only: its files would be misleading.
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self._write_predictions(stage, dataset, poses)
-
-    def _score(self, dataset: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
-        """PoseTrack mAP/MOTA (PoseTrack18 data) or COCO keypoint AP of the split's poses."""
-        index = [(f, k) for f in sorted(poses) for k in range(len(poses[f]))]
-        frame = torch.tensor([f for f, _ in index], dtype=torch.int64)
-        ids = frame * PERSON_SLOTS + torch.tensor([k for _, k in index], dtype=torch.int64)
-        keypoints = torch.from_numpy(np.stack([poses[f][k].keypoints for f, k in index])
-                                     if index else np.zeros((0, self.schema.num_keypoints, 3)))
-        if dataset.schema.name == POSETRACK18.name:
-            track = torch.tensor([poses[f][k].track_id for f, k in index], dtype=torch.int64)
-            metric = PoseTrackMetrics(dataset.frames).to(self.device)
-            metric.update(frame.to(self.device), keypoints.to(self.device), track.to(self.device),
-                          ids.to(self.device))
-            both = metric.compute()
-            ap_result, mota_result = both["ap"], both["mot"]
-            scores = {"mAP": ap_result["mAP"], "MOTA": mota_result["MOTA"],
-                      "MOTP": mota_result["MOTP"], "id_switches": float(mota_result["id_switches"])}
-            scores.update({f"AP/{name}": float(v) for name, v in
-                           zip(POSEVAL_JOINTS, ap_result["per_joint"].tolist())})
-        else:
-            image_ids = torch.tensor([dataset.frames[f].image_id for f, _ in index], dtype=torch.int64)
-            person_score = torch.tensor([poses[f][k].score for f, k in index], dtype=torch.float64)
-            coco = CocoKeypointAP(dataset).to(self.device)
-            coco.update(image_ids.to(self.device), keypoints.to(self.device),
-                        person_score.to(self.device), ids.to(self.device))
-            stats = coco.compute()
-            scores = {name: stats[name] for name in ("AP", "AP50", "AP75", "AR")}
-        # NaN (a joint never annotated in this split) is not a number a logger can compare.
-        return {k: float(v) for k, v in scores.items() if not np.isnan(v)}
+            write_predictions(Path(self.trainer.default_root_dir) / "predictions" / stage,
+                              dataset, poses)
 
     def _gather_predictions(self) -> dict[str, np.ndarray]:
         """This epoch's predictions of all processes, concatenated (on every rank)."""
@@ -259,19 +221,6 @@ class SimpleBaseline(L.LightningModule):
             parts = [None] * dist.get_world_size()
             dist.all_gather_object(parts, _concatenate(self._predictions))
         return _concatenate([p for p in parts if p])
-
-    def _write_predictions(self, stage: str, dataset: PoseDataset,
-                           poses: dict[int, list[Pose]]) -> None:
-        """One PoseTrack18 prediction file per video of the split (or a COCO results file)."""
-        frames = [dataclasses.replace(frame, poses=poses.get(i, []))
-                  for i, frame in enumerate(dataset.frames)]
-        folder = Path(self.trainer.default_root_dir) / "predictions" / stage
-        # By name: a dataset that crossed a process boundary holds a copy of the schema.
-        if dataset.schema.name == POSETRACK18.name:
-            write_posetrack_predictions(folder, PoseDataset(frames, POSETRACK18,
-                                                            dataset.image_root, dataset.source))
-        else:
-            write_coco_results(folder / "keypoints.json", frames)
 
     def _split_data(self, stage: str) -> PoseDataset:
         """The PoseDataset whose frames the batches' ``frame`` indices point into.
@@ -300,15 +249,12 @@ class SimpleBaseline(L.LightningModule):
         _, first = np.unique(key, axis=0, return_index=True)
         frame, person, track_id, box_score, keypoints, box = (
             predictions[k][first] for k in ("frame", "person", "track_id", "score", "keypoints", "box"))
-        # The official rescoring: box score x mean score of the confidently found joints.
-        confident = keypoints[..., 2] > KEYPOINT_SCORE_THR
-        joint_score = (keypoints[..., 2] * confident).sum(-1) / np.maximum(confident.sum(-1), 1)
-        person_score = box_score * joint_score
+        scores = person_score(box_score, keypoints[..., 2])
         keypoints[..., 2] = np.where(keypoints[..., 2] >= self.cfg.joint_threshold, keypoints[..., 2], 0.0)
         by_frame: dict[int, list[Pose]] = {}
         from_detection: dict[int, list[Pose]] = {}
         for i in range(len(frame)):
-            pose = Pose(keypoints[i], box=box[i], track_id=int(track_id[i]), score=float(person_score[i]))
+            pose = Pose(keypoints[i], box=box[i], track_id=int(track_id[i]), score=float(scores[i]))
             target = from_detection if person[i] < 0 else by_frame
             target.setdefault(int(frame[i]), []).append(pose)
         for index, candidates in from_detection.items():
