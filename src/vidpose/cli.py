@@ -39,6 +39,22 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--split", default="val", help="data split (default val)")
     i.add_argument("--out", default=None, help="output folder (default runs/<exp>/infer-<time>)")
 
+    k = sub.add_parser("track", help="track the persons of one video (file or frame folder) "
+                       "online with a top-down experiment: PoseTrack18 results + overlay mp4")
+    k.add_argument("overrides", nargs="*", help="dotted.key=value (e.g. model.capacity=4)")
+    k.add_argument("--exp", dest="experiment", required=True, help="the experiment name")
+    k.add_argument("--ckpt", required=True, help="checkpoint of the pose model")
+    k.add_argument("--video", required=True, help="video file or folder of frame images")
+    k.add_argument("--out", required=True, help="output folder")
+    k.add_argument("--boxes", choices=["detector", "detections", "gt"], default="detector",
+                   help="person boxes: our detector (default), a detection file, or the "
+                   "annotations' ground truth")
+    k.add_argument("--detector", default=None, help="detector checkpoint or run:<experiment> "
+                   "(default: the experiment's data.detector)")
+    k.add_argument("--detections", default=None, help="COCO-results boxes with the video's image ids")
+    k.add_argument("--annotations", default=None, help="the video's PoseTrack18 file: its image "
+                   "ids, ground-truth boxes (--boxes gt) and a mAP/MOTA score of the result")
+
     r = sub.add_parser("report", help="compare runs: Markdown table and plots (make report)")
     r.add_argument("runs", nargs="+", help="run folders (runs/<experiment>/<time>)")
     r.add_argument("--out", default="report/report.md", help="Markdown file (PNGs beside it)")
@@ -119,6 +135,22 @@ def _cmd_eval_files(kind: str, argv: list[str]) -> None:
         print(format_coco_table(result))
     if args.out:
         print(f"wrote {args.out}")
+
+
+def _cmd_track(args: argparse.Namespace) -> None:
+    from vidpose.config import compose
+    from vidpose.tracking.command import track_command
+
+    cfg = compose(args.experiment, args.overrides)
+    result = track_command(cfg, args.ckpt, args.video, args.out, boxes=args.boxes,
+                           detections=args.detections, detector=args.detector,
+                           annotations=args.annotations, progress=cfg.trainer.progress_bar)
+    print(f"tracked {result.frames} frames in {result.seconds:.1f} s "
+          f"({result.frames / max(result.seconds, 1e-9):.2f} frames/s): {result.tracks} tracks")
+    print(f"wrote {result.results}\nwrote {result.overlay}")
+    for key, value in result.scores.items():
+        if key.count("/") == 0:
+            print(f"  {key:16s} {value:10.4f}")
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
@@ -241,6 +273,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = compose(args.experiment, args.overrides)
             result = infer(cfg, args.ckpt, args.split, args.out)
             _print_metrics(result.run_dir, result.metrics)
+        elif args.command == "track":
+            _cmd_track(args)
         elif args.command == "report":
             _cmd_report(args)
         elif args.command == "list":

@@ -69,6 +69,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     spec = get_method(cfg.experiment.method)
     if cfg.data.dataset not in DATASET_SCHEMA:
         raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
+    resolve_detector(cfg)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     model = spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
                            schema=DATASET_SCHEMA[cfg.data.dataset])
@@ -233,7 +234,20 @@ def _load_checkpoint(cfg: DictConfig, ckpt: str) -> L.LightningModule:
     if not path.is_file():
         raise InputError("checkpoint not found", file=ckpt, field="CKPT")
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
-    return get_method(cfg.experiment.method).model_cls.load_from_checkpoint(str(path), map_location="cpu")
+    resolve_detector(cfg)
+    model = get_method(cfg.experiment.method).model_cls.load_from_checkpoint(str(path), map_location="cpu")
+    # Methods whose inference has knobs of its own (memory capacity, tracker, box source)
+    # run with the experiment's values, overrides included, rather than the training run's.
+    if hasattr(model, "use_settings"):
+        model.use_settings(to_dict(cfg.model), to_dict(cfg.data))
+    return model
+
+
+def resolve_detector(cfg: DictConfig) -> None:
+    """``data.detector: run:<experiment>`` -> that experiment's newest last.ckpt (in place)."""
+    detector = cfg.data.get("detector")
+    if detector and str(detector).startswith("run:"):
+        cfg.data.detector = str(resolve_init_from(str(detector), Path(cfg.runs_dir)))
 
 
 def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:

@@ -1,0 +1,358 @@
+"""Pose temporal memory on a top-down SimpleBaseline or CPN, trained on track clips and
+validated by the online tracking pipeline.
+
+The memory module sits on the backbone's stride-32 feature map F (SimpleBaseline: the
+ResNet's C5; CPN: GlobalNet's 256-channel lateral of C5, the paper's (12, 9, 256) map):
+
+* read (``nn/attention.py``, Eq. 1-3): F~ = alpha F + (1 - alpha) m~, m~ aligned from the
+  person's stored maps by vanilla attention (uncrowded videos) or CoDA (crowded videos);
+* the rest of the network turns F~ into heatmaps H;
+* write (``callbacks/pose_memory_write.py``): F~ refined by keypoint feature replacement,
+  stored when the heatmap score passes the gate, FIFO within the capacity.
+
+Training (the paper is silent on it; ours): clips of ``data.clip_length`` crops of one
+track. Frame t reads the memory written from frames 0..t-1 of its clip by the same write
+policy as at test time, so the read learns from the memories it will meet. Stored maps are
+detached (as online), so W_K, W_Q, W_V and alpha learn through the read, and the backbone
+through the current frame. ``model.memory=false`` trains the same network on the same clips
+without the module: the paper's "w/o memory" baseline.
+
+Validation runs the online pipeline (``tracking/online.py``) over every video of the split,
+with boxes from ``data.box_source`` (ground truth, a detection file or our detector), and
+scores PoseTrack mAP and MOTA on the whole split and on its crowd subset (videos with more
+than ``model.crowd_threshold`` persons per frame).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor
+
+from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory
+from vidpose.crowd import crowd_videos, persons_per_frame, video_subset
+from vidpose.data_modules.datasets import as_data_config, read_image
+from vidpose.data_modules.sources import detections_path
+from vidpose.decode import REFINEMENTS, flip_back
+from vidpose.errors import ConfigError, InputError
+from vidpose.keypoints import get_schema
+from vidpose.methods import model_config
+from vidpose.methods.scoring import score_poses, write_predictions
+from vidpose.methods.simple_baseline import joints_mse_loss
+from vidpose.nn.attention import MemoryRead
+from vidpose.nn.cpn import CPN, cpn_loss
+from vidpose.nn.heads import DeconvHead
+from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
+from vidpose.pose import Pose, PoseDataset
+from vidpose.tracking.boxes import BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes
+from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
+
+BACKBONES = ("simple_baseline", "cpn")
+ATTENTIONS = ("switch", "vanilla", "coda")
+BACKBONE_STRIDE = 32
+HEATMAP_STRIDE = 4
+
+
+@dataclass
+class PoseMemoryConfig:
+    """The ``model:`` section of a pose temporal memory experiment."""
+
+    backbone: str = "simple_baseline"  # simple_baseline | cpn
+    resnet: str = "resnet50"
+    pretrained: Optional[str] = None  # local torchvision ImageNet state dict of the ResNet
+    deconv_filters: int = 256  # SimpleBaseline head
+    cpn_channels: int = 256  # CPN pyramid width (the stored map's channels)
+    hard_keypoints: int = 8  # CPN RefineNet's online hard keypoint mining
+    # The memory module (false: the baseline without it).
+    memory: bool = True
+    attention: str = "switch"  # switch (CoDA on crowded videos) | vanilla | coda
+    heads: int = 8
+    embed_channels: int = 256  # c_bar of W_K, W_Q
+    alpha: float = 0.5  # initial balance of the current map against the aligned memory
+    capacity: int = 16
+    heatmap_threshold: float = 0.0  # the write gate (sum of keypoint quality scores)
+    replacement: bool = True  # keypoint feature replacement
+    high: float = 1.2
+    low: float = 0.9
+    blur_sigma: float = 1.0
+    # The online pipeline (tracking/online.py: TrackingConfig).
+    association_iou: float = 0.3
+    max_age: int = 1
+    tracker: str = "memory"  # memory | greedy_iou | greedy_oks
+    track_threshold: float = 0.3
+    crowd_threshold: float = 8.0  # persons per frame: the CoDA switch and the crowd subset
+    oks_nms_thr: float = 0.9
+    joint_threshold: float = 0.0
+    refine: str = "quarter"
+    flip_test: bool = True
+    # Optimisation.
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_steps: list[int] = field(default_factory=lambda: [90, 120])  # epochs
+    lr_factor: float = 0.1
+
+    def policy(self) -> MemoryWritePolicy | None:
+        if not self.memory:
+            return None
+        return MemoryWritePolicy(self.capacity, self.heatmap_threshold, self.replacement,
+                                 self.high, self.low, self.blur_sigma)
+
+    def tracking(self, box_padding: float) -> TrackingConfig:
+        return TrackingConfig(self.association_iou, self.max_age, self.tracker,
+                              self.track_threshold, box_padding, self.refine, self.oks_nms_thr,
+                              self.joint_threshold, self.crowd_threshold)
+
+
+def _model_config(model: dict[str, Any]) -> PoseMemoryConfig:
+    cfg = model_config(PoseMemoryConfig, model, "pose_memory")
+    for key, choices in (("backbone", BACKBONES), ("attention", ATTENTIONS),
+                         ("resnet", tuple(ARCHITECTURES)), ("refine", REFINEMENTS)):
+        if getattr(cfg, key) not in choices:
+            raise ConfigError(f"model.{key}: {getattr(cfg, key)!r} is not one of {list(choices)}")
+    try:
+        cfg.policy()
+        cfg.tracking(1.25)
+    except ValueError as err:
+        raise ConfigError(f"model: {err}") from None
+    return cfg
+
+
+def pad_memories(memories: list[Tensor | None], like: Tensor) -> tuple[Tensor, Tensor]:
+    """Each person's stored maps (T_i, C, h, w) or None -> (N, max T_i, C, h, w) zero-padded
+    and the (N, max T_i) mask of real slots."""
+    length = max([len(m) for m in memories if m is not None], default=0)
+    out = like.new_zeros((len(memories), max(length, 1)) + tuple(like.shape[1:]))
+    valid = torch.zeros(len(memories), max(length, 1), dtype=torch.bool, device=like.device)
+    for i, memory in enumerate(memories):
+        if memory is not None:
+            out[i, :len(memory)] = memory.to(like)
+            valid[i, :len(memory)] = True
+    return out, valid
+
+
+class PoseMemory(L.LightningModule):
+    """SimpleBaseline or CPN with the pose temporal memory module (or without: the baseline)."""
+
+    # Model keys that only change how a trained model is run: `vidpose eval` and
+    # `vidpose track` apply the experiment's values for these to a loaded checkpoint.
+    INFERENCE_KEYS = ("attention", "capacity", "heatmap_threshold", "replacement", "high", "low",
+                      "blur_sigma", "association_iou", "max_age", "tracker", "track_threshold",
+                      "crowd_threshold", "oks_nms_thr", "joint_threshold", "refine", "flip_test")
+
+    def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = _model_config(model)
+        self.schema = get_schema(schema)
+        self.data_cfg = as_data_config(data)
+        self.input_size = (int(self.data_cfg.input_size[0]), int(self.data_cfg.input_size[1]))
+        self.stride = HEATMAP_STRIDE
+        if int(self.data_cfg.heatmap_stride) != HEATMAP_STRIDE:
+            raise ConfigError(f"data.heatmap_stride: pose memory models predict at stride "
+                              f"{HEATMAP_STRIDE}; got {self.data_cfg.heatmap_stride}")
+        num_k = self.schema.num_keypoints
+        if self.cfg.backbone == "simple_baseline":
+            # The names SimpleBaseline uses, so its checkpoints initialise this model.
+            self.backbone = resnet(self.cfg.resnet)
+            self.head = DeconvHead(self.backbone.out_channels, num_k, 3, self.cfg.deconv_filters)
+            trunk, channels = self.backbone, self.backbone.out_channels
+        else:
+            self.cpn = CPN(self.cfg.resnet, num_k, self.cfg.cpn_channels)
+            trunk, channels = self.cpn.backbone, self.cpn.memory_channels
+        if self.cfg.pretrained:
+            load_imagenet(trunk, self.cfg.pretrained)
+            self.hparams["model"] = {**model, "pretrained": None}
+        self.read = (MemoryRead(channels, self.cfg.embed_channels, self.cfg.heads, self.cfg.alpha)
+                     if self.cfg.memory else None)
+        self.policy = self.cfg.policy()
+        self._poses: dict[int, list[Pose]] = {}
+        self._pipeline: OnlineTopDown | None = None
+
+    def use_settings(self, model: dict[str, Any], data: dict[str, Any]) -> None:
+        """Run this trained model with the experiment's inference settings: ``model``'s values
+        of INFERENCE_KEYS and ``data``'s sources (the input size stays the trained one)."""
+        changed = {k: model[k] for k in self.INFERENCE_KEYS if k in model}
+        self.hparams["model"] = {**self.hparams["model"], **changed}
+        self.cfg = _model_config(self.hparams["model"])
+        self.policy = self.cfg.policy() if self.read is not None else None
+        data = {**data, "input_size": list(self.input_size), "heatmap_stride": self.stride}
+        self.hparams["data"] = data
+        self.data_cfg = as_data_config(data)
+
+    # -- network -------------------------------------------------------------------------
+
+    def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(B, 3, H, W) crops -> the stride-32 map F the memory works on, and skip features.
+
+        Sides that are not multiples of 32 are zero-padded at the right and bottom (zero is
+        the mean colour after normalisation); ``decode`` crops the heatmaps back.
+        """
+        pad_h, pad_w = -image.shape[-2] % BACKBONE_STRIDE, -image.shape[-1] % BACKBONE_STRIDE
+        if pad_h or pad_w:
+            image = F.pad(image, (0, pad_w, 0, pad_h))
+        if self.cfg.backbone == "simple_baseline":
+            return self.backbone(image), []
+        return self.cpn.encode(image)
+
+    def decode(self, top: Tensor, skips: list[Tensor]) -> tuple[list[Tensor], Tensor]:
+        """F~ (and skips) -> intermediate heatmaps (CPN's GlobalNet) and final heatmaps, at
+        stride 4 of the unpadded input."""
+        height, width = self.input_size[0] // self.stride, self.input_size[1] // self.stride
+        if self.cfg.backbone == "simple_baseline":
+            intermediate, heatmaps = [], self.head(top)
+        else:
+            intermediate, heatmaps = self.cpn.decode(top, skips)
+        return ([h[..., :height, :width] for h in intermediate], heatmaps[..., :height, :width])
+
+    def _crowded(self, flags: Tensor) -> Tensor:
+        """The crowdedness switch: per sample, CoDA (True) or vanilla attention."""
+        if self.cfg.attention == "switch":
+            return flags
+        return torch.full_like(flags, self.cfg.attention == "coda")
+
+    def _read(self, top: Tensor, memories: list[Tensor | None], crowded: Tensor) -> Tensor:
+        if self.read is None or all(m is None for m in memories):
+            return top
+        memory, valid = pad_memories(memories, top)
+        return self.read(top, memory, self._crowded(crowded), valid)
+
+    def forward(self, image: Tensor, memories: list[Tensor | None] | None = None,
+                crowded: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(B, 3, H, W) crops, each person's stored maps -> heatmaps and F~."""
+        top, skips = self.encode(image)
+        if memories is not None:
+            crowded = torch.zeros(len(top), dtype=torch.bool, device=top.device) \
+                if crowded is None else crowded
+            top = self._read(top, memories, crowded)
+        return self.decode(top, skips)[1], top
+
+    @torch.no_grad()
+    def estimate(self, crops: Tensor, memories: list[Tensor | None],
+                 crowded: bool) -> tuple[Tensor, Tensor | None]:
+        """The pipeline's call (``tracking.online.Estimator``): heatmaps with flip test, and
+        F~ to write. The mirrored crop reads the mirrored memory."""
+        self.eval()
+        crops = crops.to(self.device)
+        flags = torch.full((len(crops),), bool(crowded), device=self.device)
+        heatmaps, enhanced = self(crops, memories, flags)
+        if self.cfg.flip_test:
+            mirrored = [m.flip(-1) if m is not None else None for m in memories]
+            flipped, _ = self(crops.flip(-1), mirrored, flags)
+            heatmaps = 0.5 * (heatmaps + flip_back(flipped, self.schema.flip_index, True))
+        return heatmaps, (enhanced if self.read is not None else None)
+
+    def _loss(self, intermediate: list[Tensor], heatmaps: Tensor, target: Tensor,
+              weight: Tensor) -> Tensor:
+        if self.cfg.backbone == "simple_baseline":
+            return joints_mse_loss(heatmaps, target, weight)
+        return cpn_loss(intermediate, heatmaps, target, weight, self.cfg.hard_keypoints)
+
+    # -- training ------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        images = batch["image"]  # (B, T, 3, H, W)
+        batch_size, length = images.shape[:2]
+        top, skips = self.encode(images.flatten(0, 1))
+        top = top.unflatten(0, (batch_size, length))
+        skips = [s.unflatten(0, (batch_size, length)) for s in skips]
+        crowded = batch["persons_per_frame"] > self.cfg.crowd_threshold
+        memories = [PersonMemory(self.policy) for _ in range(batch_size)] if self.read else []
+        loss = images.new_zeros(())
+        for t in range(length):
+            enhanced = self._read(top[:, t], [m.stacked() for m in memories], crowded)
+            intermediate, heatmaps = self.decode(enhanced, [s[:, t] for s in skips])
+            loss = loss + self._loss(intermediate, heatmaps, batch["heatmaps"][:, t],
+                                     batch["target_weight"][:, t])
+            for b, memory in enumerate(memories):
+                memory.write(enhanced[b], heatmaps[b].detach())
+        loss = loss / length
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
+                 batch_size=batch_size)
+        if self.read is not None:
+            self.log("train/alpha", self.read.alpha.detach(), on_step=True, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr,
+                                     weight_decay=self.cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.cfg.lr_steps),
+                                                         gamma=self.cfg.lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # -- validation: the online pipeline over whole videos ---------------------------------
+
+    def box_source(self, data: PoseDataset, split: str) -> BoxSource:
+        """The data config's box source for ``data`` (one split)."""
+        cfg = self.data_cfg
+        if cfg.box_source == "gt":
+            return GroundTruthBoxes()
+        if cfg.box_source == "detections":
+            return DetectionFileBoxes(detections_path(cfg, split), cfg.min_box_score,
+                                      image_ids={frame.image_id for frame in data.frames})
+        return DetectorBoxes(load_detector(cfg.detector, self.device), cfg.min_box_score)
+
+    def pipeline(self, boxes: BoxSource) -> OnlineTopDown:
+        return OnlineTopDown(self, boxes, self.cfg.tracking(float(self.data_cfg.box_padding)))
+
+    def on_validation_epoch_start(self) -> None:
+        self._poses = {}
+        self._pipeline = None
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        datamodule = self.trainer.datamodule
+        data, videos = datamodule.val_data, datamodule.val_set
+        if self._pipeline is None:
+            self._pipeline = self.pipeline(self.box_source(data, self.data_cfg.val_split))
+        crowdedness = persons_per_frame(data)
+        for index in batch["video"].reshape(-1).tolist():
+            frames = [data.frames[i] for i in videos.videos[index]]
+            tracked = track_video(self._pipeline, ((f, read_image(data, f)) for f in frames),
+                                  crowdedness.get(videos.names[index]))
+            for i, frame in zip(videos.videos[index], tracked):
+                self._poses[i] = frame.poses
+
+    def on_validation_epoch_end(self) -> None:
+        poses = self._poses
+        if dist.is_available() and dist.is_initialized():
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, poses)
+            poses = {k: v for part in parts for k, v in part.items()}
+        self._poses = {}
+        data = self.trainer.datamodule.val_data
+        # Every rank holds all poses and computes the same values; sync_dist's mean keeps them.
+        for name, value in score_poses(data, poses, self.device).items():
+            self.log(f"val/{name}", value, sync_dist=True)
+        for name, value in self._crowd_scores(data, poses).items():
+            self.log(f"val/crowd/{name}", value, sync_dist=True)
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            write_predictions(Path(self.trainer.default_root_dir) / "predictions" / "val", data, poses)
+
+    def _crowd_scores(self, data: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
+        """mAP and MOTA on the split's crowd subset ({} when no video is crowded enough)."""
+        videos = crowd_videos(data, self.cfg.crowd_threshold)
+        if not videos:
+            return {}
+        subset = video_subset(data, videos)
+        position = {id(frame): i for i, frame in enumerate(data.frames)}
+        kept = {j: poses.get(position[id(frame)], []) for j, frame in enumerate(subset.frames)}
+        scores = score_poses(subset, kept, self.device)
+        return {"mAP": scores["mAP"], "MOTA": scores["MOTA"], "videos": float(len(videos))}
+
+
+def load_detector(checkpoint: Optional[str], device: torch.device | str = "cpu") -> Any:
+    """Our person detector (``methods/centernet.py``) from a checkpoint file."""
+    from vidpose.methods import get_method
+
+    if not checkpoint:
+        raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
+                          "or run:<experiment> (train one with make train EXP=centernet)")
+    if not Path(checkpoint).is_file():
+        raise InputError("detector checkpoint not found", file=str(checkpoint), field="data.detector")
+    model = get_method("centernet").model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
+    return model.eval()
+

@@ -1,0 +1,81 @@
+"""Person boxes for the online top-down pipeline, from a pluggable source.
+
+A box source answers, for one frame and its image, the person boxes (M, 4) x, y, w, h in
+image pixels and their scores (M,). Sources:
+
+* ``GroundTruthBoxes``: the frame's annotated persons (upper bound; needs annotations);
+* ``DetectionFileBoxes``: a COCO-results detection file, the usual way PoseTrack users bring
+  a detector's output (the synthetic world's simulated detector writes one per split at
+  ``ROOT/detections/<split>.json``);
+* ``DetectorBoxes``: our own person detector (``methods/centernet.py``) run on the image.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+import numpy as np
+
+from vidpose.data_modules.crops import person_box
+from vidpose.errors import InputError
+from vidpose.formats.detections import read_detections
+from vidpose.pose import Frame
+
+Boxes = tuple[np.ndarray, np.ndarray]
+
+
+class BoxSource(Protocol):
+    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
+        """Boxes (M, 4) x, y, w, h and scores (M,) of one frame."""
+
+
+def _stack(boxes: list[np.ndarray], scores: list[float]) -> Boxes:
+    return (np.stack(boxes).astype(np.float64) if boxes else np.zeros((0, 4)),
+            np.asarray(scores, dtype=np.float64))
+
+
+class GroundTruthBoxes:
+    """The frame's non-crowd annotated persons that have a box or a labelled keypoint."""
+
+    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
+        boxes = [box for pose in frame.poses if not pose.iscrowd
+                 for box in [person_box(pose)] if box is not None]
+        return _stack(boxes, [1.0] * len(boxes))
+
+
+class DetectionFileBoxes:
+    """Boxes of a COCO-results file, looked up by the frame's image id.
+
+    Boxes below ``min_score`` or without positive size are left out. A frame whose image id
+    the file never mentions is an error (a file for another split or video), unless the file
+    was read with that frame's id among ``image_ids``.
+    """
+
+    def __init__(self, path: str | os.PathLike, min_score: float = 0.0,
+                 image_ids: set[int] | None = None) -> None:
+        self.path = str(path)
+        self.min_score = float(min_score)
+        self.detections = read_detections(path, image_ids=image_ids)
+
+    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
+        if frame.image_id not in self.detections:
+            raise InputError(f"no detections for image {frame.image_id} ({frame.file_name}); "
+                             "is the file for this split or video?", file=self.path,
+                             record=f"image {frame.image_id}", field="image_id")
+        kept = [d for d in self.detections[frame.image_id]
+                if d.score >= self.min_score and d.box[2] > 0 and d.box[3] > 0]
+        return _stack([d.box for d in kept], [d.score for d in kept])
+
+
+class DetectorBoxes:
+    """Boxes from a person detector with ``detect(images) -> [(boxes, scores)]``
+    (``methods.centernet.CenterNet``), thresholded at ``min_score``."""
+
+    def __init__(self, detector: Any, min_score: float = 0.0) -> None:
+        self.detector = detector
+        self.min_score = float(min_score)
+
+    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
+        boxes, scores = self.detector.detect([image])[0]
+        keep = scores >= self.min_score
+        return _stack(list(np.asarray(boxes)[keep]), list(np.asarray(scores)[keep]))
