@@ -51,23 +51,24 @@ def _gaussian_kernel(sigma: float) -> Tensor:
 
 
 def keypoint_quality(heatmaps: Tensor, blur_sigma: float = 1.0) -> tuple[Tensor, Tensor]:
-    """(K, h, w) heatmaps -> (K,) quality scores and (K, 2) x, y of their maxima (map pixels).
+    """(..., K, h, w) heatmaps -> (..., K) quality scores and (..., K, 2) x, y of their maxima
+    (map pixels); leading dimensions (persons of a batch) are scored in one pass.
 
     Each map is min-max normalised to [0, 1], shifted by +0.5, blurred (separable Gaussian,
     edges replicated) and its maximum taken: a clean peak of sigma 2 scores about 1.3, a map
     whose maximum is an isolated spike among low values scores about 0.66 (sigma 1).
     """
-    k, h, w = heatmaps.shape
-    flat = heatmaps.reshape(k, -1).float()
+    lead, (h, w) = heatmaps.shape[:-2], heatmaps.shape[-2:]
+    flat = heatmaps.reshape(-1, h * w).float()
     low, high = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
-    normalised = ((flat - low) / (high - low).clamp_min(1e-12) + 0.5).reshape(k, 1, h, w)
+    normalised = ((flat - low) / (high - low).clamp_min(1e-12) + 0.5).reshape(-1, 1, h, w)
     kernel = _gaussian_kernel(blur_sigma).to(heatmaps.device)
     pad = len(kernel) // 2
     blurred = F.conv2d(F.pad(normalised, (pad, pad, 0, 0), mode="replicate"), kernel.reshape(1, 1, 1, -1))
     blurred = F.conv2d(F.pad(blurred, (0, 0, pad, pad), mode="replicate"), kernel.reshape(1, 1, -1, 1))
-    best = blurred.reshape(k, -1).max(1)
+    best = blurred.reshape(-1, h * w).max(1)
     xy = torch.stack([best.indices % w, best.indices // w], 1)
-    return best.values, xy
+    return best.values.reshape(lead), xy.reshape(*lead, 2)
 
 
 class PersonMemory:
@@ -83,10 +84,12 @@ class PersonMemory:
         """(T, C, h, w) of the stored maps, or None while empty."""
         return torch.stack(list(self.features)) if self.features else None
 
-    def write(self, features: Tensor, heatmaps: Tensor) -> bool:
+    def write(self, features: Tensor, heatmaps: Tensor,
+              quality: tuple[Tensor, Tensor] | None = None) -> bool:
         """Refine ``features`` (C, h, w) by keypoint feature replacement and store them if the
-        heatmap score passes the gate; returns whether they were stored."""
-        scores, xy = keypoint_quality(heatmaps, self.policy.blur_sigma)
+        heatmap score passes the gate; returns whether they were stored. ``quality``: this
+        person's ``keypoint_quality(heatmaps)`` when the caller scored a batch at once."""
+        scores, xy = quality if quality is not None else keypoint_quality(heatmaps, self.policy.blur_sigma)
         features = features.detach().clone()
         if self.policy.replacement:
             self._replace(features, scores, xy, heatmaps.shape[-2:])

@@ -87,3 +87,13 @@ def test_bad_policies_are_refused():
         MemoryWritePolicy(capacity=0)
     with pytest.raises(ValueError):
         MemoryWritePolicy(low=1.3, high=1.2)
+
+
+def test_keypoint_quality_of_a_batch_equals_one_person_at_a_time():
+    torch.manual_seed(0)
+    heatmaps = torch.rand(3, 5, 8, 6)
+    scores, xy = keypoint_quality(heatmaps)
+    assert scores.shape == (3, 5) and xy.shape == (3, 5, 2)
+    for person in range(3):
+        one_scores, one_xy = keypoint_quality(heatmaps[person])
+        assert torch.equal(scores[person], one_scores) and torch.equal(xy[person], one_xy)

@@ -113,14 +113,18 @@ def test_bad_tracker_name_is_refused():
         TrackingConfig(tracker="hungarian")
 
 
-def test_detection_file_boxes_threshold_and_unknown_image(tmp_path, expect_input_error):
+def test_detection_file_boxes_threshold_missing_frames_and_a_wrong_file(tmp_path,
+                                                                        expect_input_error):
     from vidpose.formats.detections import write_detections
 
     path = tmp_path / "det.json"
     write_detections(path, {7: [Pose(np.zeros((17, 3)), box=[1, 2, 3, 4], score=0.9),
                                 Pose(np.zeros((17, 3)), box=[5, 6, 7, 8], score=0.2)]})
-    boxes = DetectionFileBoxes(path, min_score=0.5)
+    boxes = DetectionFileBoxes(path, min_score=0.5, frame_ids={7, 8})
     found, scores = boxes(Frame(7, "a.jpg", 10, 10), np.zeros((10, 10, 3), np.uint8))
     assert found.tolist() == [[1, 2, 3, 4]] and scores.tolist() == [0.9]
-    expect_input_error(lambda: boxes(Frame(8, "b.jpg", 10, 10), None), file=str(path),
-                       record="image 8", field="image_id")
+    # Frame 8: the detector found nobody there, so the results file does not name it.
+    found, scores = boxes(Frame(8, "b.jpg", 10, 10), None)
+    assert found.shape == (0, 4) and scores.shape == (0,)
+    expect_input_error(lambda: DetectionFileBoxes(path, frame_ids={8, 9}), file=str(path),
+                       record=None, field="image_id")

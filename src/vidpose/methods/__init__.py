@@ -46,6 +46,10 @@ METHODS: dict[str, MethodSpec] = {
         "vidpose.methods.pose_memory", "PoseMemory", "PoseMemoryConfig",
         "vidpose.data_modules.track_clips:TrackClipDataModule",
     ),
+    "centernet": MethodSpec(
+        "vidpose.methods.centernet", "CenterNet", "CenterNetConfig",
+        "vidpose.data_modules.boxes:BoxDataModule",
+    ),
 }
 
 # Data modules an experiment may name in ``experiment.datamodule`` instead of its method's.
@@ -55,6 +59,7 @@ DATA_MODULES: dict[str, str] = {
     "clips": "vidpose.data_modules.clips:ClipDataModule",
     "sequences": "vidpose.data_modules.sequences:SequenceDataModule",
     "track_clips": "vidpose.data_modules.track_clips:TrackClipDataModule",
+    "boxes": "vidpose.data_modules.boxes:BoxDataModule",
 }
 
 

@@ -34,7 +34,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
-from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory
+from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
 from vidpose.crowd import crowd_videos, persons_per_frame, video_subset
 from vidpose.data_modules.datasets import as_data_config, read_image
 from vidpose.data_modules.sources import detections_path
@@ -268,8 +268,10 @@ class PoseMemory(L.LightningModule):
             intermediate, heatmaps = self.decode(enhanced, [s[:, t] for s in skips])
             loss = loss + self._loss(intermediate, heatmaps, batch["heatmaps"][:, t],
                                      batch["target_weight"][:, t])
-            for b, memory in enumerate(memories):
-                memory.write(enhanced[b], heatmaps[b].detach())
+            if memories:
+                scores, xy = keypoint_quality(heatmaps.detach(), self.policy.blur_sigma)
+                for b, memory in enumerate(memories):
+                    memory.write(enhanced[b], heatmaps[b], (scores[b], xy[b]))
         loss = loss / length
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch_size)
@@ -293,7 +295,7 @@ class PoseMemory(L.LightningModule):
             return GroundTruthBoxes()
         if cfg.box_source == "detections":
             return DetectionFileBoxes(detections_path(cfg, split), cfg.min_box_score,
-                                      image_ids={frame.image_id for frame in data.frames})
+                                      frame_ids={frame.image_id for frame in data.frames})
         return DetectorBoxes(load_detector(cfg.detector, self.device), cfg.min_box_score)
 
     def pipeline(self, boxes: BoxSource) -> OnlineTopDown:

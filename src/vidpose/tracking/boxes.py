@@ -46,23 +46,24 @@ class GroundTruthBoxes:
 class DetectionFileBoxes:
     """Boxes of a COCO-results file, looked up by the frame's image id.
 
-    Boxes below ``min_score`` or without positive size are left out. A frame whose image id
-    the file never mentions is an error (a file for another split or video), unless the file
-    was read with that frame's id among ``image_ids``.
+    COCO results leave out images where the detector found nobody, so a frame missing from
+    the file has no boxes; but a file that names none of ``frame_ids`` (the frames to be
+    tracked) is for other images, and refused. Boxes below ``min_score`` or without
+    positive size are left out.
     """
 
     def __init__(self, path: str | os.PathLike, min_score: float = 0.0,
-                 image_ids: set[int] | None = None) -> None:
+                 frame_ids: set[int] | None = None) -> None:
         self.path = str(path)
         self.min_score = float(min_score)
-        self.detections = read_detections(path, image_ids=image_ids)
+        self.detections = read_detections(path)
+        if frame_ids and not frame_ids & set(self.detections):
+            raise InputError(f"the file has boxes for none of the {len(frame_ids)} frames to "
+                             f"track (image ids {min(frame_ids)}..{max(frame_ids)}); is it for "
+                             "these images?", file=self.path, field="image_id")
 
     def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
-        if frame.image_id not in self.detections:
-            raise InputError(f"no detections for image {frame.image_id} ({frame.file_name}); "
-                             "is the file for this split or video?", file=self.path,
-                             record=f"image {frame.image_id}", field="image_id")
-        kept = [d for d in self.detections[frame.image_id]
+        kept = [d for d in self.detections.get(frame.image_id, [])
                 if d.score >= self.min_score and d.box[2] > 0 and d.box[3] > 0]
         return _stack([d.box for d in kept], [d.score for d in kept])
 

@@ -56,7 +56,7 @@ def _box_source(model, boxes: str, detections: Optional[str], detector: Optional
         if not detections:
             raise ConfigError("--boxes detections needs --detections FILE (COCO results boxes "
                               "whose image ids are the video's)")
-        return DetectionFileBoxes(detections, min_score, image_ids=image_ids)
+        return DetectionFileBoxes(detections, min_score, frame_ids=image_ids)
     return DetectorBoxes(load_detector(detector or model.data_cfg.detector, model.device), min_score)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory
+from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
 from vidpose.data_modules.transforms import CropTransform, normalize
 from vidpose.decode import crop_to_image, decode_heatmaps, heatmap_to_crop, oks_nms, person_score
 from vidpose.errors import ConfigError
@@ -149,10 +149,13 @@ class OnlineTopDown:
         """Write the kept persons' enhanced features into their memories (memory models)."""
         for i in kept:
             self.last_seen[identities[i]] = self.frames
-            if enhanced is None or self.estimator.policy is None:
-                continue
-            memory = self.memories.setdefault(identities[i], PersonMemory(self.estimator.policy))
-            memory.write(enhanced[i], heatmaps[i].to(enhanced.device))
+        policy = self.estimator.policy
+        if enhanced is None or policy is None or not kept:
+            return
+        scores, xy = keypoint_quality(heatmaps[kept], policy.blur_sigma)
+        for j, i in enumerate(kept):
+            memory = self.memories.setdefault(identities[i], PersonMemory(policy))
+            memory.write(enhanced[i], heatmaps[i], (scores[j].to(enhanced.device), xy[j].to(enhanced.device)))
 
     def _forget_gone(self) -> None:
         gone = [i for i, seen in self.last_seen.items() if self.frames - seen > self.cfg.max_age]
