@@ -44,7 +44,8 @@ class ExperimentInfo:
     scale: str = "compact"
     monitor: str = "val/loss"
     monitor_mode: str = "min"
-    # The data module, when not the method's default: crops | frames | clips | sequences.
+    # The data module, when not the method's default: crops | frames | clips | sequences |
+    # track_clips | boxes.
     datamodule: str = ""
 
 

@@ -116,3 +116,19 @@ def test_memory_model_learns_on_tiny_synthetic_videos(tiny_synth, tmp_path):
     assert float(model.read.alpha) != pytest.approx(alpha, abs=1e-4)  # the read was trained
     files = sorted(p.name for p in (tmp_path / "predictions" / "val").glob("*.json"))
     assert files == ["050001_synth_val.json", "050002_synth_val.json"]
+
+
+def test_crowd_subset_scores_only_crowded_videos(tiny_synth):
+    from vidpose.formats.posetrack import read_posetrack
+
+    data = read_posetrack(tiny_synth / "posetrack18" / "annotations" / "val")
+    # Ground truth as predictions: perfect scores on whatever subset is selected.
+    poses = {i: [type(p)(p.keypoints.copy(), box=p.box, track_id=p.track_id) for p in f.poses]
+             for i, f in enumerate(data.frames)}
+    for pose in (p for ps in poses.values() for p in ps):
+        pose.keypoints[:, 2] = (pose.keypoints[:, 2] > 0) * 0.9
+    model = PoseMemory({**MODEL, "crowd_threshold": 0.5}, DATA)
+    scores = model._crowd_scores(data, poses)
+    assert scores["videos"] == 2.0 and scores["mAP"] == pytest.approx(100.0)
+    model = PoseMemory({**MODEL, "crowd_threshold": 100.0}, DATA)
+    assert model._crowd_scores(data, poses) == {}
