@@ -128,3 +128,15 @@ def test_detection_file_boxes_threshold_missing_frames_and_a_wrong_file(tmp_path
     assert found.shape == (0, 4) and scores.shape == (0,)
     expect_input_error(lambda: DetectionFileBoxes(path, frame_ids={8, 9}), file=str(path),
                        record=None, field="image_id")
+
+
+def test_unlabelled_frames_with_ground_truth_boxes_are_passed_over():
+    # PoseTrack18 val labels every k-th frame: ground-truth boxes exist only there, and the
+    # frames between must not make the persons "gone" (max_age 1).
+    frames = [frame_with([[10 + 2 * t, 10, 30, 60]], t) for t in range(5)]
+    for t in (1, 3):
+        frames[t].is_labeled = False
+        frames[t].poses = []
+    tracked, estimator, pipeline = run(frames, TrackingConfig(max_age=1))
+    assert [[p.track_id for p in f.poses] for f in tracked] == [[0], [], [0], [], [0]]
+    assert estimator.reads == [[0], [1], [2]]

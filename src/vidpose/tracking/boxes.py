@@ -25,8 +25,9 @@ Boxes = tuple[np.ndarray, np.ndarray]
 
 
 class BoxSource(Protocol):
-    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
-        """Boxes (M, 4) x, y, w, h and scores (M,) of one frame."""
+    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes | None:
+        """Boxes (M, 4) x, y, w, h and scores (M,) of one frame; None when the source knows
+        nothing about the frame (ground truth of an unlabelled frame)."""
 
 
 def _stack(boxes: list[np.ndarray], scores: list[float]) -> Boxes:
@@ -35,9 +36,12 @@ def _stack(boxes: list[np.ndarray], scores: list[float]) -> Boxes:
 
 
 class GroundTruthBoxes:
-    """The frame's non-crowd annotated persons that have a box or a labelled keypoint."""
+    """The frame's non-crowd annotated persons that have a box or a labelled keypoint; None
+    for an unlabelled frame (PoseTrack18 labels a stretch or every k-th frame)."""
 
-    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
+    def __call__(self, frame: Frame, image: np.ndarray) -> Boxes | None:
+        if not frame.is_labeled:
+            return None
         boxes = [box for pose in frame.poses if not pose.iscrowd
                  for box in [person_box(pose)] if box is not None]
         return _stack(boxes, [1.0] * len(boxes))

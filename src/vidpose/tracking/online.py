@@ -104,8 +104,15 @@ class OnlineTopDown:
 
     @torch.no_grad()
     def __call__(self, frame: Frame, image: np.ndarray) -> list[Pose]:
-        """The frame's tracked poses (x, y, score per joint, box, person score, track id)."""
-        boxes, box_scores = self.boxes(frame, image)
+        """The frame's tracked poses (x, y, score per joint, box, person score, track id).
+
+        A frame the box source knows nothing about (ground truth of an unlabelled frame) is
+        passed over: no poses, and it does not count as a frame persons were missed in.
+        """
+        found = self.boxes(frame, image)
+        if found is None:
+            return []
+        boxes, box_scores = found
         self.frames += 1
         self.boxes_seen += len(boxes)
         num_k = self.estimator.schema.num_keypoints
