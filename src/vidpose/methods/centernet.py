@@ -41,6 +41,7 @@ from vidpose.formats.cocostyle import PERSON_CATEGORY, coco_index
 from vidpose.formats.detections import write_detections
 from vidpose.keypoints import get_schema
 from vidpose.methods import model_config
+from vidpose.methods.common import EvaluationHooks, adam_with_steps
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Pose, PoseDataset
@@ -221,7 +222,7 @@ def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else {}
 
 
-class CenterNet(L.LightningModule):
+class CenterNet(EvaluationHooks, L.LightningModule):
     """ResNet + deconvolutions + centre/size/offset heads; box AP and a detections file at
     validation; :meth:`detect` for the tracking pipeline."""
 
@@ -318,31 +319,8 @@ class CenterNet(L.LightningModule):
                      batch_size=batch_size)
         return losses["loss"]
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._predictions = []
-
-    def on_test_epoch_start(self) -> None:
-        self._predictions = []
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
-
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr,
-                                     weight_decay=self.cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.cfg.lr_steps),
-                                                         gamma=self.cfg.lr_factor)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return adam_with_steps(self, self.cfg)
 
     def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
         outputs = self(batch["image"])

@@ -42,6 +42,7 @@ from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError, InputError
 from vidpose.keypoints import get_schema
 from vidpose.methods import model_config
+from vidpose.methods.common import adam_with_steps
 from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.methods.simple_baseline import joints_mse_loss
 from vidpose.nn.attention import MemoryRead
@@ -280,11 +281,7 @@ class PoseMemory(L.LightningModule):
         return loss
 
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr,
-                                     weight_decay=self.cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.cfg.lr_steps),
-                                                         gamma=self.cfg.lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return adam_with_steps(self, self.cfg)
 
     # -- validation: the online pipeline over whole videos ---------------------------------
 

@@ -34,6 +34,7 @@ from vidpose.decode import (REFINEMENTS, crop_to_image, decode_heatmaps, flip_ba
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import model_config
+from vidpose.methods.common import EvaluationHooks, adam_with_steps
 from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
@@ -90,7 +91,7 @@ def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
     return cfg
 
 
-class SimpleBaseline(L.LightningModule):
+class SimpleBaseline(EvaluationHooks, L.LightningModule):
     """ResNet + deconvolution head on person crops; mAP/MOTA (or COCO AP) and prediction
     files at validation."""
 
@@ -146,30 +147,8 @@ class SimpleBaseline(L.LightningModule):
                  batch_size=batch["image"].shape[0])
         return loss
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "val")
-
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self._evaluation_step(batch, "test")
-
-    def on_validation_epoch_start(self) -> None:
-        self._predictions = []
-
-    def on_test_epoch_start(self) -> None:
-        self._predictions = []
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
-
     def configure_optimizers(self) -> dict[str, Any]:
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.cfg.lr,
-                                     weight_decay=self.cfg.weight_decay)
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(self.cfg.lr_steps),
-                                                         gamma=self.cfg.lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return adam_with_steps(self, self.cfg)
 
     def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
         batch_size = batch["image"].shape[0]

@@ -1,0 +1,41 @@
+"""What several methods' LightningModules share: the optimiser and the evaluation hooks."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+
+def adam_with_steps(module: nn.Module, cfg: Any) -> dict[str, Any]:
+    """Adam (``cfg.lr``, ``cfg.weight_decay``) with the lr times ``cfg.lr_factor`` at each
+    epoch in ``cfg.lr_steps``: the schedule of SimpleBaseline, CenterNet and their kin."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.lr_steps),
+                                                     gamma=cfg.lr_factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+class EvaluationHooks:
+    """Routes Lightning's validation and test hooks to one ``_evaluation_step(batch, stage)``
+    and one ``_evaluation_epoch_end(stage)``; ``_predictions`` is emptied at each start."""
+
+    _predictions: list
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluation_step(batch, "test")
+
+    def on_validation_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
