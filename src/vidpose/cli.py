@@ -292,7 +292,9 @@ def main(argv: list[str] | None = None) -> int:
 def _print_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
     if os.environ.get("LOCAL_RANK", "0") != "0":
         return
-    shown = {k: v for k, v in sorted(metrics.items()) if k.count("/") <= 1}
+    # Per-joint figures (val/AP/<joint>) stay in the CSV log; the crowd subset's are shown.
+    shown = {k: v for k, v in sorted(metrics.items())
+             if k.count("/") <= 1 or k.split("/")[1] == "crowd"}
     print(f"\nRun folder: {run_dir}")
     for key, value in shown.items():
         print(f"  {key:24s} {value:10.4f}")
