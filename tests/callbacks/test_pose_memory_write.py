@@ -28,10 +28,18 @@ def test_a_clean_peak_scores_high_and_an_isolated_spike_low():
     assert xy[0].tolist() == [5, 8] and xy[1].tolist() == [5, 8]
 
 
-def test_by_hand_a_constant_map_scores_0_5():
-    # Min-max of a constant map is 0 everywhere (no range), +0.5, blur keeps 0.5.
-    scores, _ = keypoint_quality(torch.ones(1, 5, 5))
-    assert scores.item() == pytest.approx(0.5)
+def test_by_hand_constant_maps_score_their_value_plus_0_5():
+    # Clipped to [0, 1], +0.5; the blur keeps a constant map constant.
+    maps = torch.stack([torch.zeros(5, 5), torch.full((5, 5), 0.25), torch.full((5, 5), 3.0)])
+    scores, _ = keypoint_quality(maps)
+    assert scores.tolist() == pytest.approx([0.5, 0.75, 1.5])
+
+
+def test_a_weak_peak_scores_below_a_confident_one_of_the_same_shape():
+    confident = _peak_maps([(5, 8)])
+    scores, _ = keypoint_quality(torch.cat([confident, 0.3 * confident]))
+    assert scores[0] > 1.3 and scores[1] < 0.9
+    assert scores[1].item() == pytest.approx(0.5 + 0.3 * (scores[0].item() - 0.5), rel=1e-5)
 
 
 def test_low_quality_keypoints_get_the_saved_high_quality_feature_vector():

@@ -78,8 +78,8 @@ class PoseMemoryConfig:
     capacity: int = 16
     heatmap_threshold: float = 0.0  # the write gate (sum of keypoint quality scores)
     replacement: bool = True  # keypoint feature replacement
-    high: float = 1.2
-    low: float = 0.9
+    high: float = 1.0  # keypoint quality thresholds of the replacement (see MemoryWritePolicy)
+    low: float = 0.75
     blur_sigma: float = 1.0
     # The online pipeline (tracking/online.py: TrackingConfig).
     association_iou: float = 0.3
