@@ -140,3 +140,18 @@ def test_unlabelled_frames_with_ground_truth_boxes_are_passed_over():
     tracked, estimator, pipeline = run(frames, TrackingConfig(max_age=1))
     assert [[p.track_id for p in f.poses] for f in tracked] == [[0], [], [0], [], [0]]
     assert estimator.reads == [[0], [1], [2]]
+
+
+def test_detector_boxes_pass_the_threshold_to_the_detector():
+    from vidpose.tracking.boxes import DetectorBoxes
+
+    class Detector:
+        def detect(self, images, score_threshold=None):
+            cut = 0.3 if score_threshold is None else score_threshold
+            scores = np.array([0.9, 0.25, 0.1])
+            keep = scores >= cut
+            return [(np.arange(12.0).reshape(3, 4)[keep], scores[keep])]
+
+    frame = Frame(1, "a.jpg", 10, 10)
+    assert DetectorBoxes(Detector())(frame, None)[1].tolist() == [0.9]  # the detector's default
+    assert DetectorBoxes(Detector(), 0.2)(frame, None)[1].tolist() == [0.9, 0.25]

@@ -73,14 +73,15 @@ class DetectionFileBoxes:
 
 
 class DetectorBoxes:
-    """Boxes from a person detector with ``detect(images) -> [(boxes, scores)]``
-    (``methods.centernet.CenterNet``), thresholded at ``min_score``."""
+    """Boxes from a person detector with ``detect(images, score_threshold) -> [(boxes,
+    scores)]`` (``methods.centernet.CenterNet``), cut at ``min_score``, or at the detector's
+    own default threshold when ``min_score`` is 0."""
 
     def __init__(self, detector: Any, min_score: float = 0.0) -> None:
         self.detector = detector
         self.min_score = float(min_score)
 
     def __call__(self, frame: Frame, image: np.ndarray) -> Boxes:
-        boxes, scores = self.detector.detect([image])[0]
-        keep = scores >= self.min_score
-        return _stack(list(np.asarray(boxes)[keep]), list(np.asarray(scores)[keep]))
+        threshold = self.min_score if self.min_score > 0 else None
+        boxes, scores = self.detector.detect([image], score_threshold=threshold)[0]
+        return _stack(list(np.asarray(boxes, dtype=np.float64)), list(np.asarray(scores)))
