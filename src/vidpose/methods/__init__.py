@@ -82,6 +82,14 @@ def model_config(config_cls: type, model: dict[str, Any], method: str) -> Any:
     return config_cls(**model)
 
 
+def check_choices(cfg: Any, choices: dict[str, Any]) -> None:
+    """``ConfigError`` naming ``model.<key>`` when a config value is not among its choices."""
+    for key, allowed in choices.items():
+        value = getattr(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"model.{key}: {value!r} is not one of {list(allowed)}")
+
+
 def get_method(name: str) -> MethodSpec:
     try:
         return METHODS[name]

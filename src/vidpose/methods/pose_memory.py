@@ -41,7 +41,7 @@ from vidpose.data_modules.sources import detections_path
 from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError, InputError
 from vidpose.keypoints import get_schema
-from vidpose.methods import model_config
+from vidpose.methods import check_choices, model_config
 from vidpose.methods.common import adam_with_steps
 from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.methods.simple_baseline import joints_mse_loss
@@ -111,10 +111,8 @@ class PoseMemoryConfig:
 
 def _model_config(model: dict[str, Any]) -> PoseMemoryConfig:
     cfg = model_config(PoseMemoryConfig, model, "pose_memory")
-    for key, choices in (("backbone", BACKBONES), ("attention", ATTENTIONS),
-                         ("resnet", tuple(ARCHITECTURES)), ("refine", REFINEMENTS)):
-        if getattr(cfg, key) not in choices:
-            raise ConfigError(f"model.{key}: {getattr(cfg, key)!r} is not one of {list(choices)}")
+    check_choices(cfg, {"backbone": BACKBONES, "attention": ATTENTIONS, "resnet": ARCHITECTURES,
+                        "refine": REFINEMENTS})
     try:
         cfg.policy()
         cfg.tracking(1.25)
@@ -172,7 +170,8 @@ class PoseMemory(L.LightningModule):
                      if self.cfg.memory else None)
         self.policy = self.cfg.policy()
         self._poses: dict[int, list[Pose]] = {}
-        self._pipeline: OnlineTopDown | None = None
+        self._pipeline: OnlineTopDown | None = None  # built once per validation epoch
+        self._crowdedness: dict[str, float] = {}
 
     def use_settings(self, model: dict[str, Any], data: dict[str, Any]) -> None:
         """Run this trained model with the experiment's inference settings: ``model``'s values
@@ -307,7 +306,8 @@ class PoseMemory(L.LightningModule):
         data, videos = datamodule.val_data, datamodule.val_set
         if self._pipeline is None:
             self._pipeline = self.pipeline(self.box_source(data, self.data_cfg.val_split))
-        crowdedness = persons_per_frame(data)
+            self._crowdedness = persons_per_frame(data)
+        crowdedness = self._crowdedness
         for index in batch["video"].reshape(-1).tolist():
             frames = [data.frames[i] for i in videos.videos[index]]
             tracked = track_video(self._pipeline, ((f, read_image(data, f)) for f in frames),

@@ -33,7 +33,7 @@ from vidpose.decode import (REFINEMENTS, crop_to_image, decode_heatmaps, flip_ba
                             heatmap_to_crop, oks_nms, person_score)
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import model_config
+from vidpose.methods import check_choices, model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps
 from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.nn.heads import DeconvHead
@@ -84,10 +84,7 @@ def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 
 def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
     cfg = model_config(SimpleBaselineConfig, model, "simple_baseline")
-    if cfg.backbone not in ARCHITECTURES:
-        raise ConfigError(f"model.backbone: {cfg.backbone!r} is not one of {list(ARCHITECTURES)}")
-    if cfg.refine not in REFINEMENTS:
-        raise ConfigError(f"model.refine: {cfg.refine!r} is not one of {REFINEMENTS}")
+    check_choices(cfg, {"backbone": ARCHITECTURES, "refine": REFINEMENTS})
     return cfg
 
 

@@ -36,7 +36,7 @@ from vidpose.callbacks.memory_policies import GROUND_TRUTH, MemoryBank, WritePol
 from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import model_config
+from vidpose.methods import check_choices, model_config
 from vidpose.metrics.keypoint_prf import KeypointPRF, peaks_from_maps
 from vidpose.metrics.pixel_prf import PixelPRF
 from vidpose.metrics.recall_over_time import RecallOverTime
@@ -76,10 +76,7 @@ class STMConfig:
 
 def _model_config(model: dict[str, Any]) -> STMConfig:
     cfg = model_config(STMConfig, model, "stm")
-    if cfg.variant not in VARIANTS:
-        raise ConfigError(f"model.variant: {cfg.variant!r} is not one of {VARIANTS}")
-    if cfg.loss not in LOSSES:
-        raise ConfigError(f"model.loss: {cfg.loss!r} is not one of {LOSSES}")
+    check_choices(cfg, {"variant": VARIANTS, "loss": LOSSES})
     return cfg
 
 

@@ -20,7 +20,6 @@ from vidpose.formats.jsonio import dump_json
 from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.pose import Frame, PoseDataset
 from vidpose.tracking.boxes import BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes
-from vidpose.tracking.online import track_video
 from vidpose.tracking.video import image_id, open_video, write_overlay
 
 BOX_CHOICES = ("detector", "detections", "gt")
@@ -83,23 +82,28 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
         {image_id(frames.video_number, i) for i in range(len(frames))}
     pipeline = model.pipeline(_box_source(model, boxes, detections, detector, ids))
 
-    def source():
+    crowd = persons_per_frame(truth).popitem()[1] if truth else None
+    tracked: list[Frame] = []
+
+    def tracked_images():
+        """Each decoded frame is tracked and handed on to the overlay: one decoding pass."""
         for position, (frame, image) in enumerate(frames):
             # The annotation file's frames carry its image ids, names and ground truth.
-            yield (truth.frames[position] if truth else frame), image
+            frame = truth.frames[position] if truth else frame
+            tracked.append(dataclasses.replace(frame, poses=pipeline(frame, image)))
+            yield image, tracked[-1].poses
 
-    crowd = persons_per_frame(truth).popitem()[1] if truth else None
-    start = time.perf_counter()
-    steps = track_video(pipeline, source(), crowd)
-    tracked: list[Frame] = list(progress_track(steps, total=len(frames), description="tracking",
-                                               transient=True) if progress else steps)
-    seconds = time.perf_counter() - start
     out_dir = Path(out)
+    overlay = out_dir / f"{frames.name}.mp4"
+    pipeline.reset(crowd)
+    steps = tracked_images()
+    start = time.perf_counter()
+    write_overlay(overlay, progress_track(steps, total=len(frames), description="tracking",
+                                          transient=True) if progress else steps,
+                  model.schema, frames.fps)
+    seconds = time.perf_counter() - start
     results = out_dir / f"{frames.name}.json"
     write_posetrack_video(results, tracked, video=frames.name, predictions=True)
-    overlay = out_dir / f"{frames.name}.mp4"
-    write_overlay(overlay, ((image, frame.poses) for frame, (_, image) in zip(tracked, frames)),
-                  model.schema, frames.fps)
     scores: dict[str, float] = {}
     if truth is not None:
         scores = score_poses(truth, {i: f.poses for i, f in enumerate(tracked)})
