@@ -66,6 +66,22 @@ class SequenceConfig:
 
 
 @dataclass
+class PairConfig:
+    """Self-supervised image pairs: ranges of the random affine that makes image 2 from image 1.
+
+    The keypoint correspondence paper (Sec. 4.3, 6.1) names translation, rotation and
+    flipping but gives no ranges; these are ours. They move most keypoints a few feature
+    cells and push some out of the input, so that truncation is seen in training.
+    """
+
+    translate: float = 0.2  # shift per axis, uniform in [-translate, translate] x input size
+    rotation: float = 30.0  # degrees, uniform in [-rotation, rotation]
+    scale: float = 0.1  # zoom factor log-uniform in [1 / (1 + scale), 1 + scale]
+    flip: float = 0.5  # probability of a horizontal mirror (left/right slots swap)
+    val_seed: int = 0  # labelled frame i always draws its validation warp from val_seed + i
+
+
+@dataclass
 class DataConfig:
     """Where the data is, how samples are cut from it and how they are augmented."""
 
@@ -104,3 +120,4 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     refinement: RefinementConfig = field(default_factory=RefinementConfig)  # memory frames' maps
     sequence: SequenceConfig = field(default_factory=SequenceConfig)  # SequenceDataModule
+    pair: PairConfig = field(default_factory=PairConfig)  # PairDataModule
