@@ -35,7 +35,7 @@ train: $(STAMP)
 	$(BIN)/vidpose train $(EXP) $(if $(RESUME),--resume $(RESUME)) $(ARGS)
 
 eval: $(STAMP)
-	$(BIN)/vidpose eval $(EXP) $(ARGS) --ckpt $(CKPT)
+	$(BIN)/vidpose eval $(EXP) $(ARGS) $(if $(CKPT),--ckpt $(CKPT))
 
 list: $(STAMP)
 	@$(BIN)/vidpose list

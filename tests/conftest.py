@@ -56,3 +56,24 @@ def expect_input_error():
         assert str(err).startswith(": ".join(named) + ": "), str(err)
         return err
     return check
+
+
+@pytest.fixture(scope="session")
+def tracking_models(tiny_synth, tmp_path_factory) -> list[str]:
+    """Overrides under which the tracking experiments (which train nothing themselves) find a
+    two-step estimator and correspondence network, trained once on the tiny set."""
+    from vidpose.config import compose
+    from vidpose.run import train
+
+    runs = tmp_path_factory.mktemp("tracking_models")
+    common = ["data=synth_tiny", f"data.root={tiny_synth / 'posetrack18'}", "data.num_workers=0",
+              "data.batch_size=4", f"runs_dir={runs}", "logger.wandb=false",
+              "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1",
+              "trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1"]
+    pose = train(compose("correspondence_pose", common + ["data.input_size=[64,48]"]))
+    pairs = [f"data.root={tiny_synth / 'coco'}", "data.dataset=coco", "data.input_size=[64,64]"]
+    net = train(compose("correspondence_refinement", common + pairs + ["init_from=null"]))
+    assert pose.run_dir.parent.parent == net.run_dir.parent.parent == runs
+    # The tracking experiments name run:correspondence_pose and run:correspondence_refinement:
+    # pointing runs_dir here resolves them to these runs.
+    return [f"runs_dir={runs}"]

@@ -29,7 +29,8 @@ def _parser() -> argparse.ArgumentParser:
                        "evaluate prediction files: 'eval posetrack ...', 'eval coco ...'")
     e.add_argument("experiment")
     e.add_argument("overrides", nargs="*")
-    e.add_argument("--ckpt", required=True, help="checkpoint file")
+    e.add_argument("--ckpt", default=None, help="checkpoint file (correspondence_tracking "
+                   "experiments name their trained models in the config instead)")
 
     i = sub.add_parser("infer", help="run an STM experiment online over whole videos of a split: "
                        "PoseTrack18 keypoint detections and keypoint P/R/F1")
@@ -43,7 +44,8 @@ def _parser() -> argparse.ArgumentParser:
                        "online with a top-down experiment: PoseTrack18 results + overlay mp4")
     k.add_argument("overrides", nargs="*", help="dotted.key=value (e.g. model.capacity=4)")
     k.add_argument("--exp", dest="experiment", required=True, help="the experiment name")
-    k.add_argument("--ckpt", required=True, help="checkpoint of the pose model")
+    k.add_argument("--ckpt", default=None, help="checkpoint of the pose model (correspondence_"
+                   "tracking experiments name their trained models in the config instead)")
     k.add_argument("--video", required=True, help="video file or folder of frame images")
     k.add_argument("--out", required=True, help="output folder")
     k.add_argument("--boxes", choices=["detector", "detections", "gt"], default="detector",

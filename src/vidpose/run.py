@@ -16,7 +16,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, read_write
 
 from vidpose.callbacks.checkpoint import LastCheckpoint
 from vidpose.callbacks.distribution import trainer_kwargs
@@ -69,7 +69,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     spec = get_method(cfg.experiment.method)
     if cfg.data.dataset not in DATASET_SCHEMA:
         raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
-    resolve_detector(cfg)
+    resolve_checkpoints(cfg)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     model = spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
                            schema=DATASET_SCHEMA[cfg.data.dataset])
@@ -210,8 +210,13 @@ def train(cfg: DictConfig, resume: str | None = None) -> RunResult:
     run_dir.mkdir(parents=True, exist_ok=True)
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
+    resolve_checkpoints(cfg)  # the run's config.yaml names the checkpoints it used
     OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
     model, datamodule = build(cfg)
+    trainable = getattr(model, "TRAINABLE", True)
+    if resume and not trainable:
+        raise ConfigError(f"RESUME: {cfg.experiment.name!r} trains nothing (it evaluates trained "
+                          "models), so there is no run to continue")
     inherited = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers start inside fit and read this
     try:
@@ -221,7 +226,11 @@ def train(cfg: DictConfig, resume: str | None = None) -> RunResult:
                 if isinstance(logger, WandbLogger):
                     (run_dir / "wandb_id.txt").write_text(logger.experiment.id)
             print(f"Run folder: {run_dir}", flush=True)
-        trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        if trainable:
+            trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        else:
+            # Pipelines of trained models (correspondence tracking): one validation pass.
+            trainer.validate(model, datamodule=datamodule)
     finally:
         if inherited is None:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -234,7 +243,7 @@ def _load_checkpoint(cfg: DictConfig, ckpt: str) -> L.LightningModule:
     if not path.is_file():
         raise InputError("checkpoint not found", file=ckpt, field="CKPT")
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
-    resolve_detector(cfg)
+    resolve_checkpoints(cfg)
     model = get_method(cfg.experiment.method).model_cls.load_from_checkpoint(str(path), map_location="cpu")
     # Methods whose inference has knobs of its own (memory capacity, tracker, box source)
     # run with the experiment's values, overrides included, rather than the training run's.
@@ -243,17 +252,45 @@ def _load_checkpoint(cfg: DictConfig, ckpt: str) -> L.LightningModule:
     return model
 
 
-def resolve_detector(cfg: DictConfig) -> None:
-    """``data.detector: run:<experiment>`` -> that experiment's newest last.ckpt (in place)."""
-    detector = cfg.data.get("detector")
-    if detector and str(detector).startswith("run:"):
-        cfg.data.detector = str(resolve_init_from(str(detector), Path(cfg.runs_dir)))
-
-
-def evaluate(cfg: DictConfig, ckpt: str) -> RunResult:
-    """Validate a checkpoint on the experiment's validation data."""
+def load_model(cfg: DictConfig, ckpt: str | None) -> L.LightningModule:
+    """The model to run: rebuilt from ``ckpt``, or, for methods that train nothing (a
+    pipeline of trained models named in the config), built from the config alone."""
     spec = get_method(cfg.experiment.method)
-    model = _load_checkpoint(cfg, ckpt)
+    if ckpt:
+        return _load_checkpoint(cfg, ckpt)
+    if getattr(spec.model_cls, "TRAINABLE", True):
+        raise ConfigError(f"--ckpt: {cfg.experiment.name!r} is a trained {cfg.experiment.method} "
+                          "model; name its checkpoint (e.g. runs/<exp>/<run>/checkpoints/last.ckpt)")
+    ensure_data(cfg, progress=cfg.trainer.progress_bar)
+    resolve_checkpoints(cfg)
+    if cfg.data.dataset not in DATASET_SCHEMA:
+        raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
+    return spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
+                          schema=DATASET_SCHEMA[cfg.data.dataset]).eval()
+
+
+# Config keys that may name another experiment's checkpoint as run:<experiment>.
+CHECKPOINT_KEYS = (("data", "detector"), ("model", "pose_estimator"), ("model", "correspondence"))
+
+
+def resolve_checkpoints(cfg: DictConfig) -> None:
+    """``run:<experiment>`` in ``data.detector``, ``model.pose_estimator`` or
+    ``model.correspondence`` -> that experiment's newest last.ckpt (in place)."""
+    for section, key in CHECKPOINT_KEYS:
+        value = cfg[section].get(key)
+        if value and str(value).startswith("run:"):
+            try:
+                path = str(resolve_init_from(str(value), Path(cfg.runs_dir)))
+            except InputError as err:
+                raise InputError(err.reason, file=err.file, field=f"{section}.{key}") from None
+            with read_write(cfg[section]):  # frozen model configs are read-only
+                cfg[section][key] = path
+
+
+def evaluate(cfg: DictConfig, ckpt: str | None) -> RunResult:
+    """Validate a checkpoint (or a pipeline of trained models) on the validation data."""
+    spec = get_method(cfg.experiment.method)
+    model = load_model(cfg, ckpt)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(cfg.runs_dir) / cfg.experiment.name /
                    f"eval-{time.strftime('%Y%m%d-%H%M%S')}")

@@ -105,3 +105,27 @@ def test_an_empty_video_folder_is_refused(trained, tmp_path, capsys):
     code, _ = track(trained, tmp_path, "--video", str(empty), "--boxes", "detector",
                     "--detector", str(trained["detector"]))
     assert code == 2 and "empty video" in capsys.readouterr().err
+
+
+def test_track_with_correspondences_needs_no_checkpoint_and_merges(tracking_models, tiny_synth,
+                                                                   tmp_path, capsys):
+    root = tiny_synth / "posetrack18"
+    out = tmp_path / "out"
+    code = main(["track", "--exp", "correspondence_t5_merge", "--out", str(out),
+                 "--video", str(root / "images" / "val" / VIDEO), "--boxes", "gt",
+                 "--annotations", str(root / "annotations" / "val" / f"{VIDEO}.json"),
+                 *tracking_models, "data=synth_tiny", f"data.root={root}", "logger.wandb=false",
+                 "trainer.progress_bar=false", "model.merge_threshold=0.0"])
+    assert code == 0, capsys.readouterr().err
+    results = json.loads((out / f"{VIDEO}.json").read_text())
+    assert len(results["images"]) == 8
+    assert frames_in(out / f"{VIDEO}.mp4") == 8  # the overlay's second pass, after merging
+    assert {"mAP", "MOTA"} <= set(json.loads((out / "scores.json").read_text()))
+
+
+def test_a_trained_method_still_needs_its_checkpoint(trained, tiny_synth, tmp_path, capsys):
+    root = tiny_synth / "posetrack18"
+    code = main(["track", "--exp", EXP, "--out", str(tmp_path / "out"),
+                 "--video", str(root / "images" / "val" / VIDEO), *trained["quick"]])
+    assert code == 2
+    assert "--ckpt" in capsys.readouterr().err

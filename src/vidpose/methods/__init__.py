@@ -50,6 +50,18 @@ METHODS: dict[str, MethodSpec] = {
         "vidpose.methods.centernet", "CenterNet", "CenterNetConfig",
         "vidpose.data_modules.boxes:BoxDataModule",
     ),
+    "correspondence": MethodSpec(
+        "vidpose.methods.correspondence", "KeypointCorrespondence", "CorrespondenceConfig",
+        "vidpose.data_modules.pairs:PairDataModule",
+    ),
+    "correspondence_tracking": MethodSpec(
+        "vidpose.methods.correspondence_tracking", "CorrespondenceTracking",
+        "CorrespondenceTrackingConfig", "vidpose.data_modules.track_clips:TrackClipDataModule",
+    ),
+    "two_stage_pose": MethodSpec(
+        "vidpose.methods.two_stage_pose", "TwoStagePose", "TwoStagePoseConfig",
+        "vidpose.data_modules.crops:CropDataModule",
+    ),
 }
 
 # Data modules an experiment may name in ``experiment.datamodule`` instead of its method's.
@@ -60,6 +72,7 @@ DATA_MODULES: dict[str, str] = {
     "sequences": "vidpose.data_modules.sequences:SequenceDataModule",
     "track_clips": "vidpose.data_modules.track_clips:TrackClipDataModule",
     "boxes": "vidpose.data_modules.boxes:BoxDataModule",
+    "pairs": "vidpose.data_modules.pairs:PairDataModule",
 }
 
 

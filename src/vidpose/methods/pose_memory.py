@@ -25,32 +25,31 @@ than ``model.crowd_threshold`` persons per frame).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import lightning as L
+import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
 from vidpose.crowd import crowd_videos, persons_per_frame, video_subset
-from vidpose.data_modules.datasets import as_data_config, read_image
-from vidpose.data_modules.sources import detections_path
+from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import REFINEMENTS, flip_back
-from vidpose.errors import ConfigError, InputError
+from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import check_choices, model_config
 from vidpose.methods.common import adam_with_steps
-from vidpose.methods.scoring import score_poses, write_predictions
+from vidpose.methods.scoring import score_poses
+from vidpose.methods.video_validation import VideoValidation
 from vidpose.methods.simple_baseline import joints_mse_loss
 from vidpose.nn.attention import MemoryRead
 from vidpose.nn.cpn import CPN, cpn_loss
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
-from vidpose.pose import Pose, PoseDataset
-from vidpose.tracking.boxes import BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes
+from vidpose.pose import Frame, Pose, PoseDataset
+from vidpose.tracking.boxes import BoxSource, configured_boxes
 from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
 
 BACKBONES = ("simple_baseline", "cpn")
@@ -134,7 +133,7 @@ def pad_memories(memories: list[Tensor | None], like: Tensor) -> tuple[Tensor, T
     return out, valid
 
 
-class PoseMemory(L.LightningModule):
+class PoseMemory(VideoValidation, L.LightningModule):
     """SimpleBaseline or CPN with the pose temporal memory module (or without: the baseline)."""
 
     # Model keys that only change how a trained model is run: `vidpose eval` and
@@ -286,50 +285,21 @@ class PoseMemory(L.LightningModule):
 
     def box_source(self, data: PoseDataset, split: str) -> BoxSource:
         """The data config's box source for ``data`` (one split)."""
-        cfg = self.data_cfg
-        if cfg.box_source == "gt":
-            return GroundTruthBoxes()
-        if cfg.box_source == "detections":
-            return DetectionFileBoxes(detections_path(cfg, split), cfg.min_box_score,
-                                      frame_ids={frame.image_id for frame in data.frames})
-        return DetectorBoxes(load_detector(cfg.detector, self.device), cfg.min_box_score)
+        return configured_boxes(self.data_cfg, {f.image_id for f in data.frames}, split, self.device)
 
     def pipeline(self, boxes: BoxSource) -> OnlineTopDown:
         return OnlineTopDown(self, boxes, self.cfg.tracking(float(self.data_cfg.box_padding)))
 
-    def on_validation_epoch_start(self) -> None:
-        self._poses = {}
-        self._pipeline = None
+    def make_pipeline(self, data: PoseDataset) -> OnlineTopDown:
+        self._crowdedness = persons_per_frame(data)
+        return self.pipeline(self.box_source(data, self.data_cfg.val_split))
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        datamodule = self.trainer.datamodule
-        data, videos = datamodule.val_data, datamodule.val_set
-        if self._pipeline is None:
-            self._pipeline = self.pipeline(self.box_source(data, self.data_cfg.val_split))
-            self._crowdedness = persons_per_frame(data)
-        crowdedness = self._crowdedness
-        for index in batch["video"].reshape(-1).tolist():
-            frames = [data.frames[i] for i in videos.videos[index]]
-            tracked = track_video(self._pipeline, ((f, read_image(data, f)) for f in frames),
-                                  crowdedness.get(videos.names[index]))
-            for i, frame in zip(videos.videos[index], tracked):
-                self._poses[i] = frame.poses
+    def track(self, pipeline: OnlineTopDown, frames: Iterable[tuple[Frame, np.ndarray]],
+              video: str) -> Iterator[Frame]:
+        return track_video(pipeline, frames, self._crowdedness.get(video))
 
-    def on_validation_epoch_end(self) -> None:
-        poses = self._poses
-        if dist.is_available() and dist.is_initialized():
-            parts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, poses)
-            poses = {k: v for part in parts for k, v in part.items()}
-        self._poses = {}
-        data = self.trainer.datamodule.val_data
-        # Every rank holds all poses and computes the same values; sync_dist's mean keeps them.
-        for name, value in score_poses(data, poses, self.device).items():
-            self.log(f"val/{name}", value, sync_dist=True)
-        for name, value in self._crowd_scores(data, poses).items():
-            self.log(f"val/crowd/{name}", value, sync_dist=True)
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            write_predictions(Path(self.trainer.default_root_dir) / "predictions" / "val", data, poses)
+    def extra_scores(self, data: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
+        return {f"crowd/{k}": v for k, v in self._crowd_scores(data, poses).items()}
 
     def _crowd_scores(self, data: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
         """mAP and MOTA on the split's crowd subset ({} when no video is crowded enough)."""
@@ -341,17 +311,4 @@ class PoseMemory(L.LightningModule):
         kept = {j: poses.get(position[id(frame)], []) for j, frame in enumerate(subset.frames)}
         scores = score_poses(subset, kept, self.device)
         return {"mAP": scores["mAP"], "MOTA": scores["MOTA"], "videos": float(len(videos))}
-
-
-def load_detector(checkpoint: Optional[str], device: torch.device | str = "cpu") -> Any:
-    """Our person detector (``methods/centernet.py``) from a checkpoint file."""
-    from vidpose.methods import get_method
-
-    if not checkpoint:
-        raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
-                          "or run:<experiment> (train one with make train EXP=centernet)")
-    if not Path(checkpoint).is_file():
-        raise InputError("detector checkpoint not found", file=str(checkpoint), field="data.detector")
-    model = get_method("centernet").model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
-    return model.eval()
 

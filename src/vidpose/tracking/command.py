@@ -19,7 +19,9 @@ from vidpose.errors import ConfigError, InputError
 from vidpose.formats.jsonio import dump_json
 from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.pose import Frame, PoseDataset
-from vidpose.tracking.boxes import BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes
+from vidpose.tracking.boxes import (BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes,
+                                   load_detector)
+from vidpose.tracking.online import OnlineTopDown
 from vidpose.tracking.video import image_id, open_video, write_overlay
 
 BOX_CHOICES = ("detector", "detections", "gt")
@@ -46,8 +48,6 @@ def _annotated_frames(path: str, count: int) -> PoseDataset:
 
 def _box_source(model, boxes: str, detections: Optional[str], detector: Optional[str],
                 image_ids: set[int]) -> BoxSource:
-    from vidpose.methods.pose_memory import load_detector
-
     min_score = float(model.data_cfg.min_box_score)
     if boxes == "gt":
         return GroundTruthBoxes()
@@ -64,7 +64,7 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
                   annotations: Optional[str] = None, progress: bool = True) -> TrackResult:
     """Track ``video`` with experiment ``cfg``'s model from ``ckpt``; write into ``out``."""
     from vidpose.methods.scoring import score_poses
-    from vidpose.run import _load_checkpoint, resolve_init_from
+    from vidpose.run import load_model, resolve_init_from
 
     if boxes not in BOX_CHOICES:
         raise ConfigError(f"--boxes: {boxes!r} is not one of {list(BOX_CHOICES)}")
@@ -72,10 +72,11 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
         raise ConfigError("--boxes gt needs --annotations FILE (the video's PoseTrack18 file)")
     if detector and detector.startswith("run:"):
         detector = str(resolve_init_from(detector, Path(cfg.runs_dir)))
-    model = _load_checkpoint(cfg, ckpt)
+    model = load_model(cfg, ckpt)
     if not hasattr(model, "pipeline"):
-        raise ConfigError(f"vidpose track runs top-down tracking experiments (method pose_memory); "
-                          f"{cfg.experiment.name!r} is a {cfg.experiment.method} experiment")
+        raise ConfigError(f"vidpose track runs top-down tracking experiments (methods pose_memory "
+                          f"and correspondence_tracking); {cfg.experiment.name!r} is a "
+                          f"{cfg.experiment.method} experiment")
     frames = open_video(video)
     truth = _annotated_frames(annotations, len(frames)) if annotations else None
     ids = {f.image_id for f in truth.frames} if truth else \
@@ -93,14 +94,28 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
             tracked.append(dataclasses.replace(frame, poses=pipeline(frame, image)))
             yield image, tracked[-1].poses
 
+    def shown(steps, description):
+        return progress_track(steps, total=len(frames), description=description,
+                              transient=True) if progress else steps
+
     out_dir = Path(out)
     overlay = out_dir / f"{frames.name}.mp4"
-    pipeline.reset(crowd)
-    steps = tracked_images()
+    if isinstance(pipeline, OnlineTopDown):
+        pipeline.reset(crowd)
+    else:
+        pipeline.reset()
     start = time.perf_counter()
-    write_overlay(overlay, progress_track(steps, total=len(frames), description="tracking",
-                                          transient=True) if progress else steps,
-                  model.schema, frames.fps)
+    if getattr(pipeline.cfg, "merge", False):
+        # Track merging relabels tracks after the last frame: the overlay needs the final
+        # ids, so the video is decoded a second time for it.
+        for _ in shown(tracked_images(), "tracking"):
+            pass
+        tracked = pipeline.finish(tracked)
+        write_overlay(overlay, shown(((image, frame.poses) for (_, image), frame
+                                      in zip(frames, tracked)), "overlay"),
+                      model.schema, frames.fps)
+    else:
+        write_overlay(overlay, shown(tracked_images(), "tracking"), model.schema, frames.fps)
     seconds = time.perf_counter() - start
     results = out_dir / f"{frames.name}.json"
     write_posetrack_video(results, tracked, video=frames.name, predictions=True)

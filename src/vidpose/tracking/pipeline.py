@@ -1,0 +1,186 @@
+"""Top-down tracking with keypoint correspondences (paper Fig. 2), frame by frame.
+
+Per frame:
+
+1. person boxes from a box source (ground truth, a detection file, our detector);
+2. a pose per box from the two-stage top-down estimator (Eq. 7 keypoints);
+3. recovery of missed detections (``tracking/recovery.py``): the previous frame's detected
+   poses are propagated by the correspondence network, boxed and re-estimated;
+4. OKS-NMS over detected and recovered poses (the detection wins where both found one
+   person, being scored higher);
+5. the joint threshold: joints scored below it are written with score 0 (MOTA counts every
+   written joint; paper Table 3);
+6. greedy association (``tracking/greedy.py``) with a cue: keypoint correspondences (Eq. 6),
+   OKS, optical flow + OKS or appearance re-id (Table 2), with or without duplicate
+   removal (Table 7).
+
+After the last frame, ``finish`` merges broken tracks (Eq. 8) when asked to.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator, Protocol
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vidpose.data_modules.transforms import CropTransform, normalize
+from vidpose.decode import crop_to_image, oks_nms, person_score
+from vidpose.errors import ConfigError
+from vidpose.keypoints import Schema
+from vidpose.pose import Frame, Pose
+from vidpose.tracking.affinity import PreparedFrame, Propagator
+from vidpose.tracking.boxes import BoxSource
+from vidpose.tracking.correspondence import CorrespondenceCue, CorrespondenceMemory
+from vidpose.tracking.greedy import GreedyTracker, make_cue
+from vidpose.tracking.merging import MergeConfig, merge_tracks
+from vidpose.tracking.recovery import RecoveryConfig, keep_recovered, propagated_boxes
+
+CUES = ("correspondence", "oks", "flow", "reid")
+
+
+class PoseEstimator(Protocol):
+    """A top-down estimator that locates joints in crops (``methods.two_stage_pose``)."""
+
+    schema: Schema
+    input_size: tuple[int, int]
+
+    def locate(self, crops: Tensor) -> tuple[Tensor, Tensor]:
+        """(N, 3, H, W) normalised crops -> joints (N, K, 2) in crop pixels, scores (N, K)."""
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """How poses are recovered, thresholded and associated (defaults: ours unless said)."""
+
+    tracker: str = "correspondence"  # the association cue: correspondence | oks | flow | reid
+    track_threshold: float = 0.2  # least similarity to continue a track
+    affinity_threshold: float = 0.3  # Eq. 6's tau (paper Table 6: 0.1-0.5)
+    joint_threshold: float = 0.3  # the paper's trade-off (Table 3)
+    recovery: bool = False  # Sec. 5.1 (Table 3 turns it on)
+    refinement: bool = True  # read refined maps (False: the Siamese maps, Table 7)
+    remove_duplicates: bool = True  # Table 7
+    merge: bool = False  # Eq. 8 post-processing ("Ours + Merge")
+    merge_threshold: float = 0.5
+    merge_max_gap: int = 30
+    max_age: int = 1  # frames a track may be missed and still be continued
+    box_padding: float = 1.25
+    oks_nms_thr: float = 0.9
+    recovery_min_joints: int = 4
+    recovery_min_score: float = 0.2
+    flow_scale: float = 0.5  # optical flow on frames downscaled by this
+
+    def __post_init__(self) -> None:
+        if self.tracker not in CUES:
+            raise ConfigError(f"model.tracker: {self.tracker!r} is not one of {list(CUES)}")
+        if self.max_age < 1:
+            raise ConfigError(f"model.max_age: expected >= 1, got {self.max_age}")
+
+    @property
+    def needs_correspondences(self) -> bool:
+        return self.tracker == "correspondence" or self.recovery or self.merge
+
+
+class CorrespondencePipeline:
+    """Pipeline state for one video at a time (``reset`` between videos)."""
+
+    def __init__(self, estimator: PoseEstimator, boxes: BoxSource, cfg: PipelineConfig,
+                 correspondence: Any | None = None,
+                 correspondence_input: tuple[int, int] | None = None) -> None:
+        if cfg.needs_correspondences and correspondence is None:
+            raise ConfigError("model.correspondence: correspondence tracking, recovery and "
+                              "merging need a trained correspondence network")
+        self.estimator = estimator
+        self.boxes = boxes
+        self.cfg = cfg
+        self.schema = estimator.schema
+        self.crop = CropTransform(estimator.input_size, estimator.schema, cfg.box_padding)
+        self.propagator = (Propagator(correspondence, correspondence_input, cfg.refinement)
+                           if correspondence is not None else None)
+        self.reset()
+
+    def reset(self) -> None:
+        self.memory = (CorrespondenceMemory(self.propagator, self.cfg.max_age)
+                       if self.propagator is not None else None)
+        cfg = self.cfg
+        if cfg.tracker == "correspondence":
+            cue: Any = CorrespondenceCue(self.memory, cfg.affinity_threshold)
+        else:
+            options = {"scale": cfg.flow_scale} if cfg.tracker == "flow" else {}
+            cue = make_cue(cfg.tracker, self.schema.sigmas, **options)
+        self.tracker = GreedyTracker(cue, cfg.track_threshold, cfg.max_age, self.schema.sigmas,
+                                     remove_duplicates=cfg.remove_duplicates)
+        self.previous: list[Pose] = []
+        self.calls = 0
+        self.prepared: dict[int, PreparedFrame] = {}  # call position -> frame, for merging
+
+    # -- per frame -------------------------------------------------------------------------
+
+    def poses_in_boxes(self, image: np.ndarray, boxes: np.ndarray,
+                       box_scores: np.ndarray) -> list[Pose]:
+        """A top-down pose per box, in image pixels, scored as SimpleBaseline rescores."""
+        if not len(boxes):
+            return []
+        num_k = self.schema.num_keypoints
+        samples = [self.crop(image, box, np.zeros((num_k, 3))) for box in boxes]
+        crops = normalize(np.stack([s.image for s in samples]))
+        affines = torch.from_numpy(np.stack([s.crop_to_image for s in samples]))
+        coords, scores = self.estimator.locate(crops)
+        xy = crop_to_image(coords.cpu(), affines).numpy()
+        scores = scores.double().cpu().numpy()
+        rescored = person_score(np.asarray(box_scores, dtype=np.float64), scores)
+        return [Pose(np.concatenate([xy[i], scores[i, :, None]], -1), box=boxes[i],
+                     score=float(rescored[i])) for i in range(len(boxes))]
+
+    def _recover(self, image: np.ndarray) -> list[Pose]:
+        cfg = RecoveryConfig(self.cfg.affinity_threshold, self.cfg.recovery_min_joints,
+                             self.cfg.recovery_min_score)
+        boxes, scores = propagated_boxes(self.memory, self.previous, cfg)
+        return keep_recovered(self.poses_in_boxes(image, boxes, scores), cfg)
+
+    @torch.no_grad()
+    def __call__(self, frame: Frame, image: np.ndarray) -> list[Pose]:
+        """The frame's tracked poses; a frame the box source knows nothing about (ground
+        truth of an unlabelled frame) is passed over."""
+        position, self.calls = self.calls, self.calls + 1
+        found = self.boxes(frame, image)
+        if found is None:
+            return []
+        if self.memory is not None:
+            prepared = self.memory.begin(image)
+            if self.cfg.merge:
+                self.prepared[position] = prepared
+        boxes, box_scores = found
+        poses = self.poses_in_boxes(image, boxes, box_scores)
+        if self.cfg.recovery and self.previous:
+            poses += self._recover(image)
+        keep = oks_nms(poses, self.cfg.oks_nms_thr, self.schema.sigmas)
+        poses = [poses[k] for k in sorted(keep)]
+        for pose in poses:
+            weak = pose.keypoints[:, 2] < self.cfg.joint_threshold
+            pose.keypoints[weak, 2] = 0.0
+        tracked = self.tracker.update(poses, image)
+        if self.memory is not None:
+            self.memory.end(tracked)
+        self.previous = tracked
+        return tracked
+
+    def finish(self, frames: list[Frame]) -> list[Frame]:
+        """The video's tracked frames after track merging (as they are without it).
+
+        ``frames``: this pipeline's outputs since ``reset``, in call order (passed-over
+        frames included)."""
+        if not self.cfg.merge:
+            return frames
+        return merge_tracks(frames, self.propagator, self.prepared.__getitem__, self.schema.sigmas,
+                            MergeConfig(self.cfg.merge_threshold, self.cfg.merge_max_gap))
+
+
+def track_video(pipeline: CorrespondencePipeline, frames: Iterable[tuple[Frame, np.ndarray]]
+                ) -> Iterator[Frame]:
+    """Each frame of one video with its tracked poses (merged at the end when configured)."""
+    pipeline.reset()
+    out = [dataclasses.replace(frame, poses=pipeline(frame, image)) for frame, image in frames]
+    yield from pipeline.finish(out)
