@@ -13,7 +13,8 @@ keypoints present in both images whose affinity argmax lies within one feature c
 Chebyshev distance, of the cell holding their warped position; refined maps in the
 refinement stage), ``val/accuracy_siamese`` (the same for the Siamese maps, in both stages)
 and ``val/truncated_peak`` (the mean maximum affinity of truncated keypoints, whose maps
-should be empty: it should fall). The tracker uses ``model.net.propagate``.
+should be empty: it should fall for the refined maps; a softmax map cannot be empty, so
+the Siamese value rises as its maps sharpen). The tracker uses ``model.net.propagate``.
 """
 from __future__ import annotations
 

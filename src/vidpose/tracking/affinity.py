@@ -79,7 +79,7 @@ class Propagator:
     """
 
     def __init__(self, net: Any, input_size: Sequence[int], refined: bool = True) -> None:
-        self.net = net
+        self.net = net.eval()  # batch norm with its running statistics from the first frame on
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.refined = refined
 
