@@ -65,14 +65,19 @@ def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
     synthesize(out, preset=preset, seed=int(cfg.seed), progress=progress)
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
-    spec = get_method(cfg.experiment.method)
+def _new_model(cfg: DictConfig) -> L.LightningModule:
+    """The experiment's method built from its config (checkpoint references resolved)."""
     if cfg.data.dataset not in DATASET_SCHEMA:
         raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
     resolve_checkpoints(cfg)
+    return get_method(cfg.experiment.method).model_cls(
+        model=to_dict(cfg.model), data=to_dict(cfg.data), schema=DATASET_SCHEMA[cfg.data.dataset])
+
+
+def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+    spec = get_method(cfg.experiment.method)
+    model = _new_model(cfg)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
-    model = spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
-                           schema=DATASET_SCHEMA[cfg.data.dataset])
     if cfg.init_from:
         _init_weights(model, resolve_init_from(str(cfg.init_from), Path(cfg.runs_dir)))
     return model, datamodule
@@ -262,11 +267,7 @@ def load_model(cfg: DictConfig, ckpt: str | None) -> L.LightningModule:
         raise ConfigError(f"--ckpt: {cfg.experiment.name!r} is a trained {cfg.experiment.method} "
                           "model; name its checkpoint (e.g. runs/<exp>/<run>/checkpoints/last.ckpt)")
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
-    resolve_checkpoints(cfg)
-    if cfg.data.dataset not in DATASET_SCHEMA:
-        raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
-    return spec.model_cls(model=to_dict(cfg.model), data=to_dict(cfg.data),
-                          schema=DATASET_SCHEMA[cfg.data.dataset]).eval()
+    return _new_model(cfg).eval()
 
 
 # Config keys that may name another experiment's checkpoint as run:<experiment>.

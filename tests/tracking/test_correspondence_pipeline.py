@@ -226,3 +226,13 @@ def test_recovery_boxes_keep_the_persons_size_when_joints_share_a_cell():
     # The cell centre (9.5, 5.5) is the box centre; the size is the previous box's.
     np.testing.assert_allclose(boxes, [[9.5 - 15, 5.5 - 30, 30.0, 60.0]])
     np.testing.assert_allclose(scores, [0.9])
+
+
+def test_trackers_that_read_no_correspondences_never_run_the_network():
+    frames = [frame_at(t, [person_box(10, t)]) for t in range(3)]
+    net = FakeNet()
+    pipeline = CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(),
+                                      PipelineConfig(tracker="oks"), net, (H, W))
+    out = list(track_video(pipeline, ((f, image_for(t)) for t, f in enumerate(frames))))
+    assert all(ids(f) == [0] for f in out)
+    assert pipeline.propagator is None and pipeline.memory is None and net.calls == 0

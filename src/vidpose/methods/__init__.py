@@ -103,6 +103,27 @@ def check_choices(cfg: Any, choices: dict[str, Any]) -> None:
             raise ConfigError(f"model.{key}: {value!r} is not one of {list(allowed)}")
 
 
+def check_positive(cfg: Any, keys: tuple[str, ...]) -> None:
+    """``ConfigError`` naming ``model.<key>`` when a config value is not above zero."""
+    for key in keys:
+        value = getattr(cfg, key)
+        if value <= 0:
+            raise ConfigError(f"model.{key}: expected a positive value, got {value}")
+
+
+def load_trained(method: str, checkpoint: str, field: str, device: Any = "cpu") -> Any:
+    """A trained ``method`` model from a checkpoint file, in eval mode; ``InputError`` naming
+    the config ``field`` when the file is missing."""
+    from pathlib import Path
+
+    from vidpose.errors import InputError
+
+    if not Path(checkpoint).is_file():
+        raise InputError("checkpoint not found", file=str(checkpoint), field=field)
+    model = get_method(method).model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
+    return model.eval()
+
+
 def get_method(name: str) -> MethodSpec:
     try:
         return METHODS[name]

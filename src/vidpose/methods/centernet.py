@@ -40,8 +40,8 @@ from vidpose.errors import ConfigError, InputError
 from vidpose.formats.cocostyle import PERSON_CATEGORY, coco_index
 from vidpose.formats.detections import write_detections
 from vidpose.keypoints import get_schema
-from vidpose.methods import model_config
-from vidpose.methods.common import EvaluationHooks, adam_with_steps
+from vidpose.methods import check_choices, check_positive, model_config
+from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Pose, PoseDataset
@@ -80,10 +80,8 @@ class CenterNetConfig:
 
 def _model_config(model: dict[str, Any]) -> CenterNetConfig:
     cfg = model_config(CenterNetConfig, model, "centernet")
-    if cfg.backbone not in ARCHITECTURES:
-        raise ConfigError(f"model.backbone: {cfg.backbone!r} is not one of {list(ARCHITECTURES)}")
-    if cfg.max_detections < 1 or cfg.head_conv < 1:
-        raise ConfigError("model.max_detections and model.head_conv must be positive")
+    check_choices(cfg, {"backbone": ARCHITECTURES})
+    check_positive(cfg, ("max_detections", "head_conv"))
     return cfg
 
 
@@ -311,13 +309,7 @@ class CenterNet(EvaluationHooks, L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses = centernet_loss(self(batch["image"]), batch, self.cfg)
-        batch_size = batch["image"].shape[0]
-        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size)
-        for name in ("heatmap_loss", "size_loss", "offset_loss"):
-            self.log(f"train/{name}", losses[name], on_step=False, on_epoch=True,
-                     batch_size=batch_size)
-        return losses["loss"]
+        return log_losses(self, losses, batch["image"].shape[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)

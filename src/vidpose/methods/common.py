@@ -16,6 +16,17 @@ def adam_with_steps(module: nn.Module, cfg: Any) -> dict[str, Any]:
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
+def log_losses(module: Any, losses: dict[str, Tensor], batch_size: int) -> Tensor:
+    """Log ``losses["loss"]`` as train/loss (per step and epoch, on the progress bar) and each
+    other term as train/<name> per epoch; returns the loss to optimise."""
+    module.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True,
+               batch_size=batch_size)
+    for name, value in losses.items():
+        if name != "loss":
+            module.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=batch_size)
+    return losses["loss"]
+
+
 class EvaluationHooks:
     """Routes Lightning's validation and test hooks to one ``_evaluation_step(batch, stage)``
     and one ``_evaluation_epoch_end(stage)``; ``_predictions`` is emptied at each start."""

@@ -29,7 +29,7 @@ from torchmetrics import MeanMetric
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, model_config
+from vidpose.methods import check_choices, check_positive, model_config
 from vidpose.methods.common import adam_with_steps
 from vidpose.nn.correspondence import (CorrespondenceNet, affinity_targets, nearest_cell,
                                        refinement_loss, siamese_loss)
@@ -62,11 +62,7 @@ def _model_config(model: dict[str, Any]) -> CorrespondenceConfig:
     check_choices(cfg, {"stage": STAGES})
     if cfg.patch < 1 or cfg.patch % 2 == 0:
         raise ConfigError(f"model.patch: expected an odd number of cells >= 1; got {cfg.patch}")
-    for key in ("width", "sigma", "lr"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"model.{key} must be positive; got {getattr(cfg, key)}")
-    if cfg.max_refine_persons < 1:
-        raise ConfigError(f"model.max_refine_persons must be >= 1; got {cfg.max_refine_persons}")
+    check_positive(cfg, ("width", "sigma", "lr", "max_refine_persons"))
     return cfg
 
 

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
 import lightning as L
 import numpy as np
 
 from vidpose.data_modules.datasets import as_data_config
-from vidpose.errors import ConfigError, InputError
+from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import get_method, model_config
+from vidpose.methods import load_trained, model_config
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.pose import Frame, PoseDataset
 from vidpose.tracking.boxes import BoxSource, configured_boxes
@@ -52,10 +51,7 @@ def _load(method: str, checkpoint: str, key: str) -> L.LightningModule:
     if checkpoint.startswith("run:"):
         raise ConfigError(f"model.{key}: {checkpoint!r} was not resolved to a checkpoint "
                           "(build the experiment through vidpose.run)")
-    if not Path(checkpoint).is_file():
-        raise InputError("checkpoint not found", file=checkpoint, field=f"model.{key}")
-    model = get_method(method).model_cls.load_from_checkpoint(checkpoint, map_location="cpu")
-    return model.eval()
+    return load_trained(method, checkpoint, f"model.{key}")
 
 
 class CorrespondenceTracking(VideoValidation, L.LightningModule):

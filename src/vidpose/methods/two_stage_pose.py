@@ -33,8 +33,8 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import flip_back, heatmap_peaks, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import model_config
-from vidpose.methods.common import adam_with_steps
+from vidpose.methods import check_positive, model_config
+from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.methods.simple_baseline import CropPoseEvaluation
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
@@ -68,9 +68,7 @@ class TwoStagePoseConfig:
 
 def _model_config(model: dict[str, Any]) -> TwoStagePoseConfig:
     cfg = model_config(TwoStagePoseConfig, model, "two_stage_pose")
-    for key in ("width", "deconv_filters", "offset_radius"):
-        if getattr(cfg, key) <= 0:
-            raise ConfigError(f"model.{key}: expected a positive value, got {getattr(cfg, key)}")
+    check_positive(cfg, ("width", "deconv_filters", "offset_radius"))
     if cfg.offset_weight < 0:
         raise ConfigError(f"model.offset_weight: expected >= 0, got {cfg.offset_weight}")
     return cfg
@@ -262,13 +260,7 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         losses = self._loss(self.net(batch["image"]), batch)
-        batch_size = batch["image"].shape[0]
-        self.log("train/loss", losses["loss"], on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size)
-        for name in ("heatmap_loss", "offset_loss"):
-            self.log(f"train/{name}", losses[name], on_step=False, on_epoch=True,
-                     batch_size=batch_size)
-        return losses["loss"]
+        return log_losses(self, losses, batch["image"].shape[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)

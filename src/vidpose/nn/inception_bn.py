@@ -25,8 +25,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from vidpose.errors import InputError
-from vidpose.nn.resnet import read_state_dict
+from vidpose.nn.resnet import load_pretrained
 
 # Inception blocks (torchvision's numbers): ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj.
 _BLOCKS: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -151,24 +150,6 @@ def load_imagenet(model: GoogLeNetBN, path: str | Path) -> list[str]:
     with the trunk keys the file lacks. A file with no GoogLeNet key, or any other tensor of
     the wrong shape (a ``width`` other than 1), is an ``InputError`` naming the file.
     """
-    path = Path(path)
-    state = read_state_dict(path, "ImageNet")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own}
-    if not usable:
-        raise InputError(f"no key matches a GoogLeNet parameter (first keys: {list(state)[:3]})",
-                         file=str(path), field="pretrained")
-    widened = f"{model.order[0]}.conv.weight"
-    skipped = []
-    for key, value in list(usable.items()):
-        if value.shape == own[key].shape:
-            continue
-        if key == widened and model.first == 3:
-            skipped.append(usable.pop(key))
-            continue
-        raise InputError(f"shape {tuple(value.shape)} does not fit {tuple(own[key].shape)}; "
-                         "only width 1 matches the ImageNet GoogLeNet", file=str(path),
-                         record=key, field="pretrained")
-    model.load_state_dict(usable, strict=False)
-    unused = [k for k in state if k not in usable] + [k for k in own if k not in usable]
-    return sorted(set(unused))
+    widened = (f"{model.order[0]}.conv.weight",) if model.first == 3 else ()
+    return load_pretrained(model, path, "GoogLeNet", "only width 1 matches the ImageNet GoogLeNet",
+                           keep_own=widened)

@@ -155,6 +155,35 @@ def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:
     return state
 
 
+def load_pretrained(model: nn.Module, path: str | Path, family: str, hint: str,
+                    keep_own: tuple[str, ...] = ()) -> list[str]:
+    """Load the tensors of a local state dict whose names ``model`` has.
+
+    Keys named in ``keep_own`` keep the model's own tensor when their shapes differ (a
+    widened first convolution). Returns the keys left out: those of the file the model has no
+    place for and those of the model the file did not fill. A missing or unreadable file, a
+    file with no key of ``model``, or any other tensor of the wrong shape is an
+    ``InputError`` naming the file (``hint`` says what to check).
+    """
+    path = Path(path)
+    state = read_state_dict(path, "ImageNet")
+    own = model.state_dict()
+    usable = {k: v for k, v in state.items() if k in own}
+    if not usable:
+        raise InputError(f"no key matches a {family} parameter (first keys: {list(state)[:3]})",
+                         file=str(path), field="pretrained")
+    for key, value in list(usable.items()):
+        if value.shape == own[key].shape:
+            continue
+        if key in keep_own:
+            del usable[key]
+            continue
+        raise InputError(f"shape {tuple(value.shape)} does not fit {tuple(own[key].shape)}; "
+                         f"{hint}", file=str(path), record=key, field="pretrained")
+    model.load_state_dict(usable, strict=False)
+    return sorted({k for k in state if k not in usable} | {k for k in own if k not in usable})
+
+
 def load_imagenet(model: ResNet, path: str | Path) -> list[str]:
     """Load a torchvision ImageNet state dict from a local file into ``model``.
 
@@ -164,19 +193,4 @@ def load_imagenet(model: ResNet, path: str | Path) -> list[str]:
     unreadable file, a file with no ResNet key, or a tensor of the wrong shape is an
     ``InputError`` naming the file.
     """
-    path = Path(path)
-    state = read_state_dict(path, "ImageNet")
-    own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own}
-    if not usable:
-        raise InputError(f"no key matches a ResNet parameter (first keys: {list(state)[:3]})",
-                         file=str(path), field="pretrained")
-    for key, value in usable.items():
-        if value.shape != own[key].shape:
-            raise InputError(f"shape {tuple(value.shape)} does not fit {tuple(own[key].shape)}; "
-                             "is this the same ResNet depth?", file=str(path), record=key,
-                             field="pretrained")
-    model.load_state_dict(usable, strict=False)
-    ignored = [k for k in state if k not in own]
-    missing = [k for k in own if k not in state]
-    return sorted(ignored + missing)
+    return load_pretrained(model, path, "ResNet", "is this the same ResNet depth?")

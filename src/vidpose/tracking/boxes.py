@@ -12,7 +12,6 @@ image pixels and their scores (M,). Sources:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Optional, Protocol
 
 import numpy as np
@@ -90,15 +89,12 @@ class DetectorBoxes:
 
 def load_detector(checkpoint: Optional[str], device: Any = "cpu") -> Any:
     """Our person detector (``methods/centernet.py``) from a checkpoint file."""
-    from vidpose.methods import get_method
+    from vidpose.methods import load_trained
 
     if not checkpoint:
         raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
                           "or run:<experiment> (train one with make train EXP=centernet)")
-    if not Path(checkpoint).is_file():
-        raise InputError("detector checkpoint not found", file=str(checkpoint), field="data.detector")
-    model = get_method("centernet").model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
-    return model.eval()
+    return load_trained("centernet", checkpoint, "data.detector", device)
 
 
 def configured_boxes(cfg: Any, frame_ids: set[int], split: str, device: Any = "cpu") -> BoxSource:

@@ -106,11 +106,14 @@ class CorrespondenceCue:
         points = np.stack([p.keypoints[:, :2] for p in poses])
         detected = np.stack([p.keypoints[:, 2] > 0 for p in poses])
         maps = self.memory.affinities(ids)
+        read: dict[int, np.ndarray] = {}  # one read per group of maps: (P, N, K)
         for column, track in enumerate(ids):
             if track not in maps:
                 continue  # no sighting with joints to propagate
             affinities, row = maps[track]
-            values = affinities.at(points)[row:row + 1]  # (1, N, K)
+            if id(affinities) not in read:
+                read[id(affinities)] = affinities.at(points)
+            values = read[id(affinities)][row:row + 1]  # (1, N, K)
             out[:, column] = correspondence_similarity(values, detected, self.affinity_threshold)[:, 0]
         return out
 

@@ -74,6 +74,13 @@ class TrackingConfig:
             raise ConfigError(f"max_age: expected >= 1, got {self.max_age}")
 
 
+def crop_boxes(crop: CropTransform, image: np.ndarray, boxes: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Normalised crops (N, 3, H, W) of each box and their crop -> image affines (N, 2, 3)."""
+    samples = [crop(image, box, np.zeros((crop.schema.num_keypoints, 3))) for box in boxes]
+    crops = normalize(np.stack([s.image for s in samples]))
+    return crops, torch.from_numpy(np.stack([s.crop_to_image for s in samples]))
+
+
 class OnlineTopDown:
     """Pipeline state for one video at a time: call ``reset`` between videos."""
 
@@ -132,10 +139,7 @@ class OnlineTopDown:
 
     def _estimate(self, image: np.ndarray, boxes: np.ndarray,
                   identities: list[int]) -> tuple[Tensor, Tensor | None, Tensor]:
-        samples = [self.crop(image, box, np.zeros((self.estimator.schema.num_keypoints, 3)))
-                   for box in boxes]
-        crops = normalize(np.stack([s.image for s in samples]))
-        affines = torch.from_numpy(np.stack([s.crop_to_image for s in samples]))
+        crops, affines = crop_boxes(self.crop, image, boxes)
         memories = [self.memories[i].stacked() if i in self.memories else None for i in identities]
         heatmaps, enhanced = self.estimator.estimate(crops, memories, self.crowded())
         return heatmaps.float().cpu(), enhanced, affines

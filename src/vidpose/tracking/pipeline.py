@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidpose.data_modules.transforms import CropTransform, normalize
+from vidpose.data_modules.transforms import CropTransform
 from vidpose.decode import crop_to_image, oks_nms, person_score
 from vidpose.errors import ConfigError
 from vidpose.keypoints import Schema
@@ -36,6 +36,7 @@ from vidpose.tracking.boxes import BoxSource
 from vidpose.tracking.correspondence import CorrespondenceCue, CorrespondenceMemory
 from vidpose.tracking.greedy import GreedyTracker, make_cue
 from vidpose.tracking.merging import MergeConfig, merge_tracks
+from vidpose.tracking.online import crop_boxes
 from vidpose.tracking.recovery import RecoveryConfig, keep_recovered, propagated_boxes
 
 CUES = ("correspondence", "oks", "flow", "reid")
@@ -97,8 +98,9 @@ class CorrespondencePipeline:
         self.cfg = cfg
         self.schema = estimator.schema
         self.crop = CropTransform(estimator.input_size, estimator.schema, cfg.box_padding)
+        # Frames reach the network only when a setting reads correspondences.
         self.propagator = (Propagator(correspondence, correspondence_input, cfg.refinement)
-                           if correspondence is not None else None)
+                           if cfg.needs_correspondences else None)
         self.reset()
 
     def reset(self) -> None:
@@ -123,10 +125,7 @@ class CorrespondencePipeline:
         """A top-down pose per box, in image pixels, scored as SimpleBaseline rescores."""
         if not len(boxes):
             return []
-        num_k = self.schema.num_keypoints
-        samples = [self.crop(image, box, np.zeros((num_k, 3))) for box in boxes]
-        crops = normalize(np.stack([s.image for s in samples]))
-        affines = torch.from_numpy(np.stack([s.crop_to_image for s in samples]))
+        crops, affines = crop_boxes(self.crop, image, boxes)
         coords, scores = self.estimator.locate(crops)
         xy = crop_to_image(coords.cpu(), affines).numpy()
         scores = scores.double().cpu().numpy()
@@ -162,8 +161,8 @@ class CorrespondencePipeline:
             weak = pose.keypoints[:, 2] < self.cfg.joint_threshold
             pose.keypoints[weak, 2] = 0.0
         tracked = self.tracker.update(poses, image)
-        if self.memory is not None:
-            self.memory.end(tracked)
+        if self.memory is not None and self.cfg.tracker != "correspondence":
+            self.memory.end(tracked)  # the correspondence cue records them itself
         self.previous = tracked
         return tracked
 

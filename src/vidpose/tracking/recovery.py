@@ -37,11 +37,14 @@ def propagated_boxes(memory: CorrespondenceMemory, previous: list[Pose],
     sources = [p for p in previous if p.track_id >= 0 and not p.extra.get("recovered")]
     maps = memory.affinities([p.track_id for p in sources])
     boxes, scores = [], []
+    peaks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # one argmax per group of maps
     for pose in sources:
         if pose.track_id not in maps:
             continue
         affinities, row = maps[pose.track_id]
-        points, values = affinities.peaks()
+        if id(affinities) not in peaks:
+            peaks[id(affinities)] = affinities.peaks()
+        points, values = peaks[id(affinities)]
         found = (pose.keypoints[:, 2] > 0) & (values[row] > cfg.affinity_threshold)
         if found.sum() < cfg.min_joints:
             continue
