@@ -79,6 +79,12 @@ def test_bad_key_in_a_file_names_the_file(tmp_path):
     assert "bad.yaml" in msg and "model.backbone_depth" in msg
 
 
+def test_an_emptied_section_names_the_file_and_section(tmp_path):
+    _write(tmp_path, "x/empty.yaml", "experiment:\n  method: simple_baseline\nmodel:\n")
+    with pytest.raises(ConfigError, match="empty.yaml: section 'model' is empty"):
+        compose("empty", root=tmp_path)
+
+
 def test_base_cycle_and_missing_base_are_errors(tmp_path):
     _write(tmp_path, "a.yaml", "bases: [b]\nexperiment:\n  method: simple_baseline\n")
     _write(tmp_path, "b.yaml", "bases: [a]\n")

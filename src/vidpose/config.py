@@ -144,6 +144,11 @@ def _load_yaml(path: Path) -> DictConfig:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    # An emptied section ("model:" with nothing under it) would replace the whole section.
+    empty = [key for key in ("experiment", "trainer", "data", "model", "logger", "scales")
+             if key in cfg and cfg[key] is None]
+    if empty:
+        raise ConfigError(f"{path}: section {empty[0]!r} is empty; give it keys or leave it out")
     return cfg
 
 
