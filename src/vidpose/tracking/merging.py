@@ -34,25 +34,20 @@ def _anchors(positions: list[int]) -> list[int]:
     return sorted({positions[0], positions[len(positions) // 2], positions[-1]})
 
 
-def _propagated(propagator: Propagator, source: PreparedFrame, target: PreparedFrame,
-                pose: Pose) -> np.ndarray:
-    """The pose carried into ``target`` (K, 3): peak positions, the source's joints only."""
-    points, _ = propagator.propagate(source, target, [pose]).peaks()
-    present = (pose.keypoints[:, 2] > 0).astype(np.float64)
-    return np.concatenate([points[0], present[:, None]], -1)
-
-
-def merge_similarity(propagator: Propagator, prepared: Callable[[int], PreparedFrame],
-                     track_a: dict[int, Pose], start_b: int, first_b: Pose,
-                     sigmas: np.ndarray) -> float:
-    """Eq. 8 for track A (position -> pose) and track B's first pose at ``start_b``."""
-    target = prepared(start_b)
-    scores = []
-    for position in _anchors(sorted(track_a)):
-        moved = _propagated(propagator, prepared(position), target, track_a[position])
-        # OKS against B's pose: B's detected joints are the reference, at B's scale.
-        scores.append(oks(first_b.keypoints[None], moved[None], pose_area(first_b), sigmas)[0, 0])
-    return float(np.mean(scores))
+def _carried(propagator: Propagator, prepared: Callable[[int], PreparedFrame],
+             wanted: dict[tuple[int, int], dict[int, Pose]]) -> dict[tuple[int, int, int], np.ndarray]:
+    """Anchor poses carried into later frames: {(anchor frame, target frame): {track: pose}}
+    -> {(track, anchor frame, target frame): (K, 3)} with each joint at its map's peak (the
+    source's joints only). One network pass per pair of frames, all its poses at once."""
+    out = {}
+    for (anchor, target), poses in wanted.items():
+        tracks = list(poses)
+        points, _ = propagator.propagate(prepared(anchor), prepared(target),
+                                         [poses[t] for t in tracks]).peaks()
+        for row, track in enumerate(tracks):
+            present = (poses[track].keypoints[:, 2] > 0).astype(np.float64)
+            out[(track, anchor, target)] = np.concatenate([points[row], present[:, None]], -1)
+    return out
 
 
 def merge_tracks(frames: list[Frame], propagator: Propagator,
@@ -65,16 +60,24 @@ def merge_tracks(frames: list[Frame], propagator: Propagator,
         for pose in frame.poses:
             if pose.track_id >= 0:
                 tracks.setdefault(pose.track_id, {})[position] = pose
+    # Pairs (A, B) with B starting after A ends, within the gap; A's anchors are carried
+    # into B's first frame once, whatever number of tracks start there.
+    pairs = [(a, b, min(tracks[b])) for a in tracks for b in tracks
+             if a != b and max(tracks[a]) < min(tracks[b]) <= max(tracks[a]) + cfg.max_gap]
+    wanted: dict[tuple[int, int], dict[int, Pose]] = {}
+    for a, _, start in pairs:
+        for anchor in _anchors(sorted(tracks[a])):
+            wanted.setdefault((anchor, start), {})[a] = tracks[a][anchor]
+    carried = _carried(propagator, prepared, wanted)
     candidates = []
-    for a, poses_a in tracks.items():
-        end_a = max(poses_a)
-        for b, poses_b in tracks.items():
-            start_b = min(poses_b)
-            if a != b and end_a < start_b <= end_a + cfg.max_gap:
-                score = merge_similarity(propagator, prepared, poses_a, start_b,
-                                         poses_b[start_b], sigmas)
-                if score >= cfg.threshold:
-                    candidates.append((score, a, b))
+    for a, b, start in pairs:
+        first = tracks[b][start]
+        # Eq. 8: OKS against B's first pose (its detected joints, at its scale), averaged.
+        score = float(np.mean([oks(first.keypoints[None], carried[(a, anchor, start)][None],
+                                   pose_area(first), sigmas)[0, 0]
+                               for anchor in _anchors(sorted(tracks[a]))]))
+        if score >= cfg.threshold:
+            candidates.append((score, a, b))
     root = {t: t for t in tracks}
     spans = {t: set(poses) for t, poses in tracks.items()}  # frames of each merged chain
 
