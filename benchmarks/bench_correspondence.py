@@ -5,7 +5,7 @@ ground-truth boxes) is tracked by the same two-stage estimator with three associ
 OKS, optical flow (OpenCV Farneback) + OKS, and keypoint correspondences (Eq. 6, refined
 maps; with recovery of missed detections as a fourth row). The networks are untrained
 (timing does not depend on the weights). Figures, in one run: each tracker's frames per
-second over the OKS tracker's at the same person count (the cost of the cue), and the OKS
+second over the OKS tracker's at the same person count (each the fastest of 3 passes) (the cost of the cue), and the OKS
 tracker's frames per second at each count over its own at 2 persons (the estimator's cost
 growing with persons).
 
@@ -14,11 +14,10 @@ input): per-person costs are what the ratios are about. ``quick`` runs 2 and 4 p
 """
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
+from vidpose.bench import best_time
 from vidpose.keypoints import POSETRACK18
 from vidpose.methods.correspondence import KeypointCorrespondence
 from vidpose.methods.two_stage_pose import TwoStagePose
@@ -65,13 +64,11 @@ def _models() -> tuple[TwoStagePose, KeypointCorrespondence]:
     return estimator.eval(), correspondence.eval()
 
 
-def _fps(estimator, net, settings: dict, video) -> float:
+def _fps(estimator, net, settings: dict, video, repeats: int) -> float:
+    """Frames per second of the fastest of ``repeats`` passes over the video."""
     pipeline = CorrespondencePipeline(estimator, GroundTruthBoxes(), PipelineConfig(**settings),
                                       net, (192, 256))
-    list(track_video(pipeline, video[:2]))  # warm-up
-    start = time.perf_counter()
-    list(track_video(pipeline, video))
-    return FRAMES / (time.perf_counter() - start)
+    return FRAMES / best_time(lambda: list(track_video(pipeline, video)), repeats)
 
 
 def run(quick: bool = False) -> dict[str, float]:
@@ -84,7 +81,8 @@ def run(quick: bool = False) -> dict[str, float]:
     base = None
     for persons in counts:
         video = _video(persons)
-        fps = {name: _fps(estimator, net, settings, video) for name, settings in TRACKERS.items()}
+        fps = {name: _fps(estimator, net, settings, video, 1 if quick else 3)
+               for name, settings in TRACKERS.items()}
         base = base or fps["oks"]
         line = f"{persons:>8} {fps['oks']:>8.2f} "
         for name in TRACKERS:
