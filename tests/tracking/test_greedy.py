@@ -13,7 +13,7 @@ from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.pose import Pose
 from vidpose.tracking.flow import FlowCue
 from vidpose.tracking.greedy import (TRACKER_CUES, Cue, GreedyTracker, IoUCue, OKSCue, box_iou,
-                                     greedy_pairs, make_cue, track_frames)
+                                     make_cue, track_frames)
 from vidpose.tracking.reid import ReIDCue
 
 
@@ -29,12 +29,6 @@ def test_box_iou_by_hand():
     a = np.array([[0, 0, 10, 10]])
     b = np.array([[5, 0, 10, 10], [20, 20, 5, 5], [0, 0, 10, 10]])
     assert np.allclose(box_iou(a, b), [[50 / 150, 0.0, 1.0]])
-
-
-def test_greedy_pairs_take_the_most_similar_first():
-    similarity = np.array([[0.9, 0.8], [0.85, 0.1]])
-    assert greedy_pairs(similarity, 0.3) == [(0, 0)]  # row 1's only free column is below 0.3
-    assert greedy_pairs(similarity, 0.05) == [(0, 0), (1, 1)]
 
 
 @pytest.mark.parametrize("similarity", ["iou", "oks"])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vidpose.matching import linear_assignment
+from vidpose.callbacks.matching import linear_assignment
 from vidpose.metrics.posetrack_inputs import NUM_JOINTS, EvalVideo
 from vidpose.metrics.posetrack_match import FrameMatch
 

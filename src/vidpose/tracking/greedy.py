@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from vidpose.callbacks.matching import greedy_pairs
 from vidpose.decode import oks, pose_area
 from vidpose.pose import Frame, Pose
 
@@ -58,21 +59,6 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     inter = np.clip(hi - lo, 0, None).prod(-1)
     union = a[:, None, 2:].prod(-1) + b[None, :, 2:].prod(-1) - inter
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def greedy_pairs(similarity: np.ndarray, threshold: float) -> list[tuple[int, int]]:
-    """(row, col) pairs, most similar first, each row and column once, similarity >= threshold."""
-    order = np.argsort(-similarity, axis=None, kind="stable")
-    rows, cols = np.unravel_index(order, similarity.shape)
-    used_rows, used_cols, pairs = set(), set(), []
-    for r, c in zip(rows.tolist(), cols.tolist()):
-        if similarity[r, c] < threshold:
-            break
-        if r not in used_rows and c not in used_cols:
-            used_rows.add(r)
-            used_cols.add(c)
-            pairs.append((r, c))
-    return pairs
 
 
 def tracking_box(pose: Pose) -> np.ndarray:
