@@ -112,6 +112,10 @@ class DataConfig:
     box_padding: float = 1.25
     min_keypoints: int = 1
     max_persons: int = 20  # bottom-up: keypoints padded to this many persons per frame
+    # Bottom-up images (data module `images`): a second validation set in the OCHuman
+    # layout, scored as val/crowded_* (the RNN-decoder paper's OCHuman evaluation).
+    crowded_root: Optional[str] = None
+    crowded_split: str = "val"
     mask_width: float = 2.0  # person mask from the skeleton: half-width in heatmap pixels
     check_images: bool = True  # readers verify that every image file exists
     # How far (px) a labelled keypoint may lie outside its image before the reader refuses

@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from vidpose.errors import VidposeError
 
@@ -256,11 +257,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "train":
             from vidpose.config import compose
-            from vidpose.run import train
+            from vidpose.run import train, train_prerequisites
 
             cfg = compose(args.experiment, args.overrides)
+            if not args.resume:
+                for needed in train_prerequisites(cfg, args.overrides):
+                    _print_metrics(needed.run_dir, needed.metrics)
             result = train(cfg, resume=args.resume)
             _print_metrics(result.run_dir, result.metrics)
+            _print_summary(cfg, result.metrics)
         elif args.command == "eval":
             from vidpose.config import compose
             from vidpose.run import evaluate
@@ -268,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = compose(args.experiment, args.overrides)
             result = evaluate(cfg, args.ckpt)
             _print_metrics(result.run_dir, result.metrics)
+            _print_summary(cfg, result.metrics)
         elif args.command == "infer":
             from vidpose.config import compose
             from vidpose.run import infer
@@ -300,6 +306,18 @@ def _print_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
     print(f"\nRun folder: {run_dir}")
     for key, value in shown.items():
         print(f"  {key:24s} {value:10.4f}")
+
+
+def _print_summary(cfg: Any, metrics: dict[str, float]) -> None:
+    """The method's own table of the run's figures (e.g. RNN vs AE on normal and crowded
+    images), for methods that define ``summary_table(metrics)``."""
+    from vidpose.methods import get_method
+
+    model_cls = get_method(cfg.experiment.method).model_cls
+    if os.environ.get("LOCAL_RANK", "0") == "0" and hasattr(model_cls, "summary_table"):
+        table = model_cls.summary_table(metrics)
+        if table:
+            print(f"\n{table}")
 
 
 if __name__ == "__main__":

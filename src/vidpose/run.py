@@ -42,27 +42,31 @@ class RunResult:
 def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
     """Generate the synthetic data set when the config points at one that is missing.
 
-    ``data.root`` of a synthetic experiment is ``<out>/<layout>``; ``<out>/manifest.json`` is
-    written last, so a half-written set (a crash mid-generation) is generated again.
+    ``data.root`` (and ``data.crowded_root``, when set) of a synthetic experiment is
+    ``<out>/<layout>``; ``<out>/manifest.json`` is written last, so a half-written set (a
+    crash mid-generation) is generated again.
     """
-    root = Path(cfg.data.root)
+    roots = [("data.root", Path(cfg.data.root))]
+    if cfg.data.get("crowded_root"):
+        roots.append(("data.crowded_root", Path(cfg.data.crowded_root)))
     preset = cfg.data.synth_preset
-    if not preset:
-        if not root.exists():
-            raise InputError("data root not found; set data.root to your dataset folder "
-                             "(or data.synth_preset to generate synthetic data there)",
-                             file=str(root), field="data.root")
-        return
-    if root.name not in SYNTH_DATASETS:
-        raise ConfigError(f"data.root: a synthetic root must end in one of {SYNTH_DATASETS} "
-                          f"(got {root}); set data.synth_preset=null for real data")
-    out = root.parent
-    if (out / "manifest.json").is_file():
-        return
-    from vidpose.synth import synthesize
+    for field, root in roots:
+        if not preset:
+            if not root.exists():
+                raise InputError("data root not found; set data.root to your dataset folder "
+                                 "(or data.synth_preset to generate synthetic data there)",
+                                 file=str(root), field=field)
+            continue
+        if root.name not in SYNTH_DATASETS:
+            raise ConfigError(f"{field}: a synthetic root must end in one of {SYNTH_DATASETS} "
+                              f"(got {root}); set data.synth_preset=null for real data")
+        out = root.parent
+        if (out / "manifest.json").is_file():
+            continue
+        from vidpose.synth import synthesize
 
-    print(f"Generating synthetic data '{preset}' into {out} (once) ...", flush=True)
-    synthesize(out, preset=preset, seed=int(cfg.seed), progress=progress)
+        print(f"Generating synthetic data '{preset}' into {out} (once) ...", flush=True)
+        synthesize(out, preset=preset, seed=int(cfg.seed), progress=progress)
 
 
 def _new_model(cfg: DictConfig) -> L.LightningModule:
@@ -271,12 +275,60 @@ def load_model(cfg: DictConfig, ckpt: str | None) -> L.LightningModule:
 
 
 # Config keys that may name another experiment's checkpoint as run:<experiment>.
-CHECKPOINT_KEYS = (("data", "detector"), ("model", "pose_estimator"), ("model", "correspondence"))
+CHECKPOINT_KEYS = (("data", "detector"), ("model", "pose_estimator"), ("model", "correspondence"),
+                   ("model", "features"))
+# What a prerequisite run inherits from the command line of the run that needs it: where the
+# data and runs live, how to train and log; never model keys (each experiment has its own).
+INHERITED_OVERRIDES = ("data", "trainer", "logger", "runs_dir", "seed", "experiment.scale")
+
+
+def _has_run(experiment: str, runs_dir: Path) -> bool:
+    try:
+        resolve_init_from(f"run:{experiment}", runs_dir)
+    except InputError:
+        return False
+    return True
+
+
+def missing_prerequisites(cfg: DictConfig) -> list[str]:
+    """Experiments this config names as ``run:<experiment>`` that have no run yet."""
+    values = [cfg[section].get(key) for section, key in CHECKPOINT_KEYS] + [cfg.init_from]
+    names = [str(v)[len("run:"):] for v in values if v and str(v).startswith("run:")]
+    runs_dir = Path(cfg.runs_dir)
+    return [name for name in dict.fromkeys(names) if not _has_run(name, runs_dir)]
+
+
+def inherited_overrides(overrides: list[str]) -> list[str]:
+    """The command-line overrides a prerequisite run shares (``INHERITED_OVERRIDES``)."""
+    def key(override: str) -> str:
+        return override.split("=", 1)[0]
+    return [o for o in overrides
+            if any(key(o) == k or key(o).startswith(f"{k}.") for k in INHERITED_OVERRIDES)]
+
+
+def train_prerequisites(cfg: DictConfig, overrides: list[str]) -> list[RunResult]:
+    """Train, first, every experiment ``cfg`` reads a checkpoint of and that has no run.
+
+    ``make train EXP=rnn_association`` on a fresh machine thus trains the AE whose features
+    the decoder reads, then the decoder. A prerequisite gets the same data, trainer, logger
+    and runs settings from the command line, and its own prerequisites first.
+    """
+    from vidpose.config import compose
+
+    results = []
+    for name in missing_prerequisites(cfg):
+        print(f"{cfg.experiment.name} reads a trained {name!r}, which has no run under "
+              f"{cfg.runs_dir}/{name}: training {name} first.", flush=True)
+        needed = compose(name, inherited_overrides(overrides))
+        results += train_prerequisites(needed, overrides)
+        results.append(train(needed))
+    return results
 
 
 def resolve_checkpoints(cfg: DictConfig) -> None:
-    """``run:<experiment>`` in ``data.detector``, ``model.pose_estimator`` or
-    ``model.correspondence`` -> that experiment's newest last.ckpt (in place)."""
+    """``run:<experiment>`` in ``data.detector``, ``model.pose_estimator``,
+    ``model.correspondence`` or ``model.features`` -> that experiment's newest last.ckpt
+    (in place)."""
     for section, key in CHECKPOINT_KEYS:
         value = cfg[section].get(key)
         if value and str(value).startswith("run:"):

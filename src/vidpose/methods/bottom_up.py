@@ -1,0 +1,165 @@
+"""COCO keypoint AP of bottom-up methods on every validation set, for every decoder.
+
+A bottom-up method predicts all persons of whole images. The RNN pose decoder paper compares
+two ways of turning the same features into persons (its RNN and AE's grouping) on COCO and
+on the crowded OCHuman; this mixin scores each decoder on each validation set of the data
+module (``ImageDataModule.eval_sets()``: ``val`` and, when configured, ``crowded``) with
+pycocotools, so both figures come from one pass over the images.
+
+A method sets ``DECODERS`` (its own first) and implements ``predict_poses(batch)``. Logged
+per set and decoder: ``val/AP``, ``val/AP50``, ``val/AP75``, ``val/AR`` for the first decoder
+on the first set; ``_<decoder>`` appended for the others and ``crowded_`` prefixed for the
+crowded set (``val/crowded_AP_ae``). Each decoder's poses are written as COCO results files,
+``<run>/predictions/<stage>/<set>_<decoder>.json`` (``vidpose eval-coco`` scores them again).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.distributed as dist
+from torch import Tensor
+
+from vidpose.data_modules.transforms import apply_affine, invert_affine
+from vidpose.errors import ConfigError
+from vidpose.formats.cocostyle import PERSON_CATEGORY
+from vidpose.formats.results import write_coco_results
+from vidpose.metrics.coco_ap import coco_keypoint_stats, ground_truth_dict
+from vidpose.pose import Frame, Pose, PoseDataset
+
+LOGGED_STATS = ("AP", "AP50", "AP75", "AR")
+DECODER_TITLES = {"rnn": "RNN decoder", "ae": "AE grouping"}
+
+
+def metric_name(stage: str, set_name: str, decoder: str, primary: str, stat: str = "AP") -> str:
+    """``val/AP``, ``val/AP_ae``, ``val/crowded_AP``, ...: the logged name of one figure."""
+    prefix = "" if set_name == "val" else f"{set_name}_"
+    suffix = "" if decoder == primary else f"_{decoder}"
+    return f"{stage}/{prefix}{stat}{suffix}"
+
+
+def to_image_pixels(poses: list[Pose], image_to_input: np.ndarray) -> list[Pose]:
+    """Poses with keypoints in input pixels -> the same poses in image pixels."""
+    to_image = invert_affine(image_to_input)
+    out = []
+    for pose in poses:
+        keypoints = pose.keypoints.copy()
+        keypoints[:, :2] = apply_affine(keypoints[:, :2], to_image)
+        out.append(Pose(keypoints, score=float(pose.score)))
+    return out
+
+
+class BottomUpEvaluation:
+    """Validation and test of a bottom-up method: COCO AP per set and decoder (see above).
+
+    The method provides ``predict_poses(batch) -> {decoder: [poses of each image]}``, poses
+    with keypoints in input pixels (x, y, score) and the person score that ranks them.
+    """
+
+    DECODERS: tuple[str, ...] = ()
+    _predictions: list[tuple[int, str, int, list[Pose]]]
+
+    @classmethod
+    def summary_table(cls, metrics: dict[str, float], stage: str = "val") -> str:
+        """COCO AP of every decoder (rows) on every set (columns), as logged by a run."""
+        sets = [s for s in ("val", "crowded")
+                if metric_name(stage, s, cls.DECODERS[0], cls.DECODERS[0]) in metrics]
+        if not sets:
+            return ""
+        header = "| COCO AP (%) | " + " | ".join(
+            "normal" if s == "val" else s for s in sets) + " |"
+        lines = [header, "|---" * (len(sets) + 1) + "|"]
+        for decoder in cls.DECODERS:
+            cells = []
+            for s in sets:
+                value = metrics.get(metric_name(stage, s, decoder, cls.DECODERS[0]))
+                cells.append("-" if value is None else f"{value:.1f}")
+            lines.append(f"| {DECODER_TITLES.get(decoder, decoder)} | " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    # Lightning hooks ---------------------------------------------------------------------
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int,
+                        dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, dataloader_idx)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._evaluation_step(batch, dataloader_idx)
+
+    def on_validation_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_test_epoch_start(self) -> None:
+        self._predictions = []
+
+    def on_validation_epoch_end(self) -> None:
+        self._evaluation_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._evaluation_epoch_end("test")
+
+    # ------------------------------------------------------------------------------------
+    def _evaluation_step(self, batch: dict[str, Tensor], set_index: int) -> None:
+        predicted = self.predict_poses(batch)
+        frames = batch["frame"].cpu().numpy()
+        affines = batch["image_to_input"].cpu().numpy()
+        for decoder in self.DECODERS:
+            for i, poses in enumerate(predicted[decoder]):
+                self._predictions.append((set_index, decoder, int(frames[i]),
+                                          to_image_pixels(poses, affines[i])))
+
+    def _gathered(self) -> list[tuple[int, str, int, list[Pose]]]:
+        """This epoch's predictions of every process (each rank gets all of them)."""
+        if dist.is_available() and dist.is_initialized():
+            parts: list[Any] = [None] * dist.get_world_size()
+            dist.all_gather_object(parts, self._predictions)
+            return [item for part in parts for item in part]
+        return list(self._predictions)
+
+    def _eval_sets(self) -> list[tuple[str, PoseDataset]]:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "eval_sets"):
+            raise ConfigError(f"{type(self).__name__} is scored on the sets of the `images` data "
+                              "module (experiment.datamodule: images)")
+        return datamodule.eval_sets()
+
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        predictions = self._gathered()
+        self._predictions = []
+        if not predictions:
+            return
+        sets = self._eval_sets()
+        write = self.trainer.is_global_zero and not self.trainer.sanity_checking
+        for set_index, (set_name, truth) in enumerate(sets):
+            ground_truth = ground_truth_dict(truth)
+            for decoder in self.DECODERS:
+                # DistributedSampler repeats images to even out the ranks: keep each once.
+                per_frame: dict[int, list[Pose]] = {}
+                for s, d, frame, poses in predictions:
+                    if s == set_index and d == decoder:
+                        per_frame.setdefault(frame, poses)
+                if not per_frame:
+                    continue
+                frames = [Frame(truth.frames[f].image_id, truth.frames[f].file_name,
+                                truth.frames[f].width, truth.frames[f].height, poses)
+                          for f, poses in sorted(per_frame.items())]
+                # Only the images seen: a limited validation is scored on what it ran.
+                seen = {frame.image_id for frame in frames}
+                subset = {**ground_truth,
+                          "images": [im for im in ground_truth["images"] if im["id"] in seen],
+                          "annotations": [a for a in ground_truth["annotations"]
+                                          if a["image_id"] in seen]}
+                records = [{"image_id": f.image_id, "category_id": PERSON_CATEGORY,
+                            "keypoints": p.keypoints.ravel().tolist(), "score": float(p.score)}
+                           for f in frames for p in f.poses]
+                stats = coco_keypoint_stats(subset, records, truth.schema.sigmas)
+                for stat in LOGGED_STATS:
+                    if not np.isnan(stats[stat]):  # NaN: no ground-truth person of that kind
+                        # Every rank holds all predictions: the values agree, no sync needed.
+                        self.log(metric_name(stage, set_name, decoder, self.DECODERS[0], stat),
+                                 stats[stat])
+                if write:
+                    path = (Path(self.trainer.default_root_dir) / "predictions" / stage
+                            / f"{set_name}_{decoder}.json")
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    write_coco_results(path, frames)

@@ -1,0 +1,36 @@
+"""`vidpose train` trains, first, the experiments whose checkpoints a config reads (run:<exp>)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidpose.cli import main
+from vidpose.config import compose
+from vidpose.run import inherited_overrides, missing_prerequisites
+
+SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
+          "data.input_size=[64,48]"]
+
+
+def test_a_prerequisite_inherits_data_trainer_logger_and_runs_settings_only():
+    overrides = ["data=synth_tiny", "data.root=/x", "trainer.max_steps=2", "runs_dir=/r",
+                 "logger.wandb=false", "seed=3", "model.lr=0.1", "init_from=null",
+                 "experiment.scale=paper", "experiment.monitor=val/AP", "database.x=1"]
+    assert inherited_overrides(overrides) == [
+        "data=synth_tiny", "data.root=/x", "trainer.max_steps=2", "runs_dir=/r",
+        "logger.wandb=false", "seed=3", "experiment.scale=paper"]
+
+
+def test_train_runs_a_missing_prerequisite_first_and_only_once(quick_overrides, capsys):
+    args = quick_overrides + SHRINK
+    cfg = compose("stm_t2_edges_finetune", args)
+    assert missing_prerequisites(cfg) == ["stm_t2_edges_pretrain"]
+    assert main(["train", "stm_t2_edges_finetune", *args]) == 0
+    out = capsys.readouterr().out
+    assert "reads a trained 'stm_t2_edges_pretrain', which has no run" in out
+    assert "init_from: loaded" in out
+    runs = Path(cfg.runs_dir)
+    assert len(list((runs / "stm_t2_edges_pretrain").glob("*/checkpoints/last.ckpt"))) == 1
+    assert missing_prerequisites(compose("stm_t2_edges_finetune", args)) == []
+    assert main(["train", "stm_t2_edges_finetune", *args]) == 0
+    assert "which has no run" not in capsys.readouterr().out
+    assert len(list((runs / "stm_t2_edges_pretrain").glob("*/checkpoints/last.ckpt"))) == 1
