@@ -45,17 +45,14 @@ def decode_heatmaps(heatmaps: Tensor, refine: str = "quarter") -> tuple[Tensor, 
         raise ValueError(f"unknown refinement {refine!r}; choose from {REFINEMENTS}")
     height, width = heatmaps.shape[-2:]
     coords, scores = heatmap_peaks(heatmaps)
+    if refine == "quarter":
+        return coords + quarter_shift(heatmaps, coords.unsqueeze(-2)).squeeze(-2), scores
     flat = heatmaps.flatten(-2)
     index = flat.argmax(-1, keepdim=True)
     x, y = coords[..., 0], coords[..., 1]
     # Refinement needs both neighbours on an axis; at the border the peak stays put.
     inner_x = (x > 0) & (x < width - 1)
     inner_y = (y > 0) & (y < height - 1)
-    if refine == "quarter":
-        dx = _neighbour(flat, index, 1) - _neighbour(flat, index, -1)
-        dy = _neighbour(flat, index, width) - _neighbour(flat, index, -width)
-        shift = torch.stack([torch.sign(dx) * inner_x, torch.sign(dy) * inner_y], -1) * 0.25
-        return coords + shift, scores
     log = flat.clamp_min(1e-10).log()
     centre = log.gather(-1, index).squeeze(-1)
     right, left = _neighbour(log, index, 1), _neighbour(log, index, -1)
@@ -73,6 +70,29 @@ def decode_heatmaps(heatmaps: Tensor, refine: str = "quarter") -> tuple[Tensor, 
     offset = torch.stack([ox, oy], -1) * valid.unsqueeze(-1)
     # One step from the argmax cannot move past the neighbouring pixels on a real peak.
     return coords + offset.clamp(-1.0, 1.0), scores
+
+
+def quarter_shift(heatmaps: Tensor, coords: Tensor) -> Tensor:
+    """The SimpleBaseline code's sub-pixel step at given integer peaks: (..., K, M, 2) shifts.
+
+    ``heatmaps`` (..., K, h, w) and ``coords`` (..., K, M, 2), x, y of M integer peaks per
+    map (several persons' joints in bottom-up maps, the argmax in top-down ones). Each
+    shift is a quarter pixel towards the higher neighbour on each axis, 0 where the two
+    neighbours are equal or the peak lies on that axis's border.
+    """
+    height, width = heatmaps.shape[-2:]
+    flat = heatmaps.flatten(-2)
+    x, y = coords[..., 0].long(), coords[..., 1].long()
+    index = y * width + x
+
+    def at(offset: int) -> Tensor:  # clamped at the ends; border peaks are masked below
+        return flat.gather(-1, (index + offset).clamp(0, height * width - 1))
+
+    inner_x = (x > 0) & (x < width - 1)
+    inner_y = (y > 0) & (y < height - 1)
+    dx = torch.sign(at(1) - at(-1)) * inner_x
+    dy = torch.sign(at(width) - at(-width)) * inner_y
+    return torch.stack([dx, dy], -1).to(heatmaps.dtype) * 0.25
 
 
 def heatmap_to_crop(coords: Tensor, stride: int | float) -> Tensor:

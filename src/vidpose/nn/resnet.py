@@ -140,8 +140,12 @@ def resnet(name: str) -> ResNet:
     return ResNet(block, layers)
 
 
-def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:
-    """The state dict saved in ``path``; ``InputError`` naming the file when there is none."""
+def read_state_dict(path: Path, what: str, entry: str | None = None) -> dict[str, Tensor]:
+    """The state dict saved in ``path``; ``InputError`` naming the file when there is none.
+
+    ``entry``: a training checkpoint (a dict holding the state dict under this key, beside
+    optimizer state and counters) is read as that state dict; a bare state dict still reads.
+    """
     if not path.is_file():
         raise InputError(f"{what} weights file not found", file=str(path), field="pretrained")
     try:
@@ -149,6 +153,8 @@ def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:
     except Exception as err:  # pickle, zip and weights_only errors alike
         raise InputError(f"cannot read as a torch state dict: {err}", file=str(path),
                          field="pretrained") from None
+    if entry is not None and isinstance(state, dict) and isinstance(state.get(entry), dict):
+        state = state[entry]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise InputError("expected a state dict (parameter name -> tensor)", file=str(path),
                          field="pretrained")
@@ -156,17 +162,20 @@ def read_state_dict(path: Path, what: str) -> dict[str, Tensor]:
 
 
 def load_pretrained(model: nn.Module, path: str | Path, family: str, hint: str,
-                    keep_own: tuple[str, ...] = ()) -> list[str]:
+                    keep_own: tuple[str, ...] = (),
+                    state: dict[str, Tensor] | None = None) -> list[str]:
     """Load the tensors of a local state dict whose names ``model`` has.
 
     Keys named in ``keep_own`` keep the model's own tensor when their shapes differ (a
     widened first convolution). Returns the keys left out: those of the file the model has no
     place for and those of the model the file did not fill. A missing or unreadable file, a
     file with no key of ``model``, or any other tensor of the wrong shape is an
-    ``InputError`` naming the file (``hint`` says what to check).
+    ``InputError`` naming the file (``hint`` says what to check). ``state``: the file's state
+    dict already read (and renamed) by an importer; ``path`` then only names it in errors.
     """
     path = Path(path)
-    state = read_state_dict(path, "ImageNet")
+    if state is None:
+        state = read_state_dict(path, "ImageNet")
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own}
     if not usable:

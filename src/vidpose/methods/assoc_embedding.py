@@ -1,0 +1,234 @@
+"""Associative Embedding: the bottom-up baseline of the RNN pose decoder paper.
+
+Newell, Huang, Deng, "Associative Embedding: End-to-End Learning for Joint Detection and
+Grouping" (NeurIPS 2017). A stacked hourglass (:mod:`vidpose.nn.hourglass`, pose-ae-train's
+layout) predicts per stack J joint heatmaps shared by all persons and J tag maps; each
+stack is supervised (intermediate supervision). The losses, summed over stacks:
+
+* heatmap loss: squared error to the max-merged ground-truth heatmaps, averaged per pixel;
+* pull loss: per person, the mean squared deviation of its joints' tags from its reference
+  tag (their mean), averaged over the persons of an image;
+* push loss: the mean over ordered pairs of distinct persons of
+  ``exp(-||ref_n - ref_n'||^2 / 2)`` (the paper's Gaussian with sigma 1; pose-ae-train's
+  code averages over pairs without the self-pairs of the paper's 1/N^2 sum).
+
+Tags are read at the heatmap cell of each labelled keypoint; a person with no labelled
+keypoint (all pushed out by augmentation) is not a person for the tag losses. Loss weights
+and the optimiser are pose-ae-train's (1, 1e-3, 1e-3; Adam 2e-4).
+
+Inference groups the last stack's heatmaps and tags with AE's heuristics
+(:mod:`vidpose.grouping`). :meth:`AssociativeEmbedding.features` gives the RNN pose decoder
+its input: the outputs of all stacks concatenated (c = 4 x 34 for COCO in that paper).
+The network sees RGB in [0, 1], as pose-ae-train trains it: the data's ImageNet
+normalisation is undone in :meth:`forward`, so official checkpoints work unchanged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from vidpose.data_modules.datasets import as_data_config
+from vidpose.data_modules.transforms import IMAGENET_MEAN, IMAGENET_STD
+from vidpose.decode import heatmap_to_crop
+from vidpose.errors import ConfigError
+from vidpose.grouping import GroupingConfig, ae_joint_order, group_batch
+from vidpose.keypoints import get_schema
+from vidpose.methods import check_positive, model_config
+from vidpose.methods.bottom_up import BottomUpEvaluation
+from vidpose.methods.common import adam_with_steps, log_losses
+from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae
+from vidpose.pose import Pose
+
+
+@dataclass
+class AssocEmbeddingConfig:
+    """The ``model:`` section of an Associative Embedding experiment (pose-ae-train's values)."""
+
+    num_stacks: int = 4
+    channels: int = 256
+    depth: int = 4  # pooling levels of each hourglass
+    increase: int = 128  # channels added at each hourglass level
+    tag_dim: int = 1
+    # Unsupervised output maps after the tags; pose-ae-train's 68 outputs have 34, so its
+    # checkpoint needs 34. The paper leaves them unexplained; they are not trained here.
+    extra_outputs: int = 0
+    # Batch norm after every convolution with a ReLU: pose-ae-train's Conv option, off in its
+    # trained model (so off to load it); on, training from scratch converges much faster.
+    batch_norm: bool = False
+    pretrained: Optional[str] = None  # a pose-ae-train checkpoint (checkpoint.pth.tar)
+    heatmap_weight: float = 1.0
+    pull_weight: float = 1.0e-3
+    push_weight: float = 1.0e-3
+    lr: float = 2.0e-4
+    weight_decay: float = 0.0
+    # pose-ae-train drops the lr to 1e-5 after 200k iterations; the epoch count for that
+    # depends on the data, so the schedule is left to the experiment.
+    lr_steps: list[int] = field(default_factory=list)  # epochs
+    lr_factor: float = 0.1
+    detection_threshold: float = 0.2
+    tag_threshold: float = 1.0
+    max_persons: int = 30
+    nms_kernel: int = 3
+
+
+def _model_config(model: dict[str, Any]) -> AssocEmbeddingConfig:
+    cfg = model_config(AssocEmbeddingConfig, model, "assoc_embedding")
+    check_positive(cfg, ("num_stacks", "channels", "depth", "tag_dim", "max_persons",
+                         "nms_kernel", "tag_threshold", "lr"))
+    if cfg.nms_kernel % 2 == 0:
+        raise ConfigError(f"model.nms_kernel: expected an odd window, got {cfg.nms_kernel}")
+    for key in ("increase", "extra_outputs"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f"model.{key}: expected a value >= 0, got {getattr(cfg, key)}")
+    return cfg
+
+
+# ----------------------------------------------------------------------------- losses
+
+def split_maps(output: Tensor, num_joints: int, tag_dim: int) -> tuple[Tensor, Tensor]:
+    """One stack's maps (B, C, h, w) -> heatmaps (B, J, h, w) and tags (B, J, h, w, D)."""
+    batch, _, height, width = output.shape
+    tags = output[:, num_joints: num_joints * (1 + tag_dim)]
+    return (output[:, :num_joints],
+            tags.reshape(batch, num_joints, tag_dim, height, width).permute(0, 1, 3, 4, 2))
+
+
+def keypoint_cells(keypoints: Tensor, stride: int, size: tuple[int, int]) -> Tensor:
+    """Flat heatmap cell (B, P, K) of each keypoint in input pixels: the nearest cell to
+    ``x / stride`` (where its Gaussian peaks), clamped to the map."""
+    height, width = size
+    x = torch.round(keypoints[..., 0] / stride).long().clamp(0, width - 1)
+    y = torch.round(keypoints[..., 1] / stride).long().clamp(0, height - 1)
+    return y * width + x
+
+
+def tag_losses(tags: Tensor, cells: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
+    """AE's pull and push losses, averaged over the batch.
+
+    tags (B, K, h, w, D); cells (B, P, K) flat cells of the keypoints; present (B, P, K)
+    the labelled keypoints. Pull: per image, the mean over persons of the mean over joints
+    of the squared deviation (averaged over tag dimensions) from the person's mean tag.
+    Push: per image, the mean over ordered pairs of distinct persons of
+    ``exp(-||ref_n - ref_n'||^2 / 2)``. An image with no person (pull) or fewer than two
+    (push) adds 0.
+    """
+    batch, num_persons, num_joints = cells.shape
+    flat = tags.flatten(2, 3)  # (B, K, h*w, D)
+    index = cells.transpose(1, 2)[..., None].expand(-1, -1, -1, flat.shape[-1])
+    joint_tags = flat.gather(2, index).transpose(1, 2)  # (B, P, K, D)
+    mask = present.to(tags.dtype)
+    count = mask.sum(-1)  # (B, P)
+    is_person = count > 0
+    reference = (joint_tags * mask[..., None]).sum(2) / count.clamp_min(1)[..., None]
+    deviation = ((joint_tags - reference[:, :, None]) ** 2).mean(-1)  # (B, P, K)
+    person_pull = (deviation * mask).sum(-1) / count.clamp_min(1)
+    persons = is_person.sum(-1).to(tags.dtype)
+    pull = (person_pull * is_person).sum(-1) / persons.clamp_min(1)
+    distance2 = ((reference[:, :, None] - reference[:, None]) ** 2).sum(-1)  # (B, P, P)
+    distinct = ~torch.eye(num_persons, dtype=torch.bool, device=tags.device)
+    pairs = (is_person[:, :, None] & is_person[:, None] & distinct).to(tags.dtype)
+    push = (torch.exp(-distance2 / 2) * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
+    return pull.mean(), push.mean()
+
+
+def ae_loss(outputs: list[Tensor], batch: dict[str, Tensor], cfg: AssocEmbeddingConfig,
+            stride: int) -> dict[str, Tensor]:
+    """``heatmap_loss``, ``pull_loss``, ``push_loss`` (each summed over stacks) and their
+    weighted sum ``loss``; keypoints in input pixels, ``stride`` input pixels per cell."""
+    target = batch["heatmaps"].float()
+    keypoints = batch["keypoints"].float()
+    num_joints = target.shape[1]
+    rows = torch.arange(keypoints.shape[1], device=keypoints.device)
+    present = (keypoints[..., 2] > 0) & (rows[None, :, None] < batch["num_persons"][:, None, None])
+    cells = keypoint_cells(keypoints, stride, tuple(target.shape[-2:]))
+    heatmap_loss = pull_loss = push_loss = target.new_zeros(())
+    for output in outputs:
+        heatmaps, tags = split_maps(output.float(), num_joints, cfg.tag_dim)
+        heatmap_loss = heatmap_loss + ((heatmaps - target) ** 2).mean()
+        pull, push = tag_losses(tags, cells, present)
+        pull_loss, push_loss = pull_loss + pull, push_loss + push
+    return {"heatmap_loss": heatmap_loss, "pull_loss": pull_loss, "push_loss": push_loss,
+            "loss": (cfg.heatmap_weight * heatmap_loss + cfg.pull_weight * pull_loss
+                     + cfg.push_weight * push_loss)}
+
+
+# ----------------------------------------------------------------------------- the module
+
+class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
+    """Stacked hourglass with AE heatmaps and tags, grouped by AE's heuristics; COCO AP per
+    validation set through :class:`BottomUpEvaluation`."""
+
+    DECODERS = ("ae",)
+
+    def __init__(self, model: dict, data: dict, schema: str = "coco17") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.cfg = _model_config(model)
+        data_cfg = as_data_config(data)
+        self.stride = int(data_cfg.heatmap_stride)
+        if self.stride != STEM_STRIDE:
+            raise ConfigError(f"data.heatmap_stride: the hourglass predicts maps at stride "
+                              f"{STEM_STRIDE}, got {self.stride}")
+        try:
+            check_input_size(*data_cfg.input_size, self.cfg.depth)
+        except ValueError as err:
+            raise ConfigError(f"data.input_size / model.depth: {err}") from None
+        keypoint_schema = get_schema(schema)
+        self.num_joints = keypoint_schema.num_keypoints
+        self.grouping = GroupingConfig(self.cfg.detection_threshold, self.cfg.tag_threshold,
+                                       self.cfg.max_persons, self.cfg.nms_kernel,
+                                       ae_joint_order(keypoint_schema))
+        self.network = StackedHourglass(self.cfg.num_stacks, self.cfg.channels, self.num_joints,
+                                        self.cfg.depth, self.cfg.increase, self.cfg.tag_dim,
+                                        self.cfg.extra_outputs, self.cfg.batch_norm)
+        if self.cfg.pretrained:
+            load_pose_ae(self.network, self.cfg.pretrained)
+            # The weights now live in the state dict: a checkpoint rebuilds without the file.
+            self.hparams["model"] = {**model, "pretrained": None}
+        # The data's ImageNet normalisation, undone before the network (see the docstring).
+        self.register_buffer("pixel_mean", torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("pixel_std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1),
+                             persistent=False)
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of :meth:`features`: every stack's output maps."""
+        return self.cfg.num_stacks * self.network.out_channels
+
+    def forward(self, image: Tensor) -> list[Tensor]:
+        """(B, 3, H, W) normalised images -> each stack's maps (B, C, H/4, W/4): J heatmaps,
+        J x tag_dim tags, then ``extra_outputs`` maps."""
+        return self.network(image * self.pixel_std + self.pixel_mean)
+
+    def features(self, image: Tensor) -> Tensor:
+        """The RNN pose decoder's input: all stacks' maps concatenated, (B, feature_channels,
+        H/4, W/4)."""
+        return torch.cat(self(image), 1)
+
+    @torch.no_grad()
+    def group(self, outputs: list[Tensor]) -> list[list[Pose]]:
+        """AE grouping of the last stack's heatmaps and tags, per image; keypoints in input
+        pixels (x, y, detection value), ``Pose.score`` the mean detection value."""
+        heatmaps, tags = split_maps(outputs[-1], self.num_joints, self.cfg.tag_dim)
+        grouped = group_batch(heatmaps, tags, self.grouping)
+        return [[self._to_input(pose) for pose in poses] for poses in grouped]
+
+    def _to_input(self, pose: Pose) -> Pose:
+        keypoints = pose.keypoints.copy()
+        keypoints[:, :2] = heatmap_to_crop(keypoints[:, :2], self.stride)
+        return Pose(keypoints, score=pose.score)
+
+    def predict_poses(self, batch: dict[str, Tensor]) -> dict[str, list[list[Pose]]]:
+        return {"ae": self.group(self(batch["image"]))}
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        losses = ae_loss(self(batch["image"]), batch, self.cfg, self.stride)
+        return log_losses(self, losses, batch["image"].shape[0])
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        return adam_with_steps(self, self.cfg)
