@@ -77,3 +77,26 @@ def tracking_models(tiny_synth, tmp_path_factory) -> list[str]:
     # The tracking experiments name run:correspondence_pose and run:correspondence_refinement:
     # pointing runs_dir here resolves them to these runs.
     return [f"runs_dir={runs}"]
+
+
+@pytest.fixture(scope="session")
+def image_overrides(tiny_synth) -> list[str]:
+    """Overrides that point a bottom-up (images) experiment at the tiny COCO and crowded sets."""
+    return [f"data.root={tiny_synth / 'coco'}", "data.dataset=coco",
+            f"data.crowded_root={tiny_synth / 'ochuman'}", "data.input_size=[64,64]"]
+
+
+@pytest.fixture(scope="session")
+def ae_features(tiny_synth, image_overrides, tmp_path_factory) -> list[str]:
+    """Overrides under which the rnn experiments find a two-step AE (run:assoc_embedding),
+    trained once on the tiny set."""
+    from vidpose.config import compose
+    from vidpose.run import train
+
+    runs = tmp_path_factory.mktemp("ae_features")
+    common = ["data=synth_tiny", "data.num_workers=0", "data.batch_size=4", f"runs_dir={runs}",
+              "logger.wandb=false", "trainer.progress_bar=false", "trainer.accelerator=cpu",
+              "trainer.devices=1", "trainer.max_steps=2", "trainer.limit_val_batches=1",
+              "trainer.max_epochs=1"]
+    train(compose("assoc_embedding", common + image_overrides))
+    return [f"runs_dir={runs}"]

@@ -34,3 +34,25 @@ def test_train_runs_a_missing_prerequisite_first_and_only_once(quick_overrides, 
     assert main(["train", "stm_t2_edges_finetune", *args]) == 0
     assert "which has no run" not in capsys.readouterr().out
     assert len(list((runs / "stm_t2_edges_pretrain").glob("*/checkpoints/last.ckpt"))) == 1
+
+
+def test_the_flagship_trains_the_ae_then_the_decoder_and_prints_its_table(
+        quick_overrides, image_overrides, capsys):
+    args = quick_overrides + image_overrides + [
+        "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1"]
+    assert main(["train", "rnn_association", *args]) == 0
+    out = capsys.readouterr().out
+    assert "reads a trained 'assoc_embedding', which has no run" in out
+    table = out[out.index("| COCO AP (%) | normal | crowded |"):].splitlines()
+    assert table[2].startswith("| RNN decoder | ") and table[3].startswith("| AE grouping | ")
+    runs = Path(compose("rnn_association", args).runs_dir)
+    run_dir = next((runs / "rnn_association").glob("*"))
+    written = sorted(p.name for p in (run_dir / "predictions" / "val").glob("*.json"))
+    assert written == ["crowded_ae.json", "crowded_rnn.json", "val_ae.json", "val_rnn.json"]
+    # The checkpoint carries the AE: it evaluates with no AE run around.
+    for ae_run in (runs / "assoc_embedding").glob("*/checkpoints/*.ckpt"):
+        ae_run.unlink()
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    assert main(["eval", "rnn_association", *args, "model.features=null",
+                 "--ckpt", str(ckpt)]) == 0
+    assert "| AE grouping | " in capsys.readouterr().out

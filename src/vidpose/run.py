@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,14 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     if cfg.trainer.progress_bar:
         callbacks.append(RichProgressBar())
     return callbacks
+
+
+# Lightning warnings that describe what the suite does on purpose: frozen feature extractors
+# (the RNN decoder's AE) stay in eval mode, and checkpoints of manually optimised methods
+# hold the state after the step.
+for _message in (r"Found \d+ module\(s\) in eval mode at the start of training",
+                 r"Using ModelCheckpoint with manual optimization and every_n_train_steps"):
+    warnings.filterwarnings("ignore", message=_message)
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> L.Trainer:

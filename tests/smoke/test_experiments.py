@@ -26,6 +26,12 @@ def test_experiment_runs_two_steps(name, quick_overrides, request):
         assert not (result.run_dir / "checkpoints").exists()
         assert {"val/MOTA", "val/mAP", "val/id_switches"} <= set(result.metrics)
         return
+    if cfg.experiment.datamodule == "images":
+        # Bottom-up experiments read COCO-layout images and score the crowded split too;
+        # the RNN decoders decode the features of a two-step AE trained once.
+        overrides += request.getfixturevalue("image_overrides")
+        if cfg.experiment.method == "rnn_decoder":
+            overrides += request.getfixturevalue("ae_features")
     # Fine-tuning experiments start from their pre-training run (tested once below).
     if str(cfg.init_from or "").startswith("run:"):
         overrides.append("init_from=null")

@@ -62,6 +62,14 @@ METHODS: dict[str, MethodSpec] = {
         "vidpose.methods.two_stage_pose", "TwoStagePose", "TwoStagePoseConfig",
         "vidpose.data_modules.crops:CropDataModule",
     ),
+    "assoc_embedding": MethodSpec(
+        "vidpose.methods.assoc_embedding", "AssociativeEmbedding", "AssocEmbeddingConfig",
+        "vidpose.data_modules.images:ImageDataModule",
+    ),
+    "rnn_decoder": MethodSpec(
+        "vidpose.methods.rnn_decoder", "RNNPoseDecoder", "RNNDecoderConfig",
+        "vidpose.data_modules.images:ImageDataModule",
+    ),
 }
 
 # Data modules an experiment may name in ``experiment.datamodule`` instead of its method's.
@@ -73,6 +81,7 @@ DATA_MODULES: dict[str, str] = {
     "track_clips": "vidpose.data_modules.track_clips:TrackClipDataModule",
     "boxes": "vidpose.data_modules.boxes:BoxDataModule",
     "pairs": "vidpose.data_modules.pairs:PairDataModule",
+    "images": "vidpose.data_modules.images:ImageDataModule",
 }
 
 
