@@ -25,6 +25,7 @@ from vidpose.data_modules.transforms import apply_affine, invert_affine
 from vidpose.errors import ConfigError
 from vidpose.formats.cocostyle import PERSON_CATEGORY
 from vidpose.formats.results import write_coco_results
+from vidpose.methods.common import EvaluationHooks
 from vidpose.metrics.coco_ap import coco_keypoint_stats, ground_truth_dict
 from vidpose.pose import Frame, Pose, PoseDataset
 
@@ -50,7 +51,7 @@ def to_image_pixels(poses: list[Pose], image_to_input: np.ndarray) -> list[Pose]
     return out
 
 
-class BottomUpEvaluation:
+class BottomUpEvaluation(EvaluationHooks):
     """Validation and test of a bottom-up method: COCO AP per set and decoder (see above).
 
     The method provides ``predict_poses(batch) -> {decoder: [poses of each image]}``, poses
@@ -78,25 +79,14 @@ class BottomUpEvaluation:
             lines.append(f"| {DECODER_TITLES.get(decoder, decoder)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
-    # Lightning hooks ---------------------------------------------------------------------
+    # Lightning hooks: the epoch hooks are EvaluationHooks'; a step knows its set by the
+    # index of its dataloader.
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int,
                         dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
-
-    def on_validation_epoch_start(self) -> None:
-        self._predictions = []
-
-    def on_test_epoch_start(self) -> None:
-        self._predictions = []
-
-    def on_validation_epoch_end(self) -> None:
-        self._evaluation_epoch_end("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._evaluation_epoch_end("test")
 
     # ------------------------------------------------------------------------------------
     def _evaluation_step(self, batch: dict[str, Tensor], set_index: int) -> None:
