@@ -120,6 +120,14 @@ def check_positive(cfg: Any, keys: tuple[str, ...]) -> None:
             raise ConfigError(f"model.{key}: expected a positive value, got {value}")
 
 
+def check_stride(stride: int, network_stride: int, network: str) -> None:
+    """``ConfigError`` naming ``data.heatmap_stride`` when the data's heatmaps are not at the
+    stride the network predicts its maps at."""
+    if int(stride) != int(network_stride):
+        raise ConfigError(f"data.heatmap_stride: {network} predicts maps at stride "
+                          f"{network_stride}, got {stride}")
+
+
 def load_trained(method: str, checkpoint: str, field: str, device: Any = "cpu") -> Any:
     """A trained ``method`` model from a checkpoint file, in eval mode; ``InputError`` naming
     the config ``field`` when the file is missing."""

@@ -37,7 +37,7 @@ from vidpose.decode import heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.grouping import GroupingConfig, ae_joint_order, group_batch
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_positive, model_config
+from vidpose.methods import check_positive, check_stride, model_config
 from vidpose.methods.bottom_up import BottomUpEvaluation
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae
@@ -170,9 +170,7 @@ class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
         self.cfg = _model_config(model)
         data_cfg = as_data_config(data)
         self.stride = int(data_cfg.heatmap_stride)
-        if self.stride != STEM_STRIDE:
-            raise ConfigError(f"data.heatmap_stride: the hourglass predicts maps at stride "
-                              f"{STEM_STRIDE}, got {self.stride}")
+        check_stride(self.stride, STEM_STRIDE, "the hourglass")
         try:
             check_input_size(*data_cfg.input_size, self.cfg.depth)
         except ValueError as err:

@@ -40,7 +40,7 @@ from vidpose.errors import ConfigError, InputError
 from vidpose.formats.cocostyle import PERSON_CATEGORY, coco_index
 from vidpose.formats.detections import write_detections
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, check_positive, model_config
+from vidpose.methods import check_choices, check_positive, check_stride, model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
@@ -233,10 +233,8 @@ class CenterNet(EvaluationHooks, L.LightningModule):
         self.input_size = (int(data_cfg.input_size[0]), int(data_cfg.input_size[1]))
         # Detections are written as Poses with empty keypoints in the data's schema.
         self.num_keypoints = get_schema(schema).num_keypoints
-        head_stride = BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers
-        if self.stride != head_stride:
-            raise ConfigError(f"data.heatmap_stride: {self.stride} does not match the head: "
-                              f"{self.cfg.deconv_layers} deconvolutions give stride {head_stride}")
+        check_stride(self.stride, BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers,
+                     f"a head of {self.cfg.deconv_layers} deconvolutions")
         self.backbone = resnet(self.cfg.backbone)
         if self.cfg.pretrained:
             load_imagenet(self.backbone, self.cfg.pretrained)

@@ -39,7 +39,7 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, model_config
+from vidpose.methods import check_choices, check_stride, model_config
 from vidpose.methods.common import adam_with_steps
 from vidpose.methods.scoring import score_poses
 from vidpose.methods.video_validation import VideoValidation
@@ -150,9 +150,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
         self.data_cfg = as_data_config(data)
         self.input_size = (int(self.data_cfg.input_size[0]), int(self.data_cfg.input_size[1]))
         self.stride = HEATMAP_STRIDE
-        if int(self.data_cfg.heatmap_stride) != HEATMAP_STRIDE:
-            raise ConfigError(f"data.heatmap_stride: pose memory models predict at stride "
-                              f"{HEATMAP_STRIDE}; got {self.data_cfg.heatmap_stride}")
+        check_stride(self.data_cfg.heatmap_stride, HEATMAP_STRIDE, "a pose memory model")
         num_k = self.schema.num_keypoints
         if self.cfg.backbone == "simple_baseline":
             # The names SimpleBaseline uses, so its checkpoints initialise this model.

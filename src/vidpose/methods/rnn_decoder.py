@@ -37,7 +37,8 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import decode_heatmaps, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, check_positive, load_trained, model_config
+from vidpose.methods import (check_choices, check_positive, check_stride, load_trained,
+                             model_config)
 from vidpose.methods.bottom_up import BottomUpEvaluation
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.methods.rnn_loss import (LOSS_CONFIGS, ORDERINGS, REDUCTIONS, TrainingOptions,
@@ -207,9 +208,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         self.sigma = float(data_cfg.sigma)
         self.num_joints = get_schema(schema).num_keypoints
         self.ae = self._feature_model(model, feature_model, schema)
-        if self.ae.stride != self.stride:
-            raise ConfigError(f"data.heatmap_stride: {self.stride} differs from the AE "
-                              f"features' stride {self.ae.stride}")
+        check_stride(self.stride, self.ae.stride, "the AE feature extractor")
         if self.ae.num_joints != self.num_joints:
             raise ConfigError(f"schema {schema!r} has {self.num_joints} joints but the AE "
                               f"features were trained for {self.ae.num_joints}")

@@ -33,7 +33,7 @@ from vidpose.decode import (REFINEMENTS, crop_to_image, decode_heatmaps, flip_ba
                             heatmap_to_crop, oks_nms, person_score)
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, model_config
+from vidpose.methods import check_choices, check_stride, model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps
 from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.nn.heads import DeconvHead
@@ -198,10 +198,8 @@ class SimpleBaseline(CropPoseEvaluation, L.LightningModule):
         self.schema = get_schema(schema)
         # The data section as the data module reads it: validated, defaults filled in.
         self.stride = int(as_data_config(data).heatmap_stride)
-        head_stride = BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers
-        if self.stride != head_stride:
-            raise ConfigError(f"data.heatmap_stride: {self.stride} does not match the head: "
-                              f"{self.cfg.deconv_layers} deconvolutions give stride {head_stride}")
+        check_stride(self.stride, BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers,
+                     f"a head of {self.cfg.deconv_layers} deconvolutions")
         self.backbone = resnet(self.cfg.backbone)
         if self.cfg.pretrained:
             load_imagenet(self.backbone, self.cfg.pretrained)

@@ -36,7 +36,7 @@ from vidpose.callbacks.memory_policies import GROUND_TRUTH, MemoryBank, WritePol
 from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, model_config
+from vidpose.methods import check_choices, check_stride, model_config
 from vidpose.metrics.keypoint_prf import KeypointPRF, peaks_from_maps
 from vidpose.metrics.pixel_prf import PixelPRF
 from vidpose.metrics.recall_over_time import RecallOverTime
@@ -126,8 +126,7 @@ class STMSkeletons(L.LightningModule):
         self.cfg = _model_config(model)
         self.schema = get_schema(schema)
         self.stride = int(data.get("heatmap_stride", 4))
-        if self.stride != 4:
-            raise ConfigError(f"data.heatmap_stride: STM decodes to stride 4, got {self.stride}")
+        check_stride(self.stride, 4, "STM's decoder")
         self.num_maps = num_maps_for(self.cfg.variant, self.schema.num_keypoints,
                                      len(self.schema.limbs))
         self.net = STM(self.num_maps, self.cfg.backbone, self.cfg.key_dim, self.cfg.value_dim,

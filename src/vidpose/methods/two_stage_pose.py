@@ -33,7 +33,7 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import flip_back, heatmap_peaks, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_positive, model_config
+from vidpose.methods import check_positive, check_stride, model_config
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.methods.simple_baseline import CropPoseEvaluation
 from vidpose.nn.heads import DeconvHead
@@ -197,9 +197,7 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
         self.schema = get_schema(schema)
         data_cfg = as_data_config(data)
         self.stride = int(data_cfg.heatmap_stride)
-        if self.stride != HEATMAP_STRIDE:
-            raise ConfigError(f"data.heatmap_stride: {self.stride} does not match the two-stage "
-                              f"network, whose maps are at stride {HEATMAP_STRIDE}")
+        check_stride(self.stride, HEATMAP_STRIDE, "the two-stage network")
         self.input_size = (int(data_cfg.input_size[0]), int(data_cfg.input_size[1]))
         self.net = TwoStagePoseNet(self.schema.num_keypoints, self.cfg.width,
                                    self.cfg.deconv_filters)
