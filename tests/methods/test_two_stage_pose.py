@@ -6,11 +6,11 @@ import json
 import math
 from dataclasses import asdict
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
 from crop_batches import DATA, INPUT_SIZE
+from learning import fit_on_tiny_crops
 from torch import Tensor, nn
 
 from vidpose.data_modules.crops import CropDataModule
@@ -331,35 +331,14 @@ def test_checkpoint_rebuilds_the_model(plain_crops, quiet_trainer, tmp_path):
         assert torch.equal(a, b)
 
 
-class EpochLosses(L.Callback):
-    def __init__(self) -> None:
-        self.losses: list[dict[str, float]] = []
-
-    def on_train_epoch_end(self, trainer, module) -> None:
-        self.losses.append({k: float(trainer.callback_metrics[f"train/{k}"])
-                            for k in ("loss_epoch", "offset_loss")})
-
-
 @pytest.mark.slow
 def test_loss_falls_and_map_rises_on_tiny_synthetic_videos(tiny_synth, tmp_path):
-    data = {"dataset": "posetrack18", "root": str(tiny_synth / "posetrack18"),
-            "synth_preset": None, "input_size": [64, 48], "sigma": 1.5, "batch_size": 16,
-            "num_workers": 0}
-    L.seed_everything(0, verbose=False)
-    datamodule = CropDataModule(data, "posetrack18")
-    model = TwoStagePose({"width": 0.25, "deconv_filters": 32, "lr": 5e-3, "lr_steps": [100]},
-                         data)
-    losses = EpochLosses()
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path), max_epochs=30, num_sanity_val_steps=0,
-                        check_val_every_n_epoch=30, callbacks=[losses])
-    trainer.validate(model, datamodule=datamodule, verbose=False)
-    before = {k: float(trainer.callback_metrics[k]) for k in ("val/mAP", "val/loss")}
-    trainer.fit(model, datamodule=datamodule)
-    after = {k: float(trainer.callback_metrics[k]) for k in ("val/mAP", "val/loss")}
+    losses, before, after = fit_on_tiny_crops(
+        lambda data: TwoStagePose({"width": 0.25, "deconv_filters": 32, "lr": 5e-3,
+                                   "lr_steps": [100]}, data),
+        tiny_synth, tmp_path, epochs=30, loss_keys=("loss_epoch", "offset_loss"))
 
-    first, last = losses.losses[0], losses.losses[-1]
+    first, last = losses[0], losses[-1]
     assert last["loss_epoch"] < 0.75 * first["loss_epoch"]
     assert last["offset_loss"] < 0.8 * first["offset_loss"]  # the offsets learn too
     assert after["val/loss"] < 0.75 * before["val/loss"]
