@@ -40,13 +40,13 @@ from vidpose.errors import ConfigError, InputError
 from vidpose.formats.cocostyle import PERSON_CATEGORY, coco_index
 from vidpose.formats.detections import write_detections
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, check_positive, check_stride, model_config
-from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
+from vidpose.methods import check_choices, check_positive, model_config
+from vidpose.methods.common import (BACKBONE_STRIDE, EvaluationHooks, adam_with_steps,
+                                    deconv_resnet, log_losses)
 from vidpose.nn.heads import DeconvHead
-from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
+from vidpose.nn.resnet import ARCHITECTURES
 from vidpose.pose import Pose, PoseDataset
 
-BACKBONE_STRIDE = 32
 # pycocotools' box statistics logged at validation: index into COCOeval.stats.
 BOX_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "AR": 8}  # AR: at 100 detections per image
 
@@ -233,13 +233,7 @@ class CenterNet(EvaluationHooks, L.LightningModule):
         self.input_size = (int(data_cfg.input_size[0]), int(data_cfg.input_size[1]))
         # Detections are written as Poses with empty keypoints in the data's schema.
         self.num_keypoints = get_schema(schema).num_keypoints
-        check_stride(self.stride, BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers,
-                     f"a head of {self.cfg.deconv_layers} deconvolutions")
-        self.backbone = resnet(self.cfg.backbone)
-        if self.cfg.pretrained:
-            load_imagenet(self.backbone, self.cfg.pretrained)
-            # The weights now live in the state dict: a checkpoint rebuilds without the file.
-            self.hparams["model"] = {**model, "pretrained": None}
+        self.backbone = deconv_resnet(self, model, self.stride)
         # SimpleBaseline's deconvolution stack (CenterNet's ResNet up-convolutions); its
         # per-joint output layer is not used.
         self.upsample = DeconvHead(self.backbone.out_channels, 1, self.cfg.deconv_layers,

@@ -6,6 +6,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from vidpose.methods import check_stride
+from vidpose.nn.resnet import ResNet, load_imagenet, resnet
+
+BACKBONE_STRIDE = 32  # a ResNet's last stage
+
 
 def adam_with_steps(module: nn.Module, cfg: Any) -> dict[str, Any]:
     """Adam (``cfg.lr``, ``cfg.weight_decay``) with the lr times ``cfg.lr_factor`` at each
@@ -14,6 +19,23 @@ def adam_with_steps(module: nn.Module, cfg: Any) -> dict[str, Any]:
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, list(cfg.lr_steps),
                                                      gamma=cfg.lr_factor)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def deconv_resnet(module: Any, model: dict, stride: int) -> ResNet:
+    """The ResNet trunk of a SimpleBaseline-style network (``module.cfg``: backbone,
+    pretrained, deconv_layers) whose deconvolution head reaches the data's heatmap stride.
+
+    ImageNet weights come from ``cfg.pretrained``; they then live in the state dict, so the
+    module's saved ``model`` hyperparameters drop the file: a checkpoint rebuilds without it.
+    """
+    cfg = module.cfg
+    check_stride(stride, BACKBONE_STRIDE // 2 ** cfg.deconv_layers,
+                 f"a head of {cfg.deconv_layers} deconvolutions")
+    trunk = resnet(cfg.backbone)
+    if cfg.pretrained:
+        load_imagenet(trunk, cfg.pretrained)
+        module.hparams["model"] = {**model, "pretrained": None}
+    return trunk
 
 
 def log_losses(module: Any, losses: dict[str, Tensor], batch_size: int) -> Tensor:

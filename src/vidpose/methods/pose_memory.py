@@ -40,7 +40,7 @@ from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import check_choices, check_stride, model_config
-from vidpose.methods.common import adam_with_steps
+from vidpose.methods.common import BACKBONE_STRIDE, adam_with_steps
 from vidpose.methods.scoring import score_poses
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.methods.simple_baseline import joints_mse_loss
@@ -54,7 +54,6 @@ from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
 
 BACKBONES = ("simple_baseline", "cpn")
 ATTENTIONS = ("switch", "vanilla", "coda")
-BACKBONE_STRIDE = 32
 HEATMAP_STRIDE = 4
 
 

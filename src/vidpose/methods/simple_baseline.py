@@ -33,14 +33,13 @@ from vidpose.decode import (REFINEMENTS, crop_to_image, decode_heatmaps, flip_ba
                             heatmap_to_crop, oks_nms, person_score)
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, check_stride, model_config
-from vidpose.methods.common import EvaluationHooks, adam_with_steps
+from vidpose.methods import check_choices, model_config
+from vidpose.methods.common import BACKBONE_STRIDE, EvaluationHooks, adam_with_steps, deconv_resnet
 from vidpose.methods.scoring import score_poses, write_predictions
 from vidpose.nn.heads import DeconvHead
-from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
+from vidpose.nn.resnet import ARCHITECTURES
 from vidpose.pose import Pose, PoseDataset
 
-BACKBONE_STRIDE = 32
 
 
 @dataclass
@@ -198,14 +197,7 @@ class SimpleBaseline(CropPoseEvaluation, L.LightningModule):
         self.schema = get_schema(schema)
         # The data section as the data module reads it: validated, defaults filled in.
         self.stride = int(as_data_config(data).heatmap_stride)
-        check_stride(self.stride, BACKBONE_STRIDE // 2 ** self.cfg.deconv_layers,
-                     f"a head of {self.cfg.deconv_layers} deconvolutions")
-        self.backbone = resnet(self.cfg.backbone)
-        if self.cfg.pretrained:
-            load_imagenet(self.backbone, self.cfg.pretrained)
-            # The ImageNet weights now live in the state dict: a checkpoint must rebuild this
-            # module without needing the ImageNet file on the machine that loads it.
-            self.hparams["model"] = {**model, "pretrained": None}
+        self.backbone = deconv_resnet(self, model, self.stride)
         self.head = DeconvHead(self.backbone.out_channels, self.schema.num_keypoints,
                                self.cfg.deconv_layers, self.cfg.deconv_filters,
                                self.cfg.deconv_kernel, self.cfg.final_kernel)
