@@ -113,6 +113,16 @@ class BottomUpEvaluation(EvaluationHooks):
                               "module (experiment.datamodule: images)")
         return datamodule.eval_sets()
 
+    def _ground_truth(self, truth: PoseDataset) -> dict[str, Any]:
+        """pycocotools' dict of a set, built once per set object (it reads every mask's
+        area), not at every validation."""
+        if not hasattr(self, "_ground_truth_cache"):
+            self._ground_truth_cache: dict[int, tuple[PoseDataset, dict[str, Any]]] = {}
+        if id(truth) not in self._ground_truth_cache:
+            # Holding the set as well keeps its id from being reused by another object.
+            self._ground_truth_cache[id(truth)] = (truth, ground_truth_dict(truth))
+        return self._ground_truth_cache[id(truth)][1]
+
     def _evaluation_epoch_end(self, stage: str) -> None:
         predictions = self._gathered()
         self._predictions = []
@@ -121,7 +131,7 @@ class BottomUpEvaluation(EvaluationHooks):
         sets = self._eval_sets()
         write = self.trainer.is_global_zero and not self.trainer.sanity_checking
         for set_index, (set_name, truth) in enumerate(sets):
-            ground_truth = ground_truth_dict(truth)
+            ground_truth = self._ground_truth(truth)
             for decoder in self.DECODERS:
                 # DistributedSampler repeats images to even out the ranks: keep each once.
                 per_frame: dict[int, list[Pose]] = {}
