@@ -7,6 +7,8 @@ name what they hold.
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import lightning as L
 import numpy as np
@@ -88,3 +90,27 @@ def test_without_a_crowded_root_there_is_one_validation_set(tiny_synth):
     assert GroundTruthDecoders.summary_table({"val/AP": 50.0}).splitlines() == [
         "| COCO AP (%) | normal |", "|---|---|", "| truth | 50.0 |", "| shifted | - |"]
     assert GroundTruthDecoders.summary_table({"val/f1": 0.5}) == ""
+
+
+def _real_layout(source: Path, annotations: str, root: Path) -> Path:
+    """A real fixture set copied into the COCO layout the data modules read (split `val`)."""
+    (root / "annotations").mkdir(parents=True)
+    shutil.copy(source / annotations, root / "annotations" / "person_keypoints_val.json")
+    shutil.copytree(source, root / "val", ignore=shutil.ignore_patterns("*.json"))
+    return root
+
+
+def test_real_coco_and_ochuman_are_scored_through_the_same_path(fixtures, tmp_path):
+    coco = _real_layout(fixtures / "coco", "test_coco.json", tmp_path / "coco")
+    ochuman = _real_layout(fixtures / "ochuman", "test_ochuman.json", tmp_path / "ochuman")
+    datamodule = ImageDataModule({"dataset": "coco", "root": str(coco), "synth_preset": None,
+                                  "crowded_root": str(ochuman), "input_size": [256, 256],
+                                  "batch_size": 4, "num_workers": 0})
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_checkpointing=False, default_root_dir=str(tmp_path))
+    trainer.validate(GroundTruthDecoders(), datamodule=datamodule, verbose=False)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    assert len(datamodule.val_data.frames) == 4 and len(datamodule.crowded_data.frames) == 3
+    assert metrics["val/AP"] == pytest.approx(100.0)
+    assert metrics["val/crowded_AP"] == pytest.approx(100.0)
+    assert metrics["val/crowded_AP_shifted"] < 100.0
