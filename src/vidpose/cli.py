@@ -102,10 +102,11 @@ def _files_parser(kind: str) -> argparse.ArgumentParser:
         p.add_argument("--gt", required=True, help="ground-truth folder of <video>.json (or one file)")
         p.add_argument("--pred", required=True, help="prediction folder with the same file names")
         p.add_argument("--per-video", action="store_true", help="also print each video's figures")
-        p.add_argument("--video-order", choices=["directory", "sorted"], default="directory",
-                       help="order in which videos' joints enter AP: 'directory' as poseval's "
-                       "glob (default, poseval's numbers), 'sorted' by name (machine-independent "
-                       "tie-breaking between equal scores)")
+        p.add_argument("--video-order", choices=["sorted", "directory"], default="sorted",
+                       help="order in which videos' joints enter AP, which breaks ties between "
+                       "equal scores: 'sorted' by file name (default, the same numbers on every "
+                       "machine), 'directory' in this file system's listing order (mimics "
+                       "poseval run unchanged on this machine)")
     else:
         p.description = "COCO keypoint AP (pycocotools COCOeval) of a COCO results file"
         p.add_argument("--gt", required=True, help="COCO keypoint annotations (or OCHuman) file")

@@ -45,6 +45,42 @@ def test_conformance_matches_poseval(case):
         assert np.abs(ours[finite] - theirs[finite]).max() <= 0.01, (key, ours, theirs)
 
 
+def _reversed_listing(monkeypatch):
+    """Make the file system list folders in reverse name order (as another machine might)."""
+    import os
+
+    real = os.scandir
+
+    def scandir(path):
+        with real(path) as entries:
+            return iter(sorted(entries, key=lambda e: e.name, reverse=True))
+
+    monkeypatch.setattr("vidpose.metrics.posetrack_inputs.os.scandir", scandir)
+
+
+@pytest.mark.parametrize("case", ["jitter_large", "score_inverted"])
+def test_default_video_order_does_not_depend_on_the_folder_listing(case, monkeypatch):
+    # The two cases whose AP changes with the order of tied scores (0.026 and 0.256 points).
+    root = _conformance()
+    expected = json.loads((root / "expected" / f"{case}.json").read_text())
+    _reversed_listing(monkeypatch)
+    got = evaluate_posetrack(root / "gt", root / "cases" / case).as_dict()
+    np.testing.assert_allclose(got["ap"], expected["ap"], atol=0.01)
+    # "directory" does follow the listing (poseval unchanged on this machine): it differs.
+    listed = evaluate_posetrack(root / "gt", root / "cases" / case, video_order="directory")
+    assert np.abs(np.array(listed.ap) - np.array(expected["ap"])).max() > 0.01
+
+
+def test_cli_video_order_defaults_to_sorted(monkeypatch, tmp_path, capsys):
+    root = _conformance()
+    _reversed_listing(monkeypatch)
+    out = tmp_path / "r.json"
+    assert main(["eval", "posetrack", "--gt", str(root / "gt"), "--pred",
+                 str(root / "cases" / "score_inverted"), "--out", str(out)]) == 0
+    expected = json.loads((root / "expected" / "score_inverted.json").read_text())
+    np.testing.assert_allclose(json.loads(out.read_text())["ap"], expected["ap"], atol=0.01)
+
+
 # --- small hand-made videos -------------------------------------------------------------
 
 def _keypoints(xy: np.ndarray, present: np.ndarray) -> list[float]:

@@ -189,10 +189,11 @@ def evaluate_videos(videos: list[EvalVideo], *, per_video: bool = False,
 
 def evaluate_posetrack(gt: str | Path, pred: str | Path, *, per_video: bool = False,
                        out: str | Path | None = None, progress: bool = False,
-                       video_order: str = "directory") -> PoseTrackResult:
+                       video_order: str = "sorted") -> PoseTrackResult:
     """Evaluate a folder of per-video prediction files against a GT folder (or two files).
 
-    ``video_order``: see ``posetrack_inputs.load_videos`` ("directory" is poseval's).
+    ``video_order``: see ``posetrack_inputs.load_videos`` ("sorted", the default, gives the
+    same numbers on every machine; "directory" mimics poseval run unchanged on this one).
     """
     result = evaluate_videos(load_videos(gt, pred, order=video_order), per_video=per_video,
                              progress=progress)

@@ -3,7 +3,7 @@
 The metric knows the split's ground-truth frames; ``update`` takes predicted poses (the
 frame each belongs to, PoseTrack18 keypoints with per-joint scores, a track id) and
 ``compute`` evaluates them exactly as ``vidpose eval posetrack`` evaluates prediction files
-(same clean-up, matching and counts; videos in name order). A joint is predicted when its
+(same clean-up, matching and counts; videos in name order, its default). A joint is predicted when its
 score is above zero, as in the prediction files the suite writes.
 
 States are concatenated across DDP ranks. Every pose carries an int64 id and repeats of an
@@ -22,7 +22,7 @@ from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import PoseTrackResult, evaluate_videos
-from vidpose.metrics.posetrack_inputs import eval_video
+from vidpose.metrics.posetrack_inputs import eval_video, video_order_key
 from vidpose.metrics.samples import check_ids, first_of_each_id
 from vidpose.pose import Frame, Pose
 
@@ -72,7 +72,7 @@ class _PoseTrackPredictions(Metric):
         for i, f in enumerate(self.frames):
             by_video.setdefault(f.video or str(f.image_id), []).append(i)
         videos = []
-        for name in sorted(by_video):
+        for name in sorted(by_video, key=video_order_key):
             indices = sorted(by_video[name], key=lambda i: self.frames[i].frame_index)
             videos.append(eval_video(name, [self.frames[i] for i in indices],
                                      [predicted[i] for i in indices]))
