@@ -40,11 +40,13 @@ OVER = torch.tensor([0.9, 0.8, 0.7, 0.1])  # z_hat = 3 > z = 1
 EXACT = torch.tensor([0.9, 0.8, 0.1])  # z_hat = 2 = z
 
 
+# The last step of UNDER and OVER is the stopping step t = |p| = max(z_hat, z) + 1: never a
+# person, so no configuration matches it (issue 16 point 14).
 @pytest.mark.parametrize("config, under, over", [
     ("a_a", [True, False, True, False], [True, False, False, False]),
-    ("a_b", [True, False, True, False], [True, True, True, True]),
-    ("b_a", [True, True, True, True], [True, False, False, False]),
-    ("b_b", [True, True, True, True], [True, True, True, True]),
+    ("a_b", [True, False, True, False], [True, True, True, False]),
+    ("b_a", [True, True, True, False], [True, False, False, False]),
+    ("b_b", [True, True, True, False], [True, True, True, False]),
 ])
 def test_loss_configuration_masks_table4(config, under, over):
     assert eligible_steps(UNDER, OMEGA, 3, config).tolist() == under
@@ -190,14 +192,14 @@ def test_assigned_persons_are_removed_from_later_chunks():
 
 def test_loss_configurations_change_what_is_matched():
     present = torch.tensor([[True, True]])
-    # Under-counting, z = 2, z_hat = 1: p = 0.9, 0.1, 0.9, 0.1; step 3 is zeros.
-    probs = [[0.9, 0.1, 0.9, 0.1]]
-    maps = _maps([GT[0], GT[1], ZERO, ZERO])
-    a, _ = _scripted_run(probs, maps, present, config="a_a")  # steps 1 and 3 (p >= omega)
-    b, _ = _scripted_run(probs, maps, present, config="b_a")  # all steps: 1 -> A, 2 -> B
-    assert a.predicted == [1]
-    assert a.losses["heatmap_loss"] == pytest.approx(heatmap_l2(ZERO[None], GT[1:2]).item())
-    assert b.losses["heatmap_loss"] == pytest.approx(0.0, abs=1e-7)
+    # Under-counting, z = 2, z_hat = 0: p = 0.1, 0.9, 0.1; steps 1 and 2 both draw A.
+    probs = [[0.1, 0.9, 0.1]]
+    maps = _maps([GT[0], GT[0], ZERO])
+    a, _ = _scripted_run(probs, maps, present, config="a_a")  # step 2 only (p >= omega)
+    b, _ = _scripted_run(probs, maps, present, config="b_a")  # steps 1, 2: one of them -> B
+    assert a.predicted == [0]
+    assert a.losses["heatmap_loss"] == pytest.approx(0.0, abs=1e-7)
+    assert b.losses["heatmap_loss"] == pytest.approx(heatmap_l2(GT[:1], GT[1:2]).item())
     # Over-counting, z = 1, z_hat = 2: step 2 draws A exactly.
     one = torch.tensor([[True, False]])
     probs = [[0.9, 0.9, 0.1]]
@@ -206,6 +208,28 @@ def test_loss_configurations_change_what_is_matched():
     b, _ = _scripted_run(probs, maps, one, config="a_b")  # all steps: step 2 -> A
     assert a.losses["heatmap_loss"] == pytest.approx(heatmap_l2(ZERO[None], GT[:1]).item())
     assert b.losses["heatmap_loss"] == pytest.approx(0.0, abs=1e-7)
+
+
+@pytest.mark.parametrize("config", ["b_a", "a_b", "b_b"])
+def test_the_stopping_step_is_never_matched_to_a_person(config):
+    """Configurations (b)/(b') match "all" heatmaps: those of Eq. 1's persons, not the
+    stopping step t = max(z_hat, z) + 1, even when it draws a GT person exactly."""
+    present = torch.tensor([[True, True]])
+    if config.startswith("b"):
+        # Under-counting, z = 2, z_hat = 1: step 1 draws A, step 2 nothing, step 3 (the
+        # stopping step, |p| = 3) draws B exactly.
+        probs, maps = [[0.9, 0.1, 0.1]], _maps([GT[0], ZERO, GT[1]])
+    else:
+        # Over-counting, z = 1, z_hat = 2: steps 1 and 2 draw nothing, the stopping step
+        # (t = 3) draws A exactly.
+        present = torch.tensor([[True, False]])
+        probs, maps = [[0.9, 0.9, 0.1]], _maps([ZERO, ZERO, GT[0]])
+    run, _ = _scripted_run(probs, maps, present, config=config)
+    assert run.steps == 3
+    missed = heatmap_l2(ZERO[None], GT[1:2] if config.startswith("b") else GT[:1]).item()
+    # Before the fix the stopping step took the person it draws and the loss was 0.
+    assert run.losses["heatmap_loss"] == pytest.approx(missed, rel=1e-5)
+    assert missed > 0
 
 
 @pytest.mark.parametrize("ordering", ["learned", "inverse"])

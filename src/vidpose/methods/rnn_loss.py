@@ -12,6 +12,8 @@ overrides: ``a_a`` = (a, a') (the paper's default), ``a_b`` = (a, b'), ``b_a`` =
 ``b_b`` = (b, b'). The first letter is the rule when the network under-counts
 (z_hat < z): (a) only steps with p_t >= omega enter the matching, (b) all steps. The second
 is the rule when it over-counts (z_hat > z): (a') only the first z steps, (b') all steps.
+"All steps" leaves out the stopping step t = max(z_hat, z) + 1 of Eq. 1, which is never a
+person (see :func:`eligible_steps`).
 
 Choices the paper leaves open: the per-joint l_2 of Eq. 2 and 4 is by default the mean
 squared error over the map's pixels (``mean``, pose-ae-train's heatmap loss, on which the
@@ -64,16 +66,22 @@ def eligible_steps(stop_prob: Tensor, omega: float, z: int, config: str = "a_a")
     p_t < omega has appeared it is a lower bound (S), which already decides every rule:
     z_hat < z: (a) steps with p_t >= omega, (b) all steps; z_hat > z: (a') the first z
     steps, (b') all steps; z_hat = z: the first z steps (both rules agree).
+
+    "All steps" are the heatmaps of Eq. 1's persons, t <= max(z_hat, z): the step
+    t = |p| = max(z_hat, z) + 1 (and any later one) is the stopping step, which Eq. 1 adds
+    only to teach the stop (target 0). It is never a person, so it is never matched: (b)
+    counts the z heatmaps "including p_t < omega", (b') the z_hat predicted persons.
     """
     if config not in LOSS_CONFIGS:
         raise ValueError(f"loss configuration {config!r} is not one of {LOSS_CONFIGS}")
     under, over = config.split("_")
     z_hat = predicted_count(stop_prob, omega)
     step = torch.arange(1, stop_prob.shape[0] + 1, device=stop_prob.device)
+    persons = step <= max(z_hat, z)  # Eq. 1's steps before the stopping step
     if z_hat < z:
-        return stop_prob >= omega if under == "a" else torch.ones_like(step, dtype=torch.bool)
+        return persons & (stop_prob >= omega) if under == "a" else persons
     if z_hat > z and over == "b":
-        return torch.ones_like(step, dtype=torch.bool)
+        return persons
     return step <= z
 
 
