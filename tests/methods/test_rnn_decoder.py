@@ -218,3 +218,26 @@ def test_refine_persons_returns_emission_order():
         by_hand, _ = refiner(features[:1], persons[0][0].flip(0)[:, None])
     assert torch.allclose(refined[0], by_hand[:, 0].flip(0), atol=1e-6)
     assert refined[1].shape == (0, 2, 5, 5)
+
+
+# ----------------------------------------------------------------------------- experiment files
+
+def _rnn_configs(scale: str):
+    """(name, composed config) of every rnn_decoder experiment at ``scale``."""
+    from vidpose.config import compose, list_experiments
+
+    for name in sorted(list_experiments()):
+        cfg = compose(name, [f"experiment.scale={scale}"])
+        if cfg.experiment.method == "rnn_decoder":
+            yield name, cfg
+
+
+@pytest.mark.slow  # composes every experiment at both scales
+def test_every_rnn_experiment_uses_the_summed_squared_l2_at_both_scales():
+    """The experiment files document Eq. 2/4's l2 as the sum over pixels (issue 16 point 12:
+    paper scale resolved to the dataclass's mean)."""
+    for scale in ("compact", "paper"):
+        configs = dict(_rnn_configs(scale))
+        assert "rnn_association" in configs and "rnn_t1_ours" in configs
+        for name, cfg in configs.items():
+            assert cfg.model.heatmap_reduction == "sum", (name, scale)

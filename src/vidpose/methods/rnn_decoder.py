@@ -69,7 +69,8 @@ class RNNDecoderConfig:
     # Table 4: a_a = (a, a') (paper's best), a_b, b_a, b_b; see methods/rnn_loss.py.
     loss_config: str = "a_a"
     within_image_batch: int = 8  # T, steps per back-propagation (Alg. 1; paper: 8)
-    # Eq. 2/4's per-joint l_2 over pixels: mean (pose-ae-train's) or sum (paper: not stated).
+    # Eq. 2/4's per-joint l_2 over pixels: mean (pose-ae-train's) or sum (the literal squared
+    # l2 norm, what every rnn_* experiment sets at both scales; paper: not stated).
     heatmap_reduction: str = "mean"
     omega_train: float = 0.2689  # stop threshold in training: sigmoid(-1) (paper)
     # Stop threshold at inference. The paper states only the training value; using the same
