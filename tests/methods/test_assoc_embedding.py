@@ -106,6 +106,23 @@ def test_features_are_all_stacks_maps_and_the_network_sees_pixels_in_0_1():
     torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)
 
 
+def test_intermediate_features_are_each_stacks_extra_maps():
+    """The paper's decoder input: pose-ae-train's extra outputs of every stack (its 34 maps
+    after the 17 heatmaps and 17 tags), stack by stack (issue 16 point 13)."""
+    model = tiny_ae(num_stacks=2, extra_outputs=3)
+    image = torch.randn(2, 3, 64, 64)
+    outputs = model(image)
+    features = model.features(image, "intermediate")
+    assert model.channels_of("intermediate") == 2 * 3
+    assert features.shape == (2, 6, 16, 16)
+    torch.testing.assert_close(features, torch.cat([o[:, 2 * J:] for o in outputs], 1))
+    assert torch.equal(model.select_features(outputs, "outputs"), torch.cat(outputs, 1))
+    with pytest.raises(ConfigError, match="model.input_features.*extra_outputs=34"):
+        tiny_ae().features(image, "intermediate")
+    with pytest.raises(ConfigError, match="model.input_features"):
+        model.features(image, "hidden")
+
+
 def test_grouping_gives_poses_in_input_pixels():
     model = tiny_ae()
     output = torch.zeros(1, 2 * J, 16, 16)

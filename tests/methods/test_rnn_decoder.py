@@ -179,6 +179,35 @@ def test_predict_poses_runs_both_decoders_on_one_ae_pass():
         assert 0 < pose.score <= 1
 
 
+def test_input_features_choose_what_of_each_stack_is_fed():
+    """model.input_features=intermediate feeds only the AE's extra maps of every stack (the
+    paper's c = 4 x 34); outputs feeds the stacks' whole outputs (issue 16 point 13)."""
+    feature_model = copy.deepcopy(FEATURE_MODEL)
+    feature_model["model"] = {**TINY_AE, "num_stacks": 2, "extra_outputs": 5}
+    batch = _batch()
+    fed = {}
+    for which in ("outputs", "intermediate"):
+        torch.manual_seed(0)
+        model = RNNPoseDecoder({**SMALL, "input_features": which}, DATA,
+                               feature_model=copy.deepcopy(feature_model)).eval()
+        outputs = model.ae(batch["image"])
+        first = 0 if which == "outputs" else 17 + 17
+        expected = torch.cat([o[:, first:] for o in outputs], 1)
+        with torch.no_grad():
+            assert torch.equal(model.features(batch["image"]), expected)
+        assert model.norm.weight.shape == (expected.shape[1],)
+        seen = []
+        model.decode = lambda features, seen=seen: seen.append(features) or [[], []]
+        model.predict_poses(batch)
+        assert torch.equal(seen[0], expected)  # what inference decodes
+        fed[which] = expected.shape[1]
+    assert fed == {"outputs": 2 * (17 + 17 + 5), "intermediate": 2 * 5}
+    with pytest.raises(ConfigError, match="model.input_features"):
+        _model(input_features="intermediate")  # the tiny AE has no extra maps
+    with pytest.raises(ConfigError, match="model.input_features"):
+        _model(input_features="hidden")
+
+
 def test_heatmaps_to_poses_by_hand():
     heatmaps = torch.zeros(2, 3, 8, 8)
     heatmaps[0, 0, 2, 5] = 0.8  # x = 5, y = 2
@@ -236,8 +265,14 @@ def _rnn_configs(scale: str):
 def test_every_rnn_experiment_uses_the_summed_squared_l2_at_both_scales():
     """The experiment files document Eq. 2/4's l2 as the sum over pixels (issue 16 point 12:
     paper scale resolved to the dataclass's mean)."""
+    from vidpose.config import compose
+
     for scale in ("compact", "paper"):
         configs = dict(_rnn_configs(scale))
         assert "rnn_association" in configs and "rnn_t1_ours" in configs
         for name, cfg in configs.items():
             assert cfg.model.heatmap_reduction == "sum", (name, scale)
+            # Paper scale feeds the paper's input: each stack's 34 extra maps (point 13).
+            expected = "intermediate" if scale == "paper" else "outputs"
+            assert cfg.model.input_features == expected, (name, scale)
+    assert compose("assoc_embedding", ["experiment.scale=paper"]).model.extra_outputs == 34

@@ -18,7 +18,10 @@ and the optimiser are pose-ae-train's (1, 1e-3, 1e-3; Adam 2e-4).
 
 Inference groups the last stack's heatmaps and tags with AE's heuristics
 (:mod:`vidpose.grouping`). :meth:`AssociativeEmbedding.features` gives the RNN pose decoder
-its input: the outputs of all stacks concatenated (c = 4 x 34 for COCO in that paper).
+its input, one of :data:`FEATURE_SETS` taken from every stack and concatenated: ``outputs``,
+all of a stack's maps (J heatmaps, J x tag_dim tags, the extra maps), or ``intermediate``,
+only its ``extra_outputs`` maps: pose-ae-train's 34 outputs after the heatmaps and tags, the
+paper's "intermediate features of all stacks" (c = 4 x 34 for COCO).
 The network sees RGB in [0, 1], as pose-ae-train trains it: the data's ImageNet
 normalisation is undone in :meth:`forward`, so official checkpoints work unchanged.
 """
@@ -42,6 +45,10 @@ from vidpose.methods.bottom_up import BottomUpEvaluation
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae
 from vidpose.pose import Pose
+
+
+# What the RNN pose decoder may be fed from each stack (see the module docstring).
+FEATURE_SETS = ("outputs", "intermediate")
 
 
 @dataclass
@@ -195,18 +202,42 @@ class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
 
     @property
     def feature_channels(self) -> int:
-        """Channels of :meth:`features`: every stack's output maps."""
-        return self.cfg.num_stacks * self.network.out_channels
+        """Channels of :meth:`features` with ``outputs``: every stack's output maps."""
+        return self.channels_of("outputs")
+
+    def channels_of(self, which: str) -> int:
+        """Channels of :meth:`features` for ``which`` of :data:`FEATURE_SETS`."""
+        first = self._first_channel(which)
+        return self.cfg.num_stacks * (self.network.out_channels - first)
+
+    def _first_channel(self, which: str) -> int:
+        """The first of each stack's output channels that ``which`` takes (it takes the
+        rest): 0 for ``outputs``, the one after the heatmaps and tags for ``intermediate``."""
+        if which not in FEATURE_SETS:
+            raise ConfigError(f"model.input_features: {which!r} is not one of {FEATURE_SETS}")
+        if which == "outputs":
+            return 0
+        if self.cfg.extra_outputs == 0:
+            raise ConfigError("model.input_features: 'intermediate' feeds each stack's extra "
+                              "output maps, but the AE has none (train or load it with "
+                              "model.extra_outputs=34, pose-ae-train's layout)")
+        return self.num_joints * (1 + self.cfg.tag_dim)
 
     def forward(self, image: Tensor) -> list[Tensor]:
         """(B, 3, H, W) normalised images -> each stack's maps (B, C, H/4, W/4): J heatmaps,
         J x tag_dim tags, then ``extra_outputs`` maps."""
         return self.network(image * self.pixel_std + self.pixel_mean)
 
-    def features(self, image: Tensor) -> Tensor:
-        """The RNN pose decoder's input: all stacks' maps concatenated, (B, feature_channels,
-        H/4, W/4)."""
-        return torch.cat(self(image), 1)
+    def select_features(self, outputs: list[Tensor], which: str = "outputs") -> Tensor:
+        """The RNN pose decoder's input from the stacks' maps of :meth:`forward`: ``which``
+        of :data:`FEATURE_SETS` from every stack, concatenated stack by stack,
+        (B, :meth:`channels_of`, H/4, W/4)."""
+        first = self._first_channel(which)
+        return torch.cat([output[:, first:] for output in outputs], 1)
+
+    def features(self, image: Tensor, which: str = "outputs") -> Tensor:
+        """:meth:`select_features` of the images' forward pass."""
+        return self.select_features(self(image), which)
 
     @torch.no_grad()
     def group(self, outputs: list[Tensor]) -> list[list[Pose]]:

@@ -2,7 +2,12 @@
 
 "Unifying part detection and association for multi-person pose estimation" (the suite's
 ``rnn`` paper). A frozen, trained Associative Embedding (AE) stacked hourglass gives the
-features (all stacks' output maps concatenated); they are normalised with running statistics
+features, chosen by ``model.input_features`` and concatenated over all stacks: ``outputs``
+feeds each stack's whole output (J heatmaps, J tags, any extra maps; the default, and the
+only choice for an AE without extra maps); ``intermediate`` feeds only each stack's
+``extra_outputs`` maps, pose-ae-train's 34 maps after the heatmaps and tags, which are the
+paper's "intermediate features of all stacks" (c = 4 x 34; Sec. 3.3). They are normalised
+with running statistics
 (:class:`~vidpose.nn.rnn_decoder.RunningNorm`), and LSTM1
 (:class:`~vidpose.nn.rnn_decoder.PoseDecoderLSTM`) emits one person's J heatmaps per step,
 each in ``passes`` feedback passes (2 in the paper), until its stop probability p_t falls
@@ -39,6 +44,7 @@ from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import (check_choices, check_positive, check_stride, load_trained,
                              model_config)
+from vidpose.methods.assoc_embedding import FEATURE_SETS
 from vidpose.methods.bottom_up import BottomUpEvaluation
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.methods.rnn_loss import (LOSS_CONFIGS, ORDERINGS, REDUCTIONS, TrainingOptions,
@@ -58,6 +64,8 @@ class RNNDecoderConfig:
     # that experiment's newest checkpoint). Set to None in saved checkpoints, which carry
     # the AE's config and weights themselves.
     features: Optional[str] = None
+    # What of each AE stack is fed (see the module docstring): outputs | intermediate.
+    input_features: str = "outputs"
     hidden: int = 64  # LSTM1's first-layer state channels, halved per layer (paper: not given)
     layers: int = 3  # LSTM1's ConvLSTM layers (paper: 3)
     kernel: int = 3  # ConvLSTM kernel (paper: 3)
@@ -91,7 +99,7 @@ class RNNDecoderConfig:
 def _model_config(model: dict[str, Any]) -> RNNDecoderConfig:
     cfg = model_config(RNNDecoderConfig, model, "rnn_decoder")
     check_choices(cfg, {"ordering": ORDERINGS, "loss_config": LOSS_CONFIGS,
-                        "heatmap_reduction": REDUCTIONS})
+                        "heatmap_reduction": REDUCTIONS, "input_features": FEATURE_SETS})
     check_positive(cfg, ("hidden", "layers", "kernel", "passes", "refiner_layers",
                          "within_image_batch", "lr"))
     if cfg.kernel % 2 == 0:
@@ -217,7 +225,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
             check_input_size(*data_cfg.input_size, self.ae.cfg.depth)
         except ValueError as err:
             raise ConfigError(f"data.input_size: {err}") from None
-        channels = self.ae.feature_channels
+        channels = self.ae.channels_of(self.cfg.input_features)
         cfg = self.cfg
         self.norm = RunningNorm(channels, cfg.norm_momentum)
         self.lstm1 = PoseDecoderLSTM(channels, self.num_joints, cfg.hidden, cfg.layers, cfg.kernel)
@@ -261,8 +269,9 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
 
     @torch.no_grad()
     def features(self, image: Tensor) -> Tensor:
-        """The AE's features of (B, 3, H, W) normalised images (not normalised here)."""
-        return self.ae.features(image)
+        """The AE's features of (B, 3, H, W) normalised images, ``model.input_features`` of
+        every stack (not normalised here)."""
+        return self.ae.features(image, self.cfg.input_features)
 
     def ground_truth(self, batch: dict[str, Tensor],
                      size: tuple[int, int]) -> tuple[Tensor, Tensor]:
@@ -332,7 +341,8 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
 
     @torch.no_grad()
     def predict_poses(self, batch: dict[str, Tensor]) -> dict[str, list[list[Pose]]]:
-        """Both decoders on one AE forward pass: the features are its stacks' outputs
-        concatenated (``AssociativeEmbedding.features``)."""
+        """Both decoders on one AE forward pass: the features are ``model.input_features``
+        of its stacks' outputs (``AssociativeEmbedding.select_features``)."""
         outputs = self.ae(batch["image"])
-        return {"rnn": self.decode(torch.cat(outputs, 1)), "ae": self.ae.group(outputs)}
+        features = self.ae.select_features(outputs, self.cfg.input_features)
+        return {"rnn": self.decode(features), "ae": self.ae.group(outputs)}
