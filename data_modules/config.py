@@ -63,6 +63,9 @@ class SequenceConfig:
     # Validate on the split's real video clips (ClipDataModule's windows) instead of synthetic
     # sequences: the paper's pre-trained models are scored on PoseTrack18 videos.
     val_videos: bool = False
+    # Train on the split's real video clips and validate on synthetic sequences: the
+    # fine-tuned model of Table 2 scored on MS-COCO (with data.val_root/val_dataset).
+    train_videos: bool = False
 
 
 @dataclass
@@ -90,6 +93,13 @@ class DataConfig:
     synth_preset: Optional[str] = "default"  # the runner generates synthetic data when missing
     train_split: str = "train"
     val_split: str = "val"
+    # Validation data in another root and layout than the training data (None: root and
+    # dataset): STM-skeletons pre-trains on COCO images and validates on PoseTrack18 videos.
+    val_root: Optional[str] = None
+    val_dataset: Optional[str] = None
+    # The keypoint layout samples are re-ordered into and the model predicts (None: the
+    # dataset's own): one layout for a chain whose stages read different datasets.
+    keypoint_schema: Optional[str] = None
     detections: Optional[str] = None  # detections file; None: ROOT/detections/<split>.json
     # Validation boxes of top-down methods: gt | detections (the file above) | detector (our
     # own detector, run on every frame by the tracking pipeline: memory experiments only)

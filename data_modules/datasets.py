@@ -16,9 +16,9 @@ from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset
 
 from vidpose.data_modules.config import BOX_SOURCES, DATASETS, DataConfig
-from vidpose.data_modules.sources import load_split
+from vidpose.data_modules.sources import load_split, sample_schema, validation_source
 from vidpose.errors import ConfigError, InputError
-from vidpose.keypoints import convert, get_schema
+from vidpose.keypoints import SCHEMAS, convert, get_schema
 from vidpose.pose import Frame, PoseDataset
 
 
@@ -35,8 +35,13 @@ def as_data_config(cfg: DataConfig | dict | DictConfig) -> DataConfig:
 
 def check_values(cfg: DataConfig) -> None:
     """What the types cannot say: choices and the input/heatmap geometry."""
-    if cfg.dataset not in DATASETS:
-        raise ConfigError(f"data.dataset: {cfg.dataset!r} is not one of {list(DATASETS)}")
+    for key in ("dataset", "val_dataset"):
+        value = getattr(cfg, key)
+        if (value is not None or key == "dataset") and value not in DATASETS:
+            raise ConfigError(f"data.{key}: {value!r} is not one of {list(DATASETS)}")
+    if cfg.keypoint_schema is not None and cfg.keypoint_schema not in SCHEMAS:
+        raise ConfigError(f"data.keypoint_schema: {cfg.keypoint_schema!r} is not one of "
+                          f"{sorted(SCHEMAS)}")
     if cfg.box_source not in BOX_SOURCES:
         raise ConfigError(f"data.box_source: {cfg.box_source!r} is not one of {list(BOX_SOURCES)}")
     stride = cfg.heatmap_stride
@@ -101,13 +106,15 @@ def labelled_frame_indices(data: PoseDataset) -> list[int]:
 class PoseDataModule(L.LightningDataModule, abc.ABC):
     """Loads the train/val splits as ``PoseDataset``s and wraps them in torch Datasets.
 
-    Subclasses say how a split becomes samples (:meth:`make_dataset`).
+    Subclasses say how a split becomes samples (:meth:`make_dataset`). Both splits come in
+    one keypoint layout (``schema_name``, else :func:`sample_schema`); the validation split
+    is read from ``data.val_root`` in the ``data.val_dataset`` layout when those are set.
     """
 
     def __init__(self, cfg: DataConfig | dict | DictConfig, schema_name: str | None = None) -> None:
         super().__init__()
         self.cfg = as_data_config(cfg)
-        self.schema_name = schema_name
+        self.schema_name = schema_name or sample_schema(self.cfg)
         self.train_data: PoseDataset | None = None
         self.val_data: PoseDataset | None = None
         self.train_set: Dataset | None = None
@@ -122,7 +129,9 @@ class PoseDataModule(L.LightningDataModule, abc.ABC):
             self.train_data = in_schema(load_split(self.cfg, self.cfg.train_split), self.schema_name)
             self.train_set = self.make_dataset(self.train_data, self.cfg.train_split, train=True)
         if stage in (None, "fit", "validate", "test", "predict") and self.val_set is None:
-            self.val_data = in_schema(load_split(self.cfg, self.cfg.val_split), self.schema_name)
+            field = "data.val_root" if self.cfg.val_root else "data.root"
+            self.val_data = in_schema(load_split(validation_source(self.cfg), self.cfg.val_split,
+                                                 field), self.schema_name)
             self.val_set = self.make_dataset(self.val_data, self.cfg.val_split, train=False)
 
     def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:

@@ -11,7 +11,8 @@ Samples have exactly the keys and shapes of a :class:`ClipDataModule` sample. Ea
 of the frame owns one row in every frame (its track id is its row number); a keypoint the
 warp carries out of the input is absent in that frame. Validation samples draw their steps
 from a fixed seed per labelled frame, so every epoch sees the same sequences; with
-``data.sequence.val_videos`` validation uses the split's real video clips instead.
+``data.sequence.val_videos`` validation (``train_videos``: training) uses the split's real
+video clips instead.
 """
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ class SequenceDataModule(PoseDataModule):
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> FrameDataset:
         cfg = self.cfg
         check_sequence(cfg)
-        if cfg.sequence.val_videos and not train:
+        if cfg.sequence.train_videos if train else cfg.sequence.val_videos:
             # Real clips of the split's videos, cut exactly as ClipDataModule cuts them.
             return ClipDataModule(cfg, self.schema_name).make_dataset(data, split, train)
         windows = [sequence_window(data, i, cfg.clip_length) for i in labelled_frame_indices(data)]

@@ -8,7 +8,10 @@ Layouts (the same for real and synthetic data):
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+
+from omegaconf import DictConfig
 
 from vidpose.data_modules.config import DATASETS, DataConfig
 from vidpose.errors import ConfigError, InputError
@@ -16,7 +19,11 @@ from vidpose.formats.coco import read_coco
 from vidpose.formats.detections import read_detections
 from vidpose.formats.ochuman import read_ochuman
 from vidpose.formats.posetrack import read_posetrack
+from vidpose.keypoints import SCHEMAS
 from vidpose.pose import Pose, PoseDataset
+
+# The keypoint order each dataset layout is annotated in.
+DATASET_SCHEMA = {"posetrack18": "posetrack18", "coco": "coco17", "ochuman": "coco17"}
 
 _HOW_TO_GET = ("generate the synthetic data with `vidpose data synth` (or `make data`), or set "
                "data.root to a dataset folder in the {dataset} layout")
@@ -32,13 +39,30 @@ def annotation_path(cfg: DataConfig, split: str) -> Path:
     raise ConfigError(f"data.dataset: {cfg.dataset!r} is not one of {list(DATASETS)}")
 
 
-def load_split(cfg: DataConfig, split: str) -> PoseDataset:
-    """Read one split of the dataset at ``cfg.root`` through the formats readers."""
+def sample_schema(cfg: DataConfig | DictConfig) -> str:
+    """The keypoint layout samples come in and the model predicts: ``data.keypoint_schema``,
+    else the training dataset's own. Validation data in another layout is converted to it."""
+    name = cfg.keypoint_schema or DATASET_SCHEMA[cfg.dataset]
+    if name not in SCHEMAS:
+        raise ConfigError(f"data.keypoint_schema: {name!r} is not one of {sorted(SCHEMAS)}")
+    return name
+
+
+def validation_source(cfg: DataConfig) -> DataConfig:
+    """``cfg`` pointed at the validation data: ``val_root`` and ``val_dataset`` in place of
+    ``root`` and ``dataset`` where they are set."""
+    return dataclasses.replace(cfg, root=cfg.val_root or cfg.root,
+                               dataset=cfg.val_dataset or cfg.dataset)
+
+
+def load_split(cfg: DataConfig, split: str, root_field: str = "data.root") -> PoseDataset:
+    """Read one split of the dataset at ``cfg.root`` through the formats readers
+    (``root_field``: the config key that named the root, for errors)."""
     root = Path(cfg.root)
     ann = annotation_path(cfg, split)
     how = _HOW_TO_GET.format(dataset=cfg.dataset)
     if not root.is_dir():
-        raise InputError(f"dataset root not found; {how}", file=str(root), field="data.root")
+        raise InputError(f"dataset root not found; {how}", file=str(root), field=root_field)
     if not ann.exists():
         raise InputError(f"no annotations for split {split!r}: expected {ann} in the "
                          f"{cfg.dataset} layout; {how}", file=str(ann), field="annotations")
@@ -50,7 +74,10 @@ def load_split(cfg: DataConfig, split: str) -> PoseDataset:
 
 
 def detections_path(cfg: DataConfig, split: str) -> Path:
-    return Path(cfg.detections) if cfg.detections else Path(cfg.root) / "detections" / f"{split}.json"
+    if cfg.detections:
+        return Path(cfg.detections)
+    root = cfg.val_root if cfg.val_root and split == cfg.val_split else cfg.root
+    return Path(root) / "detections" / f"{split}.json"
 
 
 def load_detections(cfg: DataConfig, split: str, data: PoseDataset) -> dict[int, list[Pose]]:

@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
                    "experiments name their trained models in the config instead)")
 
     i = sub.add_parser("infer", help="run an STM experiment online over whole videos of a split: "
-                       "PoseTrack18 keypoint detections and keypoint P/R/F1")
+                       "pixel P/R/F1 of the maps; with keypoint maps, PoseTrack18 keypoint detections "
+                       "and keypoint P/R/F1")
     i.add_argument("experiment")
     i.add_argument("overrides", nargs="*")
     i.add_argument("--ckpt", required=True, help="checkpoint file")

@@ -96,6 +96,9 @@ class RunConfig:
     # A checkpoint whose weights start this run, or "run:<experiment>" for the last.ckpt of
     # that experiment's newest run (chains pre-training and fine-tuning).
     init_from: Optional[str] = None
+    # Parameter-name prefixes (e.g. "net.refinement.") that the run re-initialises instead of
+    # taking from init_from; every other tensor must be in the checkpoint with its shape.
+    init_from_skip: list[str] = field(default_factory=list)
 
 
 def experiments_dir() -> Path:
@@ -212,7 +215,7 @@ def _split_overrides(overrides: list[str]) -> tuple[list[tuple[str, str]], list[
         if "=" not in item:
             raise ConfigError(f"override {item!r}: expected key=value (e.g. trainer.max_epochs=3)")
         key, value = item.split("=", 1)
-        if "." not in key and key not in {"seed", "runs_dir", "init_from"}:
+        if "." not in key and key not in {"seed", "runs_dir", "init_from", "init_from_skip"}:
             groups.append((key, value))
         else:
             dotted.append(item)

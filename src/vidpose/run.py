@@ -12,7 +12,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, RichProgressBar
@@ -23,6 +23,7 @@ from vidpose.callbacks.checkpoint import LastCheckpoint
 from vidpose.callbacks.distribution import trainer_kwargs
 from vidpose.callbacks.rng_state import RNGStateCallback
 from vidpose.config import to_dict
+from vidpose.data_modules.sources import DATASET_SCHEMA, sample_schema
 from vidpose.errors import ConfigError, InputError
 from vidpose.methods import get_datamodule_cls, get_method
 
@@ -30,8 +31,6 @@ from vidpose.methods import get_datamodule_cls, get_method
 # the same run folder instead of making their own.
 RUN_DIR_ENV = "VIDPOSE_RUN_DIR"
 SYNTH_DATASETS = ("posetrack18", "coco", "ochuman")
-# The keypoint order each dataset layout is annotated in.
-DATASET_SCHEMA = {"posetrack18": "posetrack18", "coco": "coco17", "ochuman": "coco17"}
 
 
 @dataclass
@@ -48,8 +47,9 @@ def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
     crash mid-generation) is generated again.
     """
     roots = [("data.root", Path(cfg.data.root))]
-    if cfg.data.get("crowded_root"):
-        roots.append(("data.crowded_root", Path(cfg.data.crowded_root)))
+    for key in ("val_root", "crowded_root"):
+        if cfg.data.get(key):
+            roots.append((f"data.{key}", Path(cfg.data[key])))
     preset = cfg.data.synth_preset
     for field, root in roots:
         if not preset:
@@ -76,7 +76,8 @@ def _new_model(cfg: DictConfig) -> L.LightningModule:
         raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
     resolve_checkpoints(cfg)
     return get_method(cfg.experiment.method).model_cls(
-        model=to_dict(cfg.model), data=to_dict(cfg.data), schema=DATASET_SCHEMA[cfg.data.dataset])
+        model=to_dict(cfg.model), data=to_dict(cfg.data),
+        schema=sample_schema(cfg.data))
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
@@ -84,7 +85,8 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
     model = _new_model(cfg)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     if cfg.init_from:
-        _init_weights(model, resolve_init_from(str(cfg.init_from), Path(cfg.runs_dir)))
+        _init_weights(model, resolve_init_from(str(cfg.init_from), Path(cfg.runs_dir)),
+                      list(cfg.init_from_skip))
     return model, datamodule
 
 
@@ -102,7 +104,18 @@ def resolve_init_from(value: str, runs_dir: Path) -> Path:
     return runs[-1]
 
 
-def _init_weights(model: L.LightningModule, ckpt: Path) -> None:
+def _first(names: list[str], count: int = 3) -> str:
+    return ", ".join(names[:count]) + (f", ... ({len(names)} in all)" if len(names) > count else "")
+
+
+def _init_weights(model: L.LightningModule, ckpt: Path, skip: Sequence[str] = ()) -> None:
+    """Start ``model`` from every tensor of ``ckpt`` except those under the ``skip`` prefixes
+    (``init_from_skip``), which keep their fresh initialisation.
+
+    A tensor of the model that the checkpoint lacks or holds in another shape, or a tensor of
+    the checkpoint the model has no place for, is an error naming the checkpoint and the first
+    such tensors: a partial load would train on random weights without saying so.
+    """
     import torch
 
     if not ckpt.is_file():
@@ -110,11 +123,33 @@ def _init_weights(model: L.LightningModule, ckpt: Path) -> None:
     state = torch.load(ckpt, map_location="cpu", weights_only=True)
     state = state.get("state_dict", state)
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not usable:
-        raise InputError("no parameter matches this model", file=str(ckpt), field="init_from")
-    model.load_state_dict(usable, strict=False)
-    print(f"init_from: loaded {len(usable)}/{len(own)} tensors from {ckpt}")
+    prefixes = tuple(str(p) for p in skip)
+    unmatched = [p for p in prefixes if not any(k.startswith(p) for k in [*own, *state])]
+    if unmatched:
+        raise ConfigError(f"init_from_skip: {unmatched[0]!r} is the prefix of no tensor of the "
+                          f"model or of {ckpt}")
+    reinit = [k for k in own if k.startswith(prefixes)] if prefixes else []
+    kept = [k for k in own if k not in set(reinit)]
+    problems = []
+    missing = [k for k in kept if k not in state]
+    if missing:
+        problems.append(f"{len(missing)} tensors of the model missing ({_first(missing)})")
+    misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+                 for k in kept if k in state and state[k].shape != own[k].shape]
+    if misshaped:
+        problems.append(f"{len(misshaped)} of another shape (checkpoint vs model: "
+                        f"{_first(misshaped)})")
+    unused = [k for k in state if k not in own and not (prefixes and k.startswith(prefixes))]
+    if unused:
+        problems.append(f"{len(unused)} with no place in the model ({_first(unused)})")
+    if problems:
+        raise InputError(f"does not fit this model: {'; '.join(problems)}. Train the checkpoint "
+                         "with the same model settings, or list the parameter prefixes this "
+                         "run re-initialises in init_from_skip", file=str(ckpt), field="init_from")
+    model.load_state_dict({k: state[k] for k in kept}, strict=False)
+    print(f"init_from: loaded {len(kept)}/{len(own)} tensors from {ckpt}"
+          + (f"; re-initialised {len(reinit)} under {', '.join(prefixes)}" if prefixes else ""),
+          flush=True)
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
@@ -376,12 +411,15 @@ def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
                           f"{cfg.experiment.name!r} is a {cfg.experiment.method} experiment "
                           "(use vidpose eval)")
     from vidpose.data_modules.datasets import as_data_config, in_schema
-    from vidpose.data_modules.sources import load_split
+    from vidpose.data_modules.sources import load_split, validation_source
     from vidpose.methods.stm_video import infer_split
 
     model = _load_checkpoint(cfg, ckpt)
     data_cfg = as_data_config(cfg.data)
-    data = in_schema(load_split(data_cfg, split), model.schema.name)
+    # The validation split lives in data.val_root when that is set (pre-training on COCO
+    # images, validating on PoseTrack18 videos).
+    source = validation_source(data_cfg) if split == data_cfg.val_split else data_cfg
+    data = in_schema(load_split(source, split), model.schema.name)
     run_dir = Path(out) if out else (Path(cfg.runs_dir) / cfg.experiment.name
                                      / f"infer-{time.strftime('%Y%m%d-%H%M%S')}")
     folder = run_dir / "predictions" / split

@@ -189,3 +189,59 @@ def test_val_videos_validates_on_the_real_clips(posetrack_root, data_config):
 def test_bad_settings_are_refused(posetrack_root, data_config, overrides, key):
     with pytest.raises(ConfigError, match=key):
         SequenceDataModule(data_config(posetrack_root, **overrides)).setup("validate")
+
+
+def test_pretraining_reads_coco_in_posetrack18_slots_and_validates_on_other_videos(
+        coco_root, posetrack_root, data_config):
+    """COCO images for training, PoseTrack18 videos for validation (data.val_root), both in
+    one keypoint layout, so the maps' channels mean the same joints in both."""
+    from vidpose.keypoints import COCO17, POSETRACK18
+
+    dm = sequence_module(coco_root, data_config, dataset="coco", clip_length=2,
+                         val_clip_stride=2, val_root=str(posetrack_root),
+                         val_dataset="posetrack18", keypoint_schema="posetrack18",
+                         sequence={"val_videos": True})
+    assert dm.train_data.schema is POSETRACK18 and dm.val_data.schema is POSETRACK18
+    assert str(posetrack_root) in dm.val_data.source and str(coco_root) in dm.train_data.source
+    # The same COCO person, read as is and in PoseTrack18 slots: joints keep their names.
+    plain = sequence_module(coco_root, data_config, dataset="coco", clip_length=2)
+    assert plain.train_data.schema is COCO17
+    coco_pose = plain.train_data.frames[0].poses[0].keypoints
+    moved = dm.train_data.frames[0].poses[0].keypoints
+    for name in ("nose", "left_shoulder", "right_wrist", "left_ankle"):
+        assert np.array_equal(moved[POSETRACK18.index[name]], coco_pose[COCO17.index[name]]), name
+    for name in ("head_bottom", "head_top"):  # COCO does not label them
+        assert not moved[POSETRACK18.index[name]].any()
+    train, val = dm.train_set[0], dm.val_set[0]
+    assert train["limb_maps"].shape[1] == val["limb_maps"].shape[1] == len(POSETRACK18.limbs)
+    assert train["heatmaps"].shape[1:] == val["heatmaps"].shape[1:]
+    assert len(set(dm.val_set.windows[0].frames)) == 2  # real clips of the other root's video
+
+
+def test_validation_in_another_layout_comes_in_the_training_layout(coco_root, posetrack_root,
+                                                                  data_config):
+    from vidpose.keypoints import COCO17
+
+    dm = sequence_module(coco_root, data_config, dataset="coco", clip_length=2,
+                         val_clip_stride=2, val_root=str(posetrack_root),
+                         val_dataset="posetrack18", sequence={"val_videos": True})
+    assert dm.train_data.schema is COCO17 and dm.val_data.schema is COCO17
+
+
+def test_train_videos_trains_on_real_clips_and_validates_on_sequences(posetrack_root, data_config):
+    dm = sequence_module(posetrack_root, data_config, clip_length=2, sequence={"train_videos": True})
+    assert all(len(set(w.frames)) == 2 for w in dm.train_set.windows)
+    assert all(len(set(w.frames)) == 1 for w in dm.val_set.windows)
+
+
+def test_bad_validation_source_is_refused(coco_root, posetrack_root, data_config, tmp_path):
+    from vidpose.errors import InputError
+
+    with pytest.raises(ConfigError, match="data.val_dataset"):
+        sequence_module(coco_root, data_config, dataset="coco", val_dataset="davis")
+    with pytest.raises(ConfigError, match="data.keypoint_schema"):
+        sequence_module(coco_root, data_config, dataset="coco", keypoint_schema="mpii")
+    with pytest.raises(InputError) as info:
+        sequence_module(coco_root, data_config, dataset="coco", val_dataset="posetrack18",
+                        val_root=str(tmp_path / "nowhere"))
+    assert info.value.field == "data.val_root" and info.value.file == str(tmp_path / "nowhere")

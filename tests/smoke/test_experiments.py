@@ -5,6 +5,8 @@ The experiment's own compact config is kept; only data, run folder and step coun
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from vidpose.config import compose, list_experiments
@@ -40,10 +42,22 @@ def test_experiment_runs_two_steps(name, quick_overrides, request):
     assert any(k.startswith("train/loss") for k in result.metrics)
 
 
-def test_fine_tuning_starts_from_the_newest_pretraining_run(quick_overrides, capsys):
+def full_load(out: str) -> bool:
+    """Whether a run printed that init_from loaded every tensor of the model."""
+    found = re.search(r"init_from: loaded (\d+)/(\d+) tensors from \S+\n", out)
+    return bool(found) and found.group(1) == found.group(2)
+
+
+def test_fine_tuning_starts_from_the_newest_pretraining_run(quick_overrides, tiny_synth, capsys):
+    """The paper's chain: pre-training on COCO-layout images validated on PoseTrack18 videos
+    (data.val_root), fine-tuning on the videos; every tensor of the pre-training loads."""
     with pytest.raises(InputError, match="train it first"):
-        train(compose("stm_t2_edges_finetune", quick_overrides + SHRINK))
-    train(compose("stm_t2_edges_pretrain", quick_overrides + SHRINK))
+        train(compose("stm_t3_c1_finetune", quick_overrides + SHRINK))
+    coco = [f"data.root={tiny_synth / 'coco'}", "data.dataset=coco",
+            f"data.val_root={tiny_synth / 'posetrack18'}", "data.val_dataset=posetrack18",
+            "data.clip_length=2", "trainer.max_steps=-1", "trainer.limit_train_batches=1"]
+    pre = train(compose("stm_t3_c1_pretrain", quick_overrides + SHRINK + coco))
+    assert "val/f1" in pre.metrics  # scored on the PoseTrack18 videos
     capsys.readouterr()
-    train(compose("stm_t2_edges_finetune", quick_overrides + SHRINK))
-    assert "init_from: loaded" in capsys.readouterr().out
+    train(compose("stm_t3_c1_finetune", quick_overrides + SHRINK + ["data.clip_length=2"]))
+    assert full_load(capsys.readouterr().out)
