@@ -22,7 +22,16 @@ from __future__ import annotations
 
 import lap
 import numpy as np
-from scipy.optimize import linear_sum_assignment
+
+
+def linear_sum_assignment(cost):  # noqa: F811 - replaced by scipy's own on the first call
+    """scipy's ``linear_sum_assignment``, imported when first needed: importing
+    scipy.optimize costs about a quarter second, more than the whole PoseTrack evaluation
+    (which solves with lap) takes, so processes that never call it skip it."""
+    global linear_sum_assignment
+    from scipy.optimize import linear_sum_assignment
+    return linear_sum_assignment(cost)
+
 
 # The smaller side from which lap's JV beats scipy (bench_rnn's matching table, random costs).
 LAP_FROM = 24

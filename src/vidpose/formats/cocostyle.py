@@ -15,16 +15,19 @@ import io
 import math
 import os
 import posixpath
+from itertools import chain
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pycocotools.coco import COCO
 
 from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
 from vidpose.keypoints import COCO17, POSETRACK18, Schema, schema_from_names
 from vidpose.pose import Frame, Pose
+
+if TYPE_CHECKING:  # pycocotools (and the urllib it imports) only where an index is built
+    from pycocotools.coco import COCO
 
 PERSON_CATEGORY = 1
 VISIBILITY_FLAGS = (0, 1, 2)
@@ -35,6 +38,14 @@ FILE_SCHEMAS = (COCO17, POSETRACK18)
 
 def is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+INT64_RANGE = (-2 ** 63, 2 ** 63 - 1)
+
+
+def is_int64(value: Any) -> bool:
+    """An integer that fits the int64 arrays ids end up in."""
+    return is_int(value) and INT64_RANGE[0] <= value <= INT64_RANGE[1]
 
 
 def is_number(value: Any) -> bool:
@@ -208,17 +219,29 @@ def _read_segmentation(value: Any, frame: Frame, file: str, record: str) -> Any:
     return {"size": [int(size[0]), int(size[1])], "counts": counts}
 
 
+JSON_NUMBER_TYPES = {int, float}
+
+
+def _is_number_type(value: Any) -> bool:
+    """A number (finite or not: ``_check_keypoints`` names non-finite ones), never a bool."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_))
+
+
 def _stack_keypoints(annotations: list[dict], records: list[str], file: str) -> np.ndarray:
-    """(N, 3K) float array of the (already length-checked) keypoint lists."""
-    try:
-        return np.asarray([ann["keypoints"] for ann in annotations], dtype=np.float64)
-    except (TypeError, ValueError):  # a non-number somewhere: find it for the message
+    """(N, 3K) float array of the (already length-checked) keypoint lists.
+
+    Numeric strings and booleans are refused, not converted (numpy would read "12.5" and
+    true as numbers): one type check over all values, a walk only to name the first bad one.
+    """
+    flat = list(chain.from_iterable(ann["keypoints"] for ann in annotations))
+    if not set(map(type, flat)) <= JSON_NUMBER_TYPES:
         for ann, record in zip(annotations, records):
-            bad = [v for v in ann["keypoints"] if not is_number(v)]
+            bad = [v for v in ann["keypoints"] if not _is_number_type(v)]
             if bad:
                 raise InputError(f"expected numbers; found {bad[0]!r}", file=file, record=record,
-                                 field="keypoints") from None
-        raise
+                                 field="keypoints")
+    return np.asarray(flat, dtype=np.float64).reshape(len(annotations), -1)
 
 
 def _check_keypoints(keypoints: np.ndarray, frames: list[Frame], records: list[str],
@@ -318,6 +341,8 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
 
 def coco_index(data: dict) -> COCO:
     """A pycocotools ``COCO`` over an already-loaded dict, without its stdout chatter."""
+    from pycocotools.coco import COCO
+
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):

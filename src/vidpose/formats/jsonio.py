@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,22 +12,43 @@ import numpy as np
 
 from vidpose.errors import InputError
 
+try:  # a C parser several times faster than the standard library's on large files
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a dependency; the standard library suffices
+    orjson = None
+
 
 def load_json(path: str | os.PathLike) -> Any:
-    """Parse a JSON file; a missing or malformed one is an ``InputError`` (line and column)."""
+    """Parse a JSON file; a missing or malformed one is an ``InputError`` (line and column).
+
+    orjson parses what it can; anything it refuses (NaN and Infinity literals, which the
+    standard library reads, bad UTF-8, very deep nesting) goes through the standard
+    library, so what is accepted and every message are the standard library's.
+    """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise InputError("file not found", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as err:
+    except OSError as err:
         raise InputError(f"not a readable UTF-8 JSON file ({err})", file=str(path)) from None
+    if orjson is not None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
     try:
-        return json.loads(text)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise InputError(f"not a readable UTF-8 JSON file ({err})", file=str(path)) from None
     except json.JSONDecodeError as err:
         raise InputError(
             f"malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}", file=str(path)
         ) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read (arrays or objects more than about "
+                         f"{sys.getrecursionlimit()} levels inside each other)",
+                         file=str(path)) from None
 
 
 def _to_builtin(value: Any) -> Any:

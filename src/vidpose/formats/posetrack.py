@@ -8,15 +8,17 @@ flags 1/0 in ``keypoints``, per-joint confidences in ``scores`` and a person ``s
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
+from itertools import chain, repeat
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 from vidpose.errors import InputError
 from vidpose.formats.cocostyle import (
-    PERSON_CATEGORY, annotation_ids, box_of, category_record, flat_keypoints, is_int, is_number,
-    read_box, read_images, read_poses, read_schema, record_name, require_keys,
+    INT64_RANGE, JSON_NUMBER_TYPES, PERSON_CATEGORY, VISIBILITY_FLAGS, annotation_ids, box_of, category_record,
+    flat_keypoints, is_int, is_int64, is_number, read_box, read_images, read_poses, read_schema,
+    record_name, require_keys,
 )
 from vidpose.formats.jsonio import dump_json, load_json
 from vidpose.keypoints import POSETRACK18, Schema
@@ -57,6 +59,8 @@ def _fill_image_size(frames: list[Frame], image_root: Path, file: str) -> None:
     missing = [f for f in frames if f.width == 0 or f.height == 0]
     if not missing or not (image_root / frames[0].file_name).is_file():
         return
+    from PIL import Image, UnidentifiedImageError  # only here: readers of annotations alone skip it
+
     try:
         with Image.open(image_root / frames[0].file_name) as image:
             width, height = image.size
@@ -73,6 +77,10 @@ def _read_posetrack_fields(ann: dict, pose: Pose, file: str, record: str) -> Non
     if not is_int(track_id):
         raise InputError(f"expected an integer track id; got {track_id!r}", file=file,
                          record=record, field="track_id")
+    if not is_int64(track_id):  # tracks are int64 arrays in evaluation and training
+        raise InputError(f"track id {track_id} is outside the 64-bit integer range "
+                         f"[{INT64_RANGE[0]}, {INT64_RANGE[1]}]", file=file, record=record,
+                         field="track_id")
     pose.track_id = int(track_id)
     if ann.get("bbox_head") is not None:
         pose.head_box = read_box(ann["bbox_head"], file, record, "bbox_head")
@@ -93,11 +101,12 @@ def _read_posetrack_fields(ann: dict, pose: Pose, file: str, record: str) -> Non
 
 def read_video(file: Path, image_root: Path, *, check_images: bool = True,
                outside_tolerance: float = 1.0, data: dict | None = None,
-               require_ids: bool = True) -> tuple[Schema, list[Frame]]:
+               require_ids: bool = True, image_sizes: bool = True) -> tuple[Schema, list[Frame]]:
     """One ``<video>.json``: its keypoint schema and its frames in ``images`` order.
 
     ``data`` is the file's already parsed JSON, when the caller has it; ``require_ids=False``
-    accepts annotations without ``id`` (prediction files).
+    accepts annotations without ``id`` (prediction files); ``image_sizes=False`` leaves
+    missing image sizes at 0 instead of reading them from the first image.
     """
     name = str(file)
     data = load_json(file) if data is None else data
@@ -115,7 +124,8 @@ def read_video(file: Path, image_root: Path, *, check_images: bool = True,
                          require_size=False, video=file.stem)
     for i, (image, frame) in enumerate(zip(data["images"], frames)):
         frame.ignore_regions = _read_ignore_regions(image, name, record_name("image", image, i))
-    _fill_image_size(frames, image_root, name)
+    if image_sizes:
+        _fill_image_size(frames, image_root, name)
     poses = read_poses(data["annotations"], name, frames, schema, category_ids,
                        outside_tolerance=outside_tolerance, require_ids=require_ids)
     by_id = {frame.image_id: frame for frame in frames}
@@ -123,6 +133,218 @@ def read_video(file: Path, image_root: Path, *, check_images: bool = True,
         _read_posetrack_fields(ann, pose, name, record_name("annotation", ann, i))
         by_id[ann["image_id"]].poses.append(pose)
     return schema, frames
+
+
+# ----------------------------------------------------------------------------- as arrays
+
+@dataclass
+class VideoArrays:
+    """One video's images and persons as arrays: what the PoseTrack evaluation reads.
+
+    Persons are in file order, ``frame`` giving the position in ``images`` of each one's
+    image; keypoints in the file's order (POSETRACK18 for PoseTrack files). Ignore regions
+    are flat: polygon after polygon, ``region_sizes`` vertices each, on image ``region_frame``.
+    """
+
+    image_ids: list[int]
+    file_names: list[str]
+    frame: np.ndarray            # (N,) int64
+    keypoints: np.ndarray        # (N, K, 3) x, y and the visibility flag
+    scores: np.ndarray           # (N, K) per-joint confidence; NaN for a person without
+    scored: np.ndarray           # (N,) bool: the person came with per-joint scores
+    track: np.ndarray            # (N,) int64
+    head_box: np.ndarray         # (N, 4) x, y, w, h; NaN where there is none
+    ann_ids: list                # (N,) annotation ids (None where absent), for messages
+    region_vertices: np.ndarray  # (V, 2)
+    region_sizes: np.ndarray     # (R,) int64
+    region_frame: np.ndarray     # (R,) int64
+
+    @classmethod
+    def from_frames(cls, frames: list[Frame], poses: list[list[Pose]] | None = None,
+                    num_keypoints: int = POSETRACK18.num_keypoints) -> "VideoArrays":
+        """The arrays of Frames as the readers give them; ``poses`` (one list per frame)
+        replaces the frames' own persons. A Pose with ``extra["visibility"]`` is a
+        prediction whose third keypoint column holds the scores."""
+        per_frame = [f.poses for f in frames] if poses is None else poses
+        flat = [p for ps in per_frame for p in ps]
+        frame = np.repeat(np.arange(len(per_frame)), [len(ps) for ps in per_frame])
+        keypoints = (np.stack([p.keypoints for p in flat]).astype(np.float64) if flat
+                     else np.zeros((0, num_keypoints, 3)))
+        scored = np.array(["visibility" in p.extra for p in flat], bool)
+        scores = np.full(keypoints.shape[:2], np.nan)
+        if scored.any():
+            scores[scored] = keypoints[scored, :, 2]
+            keypoints[scored, :, 2] = np.stack([p.extra["visibility"] for p in flat
+                                                if "visibility" in p.extra])
+        head = np.array([(np.nan,) * 4 if p.head_box is None else p.head_box for p in flat],
+                        np.float64).reshape(len(flat), 4)
+        polygons = [(i, np.asarray(r, np.float64).reshape(-1, 2))
+                    for i, f in enumerate(frames) for r in f.ignore_regions]
+        return cls(
+            image_ids=[f.image_id for f in frames], file_names=[f.file_name for f in frames],
+            frame=frame.astype(np.int64), keypoints=keypoints, scores=scores, scored=scored,
+            track=np.array([p.track_id for p in flat], np.int64), head_box=head,
+            ann_ids=[p.ann_id for p in flat],
+            region_vertices=(np.concatenate([r for _, r in polygons]) if polygons
+                             else np.zeros((0, 2))),
+            region_sizes=np.array([len(r) for _, r in polygons], np.int64),
+            region_frame=np.array([i for i, _ in polygons], np.int64))
+
+
+class _Irregular(Exception):
+    """Something the whole-array checks cannot vouch for: the per-record walk decides."""
+
+
+def _types(values: list) -> set:
+    return set(map(type, values))
+
+
+def _numbers(values: list) -> np.ndarray:
+    """float64 array of JSON numbers (no bools, no numeric strings), all finite."""
+    if not _types(values) <= JSON_NUMBER_TYPES:
+        raise _Irregular
+    array = np.array(values, np.float64)
+    if not np.isfinite(array).all():
+        raise _Irregular
+    return array
+
+
+def _boxes(values: list) -> np.ndarray:
+    """(n, 4) boxes, each a list of four numbers with width and height >= 0 (``read_box``)."""
+    if not values:
+        return np.zeros((0, 4))
+    if _types(values) != {list} or set(map(len, values)) != {4}:
+        raise _Irregular
+    boxes = _numbers(list(chain.from_iterable(values))).reshape(-1, 4)
+    if (boxes[:, 2:] < 0).any():
+        raise _Irregular
+    return boxes
+
+
+def _safe_file_names(names: list) -> bool:
+    """Non-empty relative paths that stay inside the image root, judged for all names at
+    once; False also for some harmless ones ("a/../b"), which ``inside_root`` then judges."""
+    if _types(names) != {str} or not all(names):
+        return False
+    joined = "\n" + "\n".join(names)
+    # Not only dots and slashes ("." or "./" would be the root itself).
+    return ("\\" not in joined and ".." not in joined and "\n/" not in joined
+            and all(map(str.strip, names, repeat("./"))))
+
+
+def _unique_ints(values: list) -> bool:
+    return _types(values) <= {int} and len(set(values)) == len(values)
+
+
+def _video_arrays(data: object, name: str) -> tuple[Schema, VideoArrays]:
+    """``read_video``'s checks (without images) on whole arrays; ``_Irregular`` where in doubt.
+
+    Errors it raises itself come from the same helpers ``read_video`` calls, after the
+    checks ``read_video`` makes before them, so the first error is always the walk's.
+    """
+    if type(data) is not dict:
+        raise _Irregular
+    images, anns, categories = (data.get(key) for key in TOP_LEVEL_KEYS)
+    if not (type(images) is list and type(anns) is list and type(categories) is list and images):
+        raise _Irregular
+    schema, category_ids = read_schema(categories, name)
+    k = schema.num_keypoints
+    if _types(images) != {dict} or (anns and _types(anns) != {dict}):
+        raise _Irregular
+    try:
+        if len({im["vid_id"] for im in images if "vid_id" in im}) > 1:
+            raise _Irregular
+        crowd = {a.get("iscrowd", 0) for a in anns}
+    except TypeError:  # an unhashable value: the walk names it
+        raise _Irregular from None
+    # images: read_images' rules
+    image_ids = [im.get("id") for im in images]
+    file_names = [im.get("file_name") for im in images]
+    if not _unique_ints(image_ids) or not _safe_file_names(file_names):
+        raise _Irregular
+    for key in ("width", "height"):
+        values = [v for v in (im.get(key) for im in images) if v is not None]
+        if not _types(values) <= {int} or (values and min(values) <= 0):
+            raise _Irregular
+    if _types([im.get("is_labeled", True) for im in images]) != {bool}:
+        raise _Irregular
+    xs = [im.get("ignore_regions_x", []) for im in images]
+    ys = [im.get("ignore_regions_y", []) for im in images]
+    if _types(xs) != {list} or _types(ys) != {list} or list(map(len, xs)) != list(map(len, ys)):
+        raise _Irregular
+    polygons_x, polygons_y = list(chain.from_iterable(xs)), list(chain.from_iterable(ys))
+    if polygons_x and (_types(polygons_x) != {list} or _types(polygons_y) != {list}):
+        raise _Irregular
+    sizes = list(map(len, polygons_x))
+    if sizes != list(map(len, polygons_y)):
+        raise _Irregular
+    vertices = np.stack([_numbers(list(chain.from_iterable(polygons_x))),
+                         _numbers(list(chain.from_iterable(polygons_y)))], axis=1)
+    # annotations: read_poses' and _read_posetrack_fields' rules
+    n = len(anns)
+    if not _unique_ints([a["id"] for a in anns if "id" in a]):
+        raise _Irregular
+    image_of = [a.get("image_id") for a in anns]
+    category_of = [a.get("category_id") for a in anns]
+    if (not _types(image_of) <= {int} or not _types(category_of) <= {int}
+            or not set(category_of) <= category_ids):
+        raise _Irregular
+    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    frame = list(map(position.get, image_of))
+    if None in frame:
+        raise _Irregular
+    keypoints = [a.get("keypoints") for a in anns]
+    if anns and (_types(keypoints) != {list} or set(map(len, keypoints)) != {3 * k}):
+        raise _Irregular
+    keypoints = _numbers(list(chain.from_iterable(keypoints))).reshape(n, k, 3)
+    if not np.isin(keypoints[..., 2], VISIBILITY_FLAGS).all():
+        raise _Irregular
+    _boxes([a["bbox"] for a in anns if "bbox" in a])
+    areas = _numbers([a["area"] for a in anns if a.get("area") is not None])
+    if (areas < 0).any() or not crowd <= {0, 1}:
+        raise _Irregular
+    if anns and _types([a.get("segmentation") for a in anns]) != {type(None)}:
+        raise _Irregular  # polygons or RLE: the walk reads them
+    tracks = [a.get("track_id") for a in anns]
+    if not _types(tracks) <= {int}:
+        raise _Irregular
+    heads = [a.get("bbox_head") for a in anns]
+    has_head = np.array([h is not None for h in heads], bool)
+    head_box = np.full((n, 4), np.nan)
+    head_box[has_head] = _boxes([h for h in heads if h is not None])
+    score_lists = [a.get("scores", []) for a in anns]
+    if anns and (_types(score_lists) != {list} or not set(map(len, score_lists)) <= {0, k}):
+        raise _Irregular
+    scored = np.array(list(map(len, score_lists)), np.int64) == k
+    scores = np.full((n, k), np.nan)
+    scores[scored] = _numbers(list(chain.from_iterable(score_lists))).reshape(-1, k)
+    _numbers([a["score"] for a in anns if "score" in a])
+    return schema, VideoArrays(
+        image_ids=image_ids, file_names=file_names, frame=np.array(frame, np.int64),
+        keypoints=keypoints, scores=scores, scored=scored,
+        track=np.array(tracks, np.int64),  # OverflowError beyond int64: the walk names it
+        head_box=head_box, ann_ids=[a.get("id") for a in anns], region_vertices=vertices,
+        region_sizes=np.array(sizes, np.int64),
+        region_frame=np.repeat(np.arange(len(images)), list(map(len, xs))))
+
+
+def read_video_arrays(file: Path, data: object = None) -> tuple[Schema, VideoArrays]:
+    """A ``<video>.json`` as arrays, by ``read_video``'s rules for evaluation input: no image
+    is looked at (predicted joints may leave the image; sizes are not needed).
+
+    Every check runs on whole arrays at once; only when one fails does ``read_video``'s
+    per-record walk run, to name the file, record and field of the first bad value (or to
+    read one of the few layouts the array checks leave to it, such as segmentations).
+    """
+    data = load_json(file) if data is None else data
+    try:
+        return _video_arrays(data, str(file))
+    except (_Irregular, OverflowError):
+        pass
+    schema, frames = read_video(file, file.parent, check_images=False,
+                                outside_tolerance=float("inf"), data=data, require_ids=False,
+                                image_sizes=False)
+    return schema, VideoArrays.from_frames(frames, num_keypoints=schema.num_keypoints)
 
 
 def read_posetrack(path: str | os.PathLike, image_root: str | os.PathLike | None = None, *,

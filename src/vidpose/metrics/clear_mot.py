@@ -26,7 +26,7 @@ import numpy as np
 
 from vidpose.callbacks.matching import linear_assignment
 from vidpose.metrics.posetrack_inputs import NUM_JOINTS, EvalVideo
-from vidpose.metrics.posetrack_match import FrameMatch
+from vidpose.metrics.posetrack_match import VideoMatch
 
 
 @dataclass
@@ -65,97 +65,178 @@ def _dense(ids: np.ndarray) -> tuple[np.ndarray, int]:
     return index.reshape(-1), len(unique)
 
 
-def _assign_remaining(distance: np.ndarray, free_gt: np.ndarray, free_pr: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Step 2 for every joint: (gt, pred, joint) of the assignment among the unmatched."""
-    empty = np.zeros(0, np.int64)
-    joints = np.flatnonzero(free_gt.any(0) & free_pr.any(0))
-    if len(joints) == 0:
-        return empty, empty, empty
-    candidates = (np.isfinite(distance[:, :, joints]) & free_gt[None, :, joints]
-                  & free_pr[:, None, joints])  # (P, G, J')
-    # Where no object and no hypothesis has two candidates, the candidates are the assignment.
-    contested = (candidates.sum(0) > 1).any(0) | (candidates.sum(1) > 1).any(0)
-    p, g, k = np.nonzero(candidates & ~contested)
-    preds, gts, js = [p], [g], [joints[k]]
-    for k in np.flatnonzero(contested):
-        j = joints[k]
-        cost = np.where(candidates[:, :, k].T, distance[:, :, j].T, np.nan)  # (G, P)
-        g, p = linear_assignment(cost)
-        gts.append(g)
-        preds.append(p)
-        js.append(np.full(len(g), j))
-    return np.concatenate(gts), np.concatenate(preds), np.concatenate(js)
+def _follows(group: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """For rows taken in ``order``: whether each row's group is the previous row's group."""
+    same = np.zeros(len(order), bool)
+    same[1:] = group[order][1:] == group[order][:-1]
+    return same
 
 
-def video_counts(video: EvalVideo, matches: list[FrameMatch]) -> MotCounts:
-    """CLEAR-MOT counts of one video; its last labelled frame is not evaluated (poseval)."""
+def _previous(group: np.ndarray, time: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """For each of ``rows``: the row of its group's latest earlier entry (by ``time``), or -1."""
+    order = rows[np.lexsort((time[rows], group[rows]))]
+    previous = np.full(len(group), -1)
+    follows = _follows(group, order)
+    previous[order[follows]] = order[:-1][follows[1:]]
+    return previous[rows]
+
+
+class _Frame:
+    """One frame of one joint where the candidates are contested, solved as motmetrics does.
+
+    Only here does the state matter: step 1 keeps each object's previous hypothesis when
+    that pair is still a candidate (the first object in frame order wins a hypothesis two
+    of them claim), and step 2 assigns the rest at minimum cost.
+    """
+
+    def __init__(self, video: EvalVideo, match: VideoMatch, rows: np.ndarray,
+                 starts: tuple[np.ndarray, np.ndarray]) -> None:
+        t, j = int(match.frame[rows[0]]), int(match.joint[rows[0]])
+        self.t, self.j = t, j
+        g0, g1 = starts[0][t], starts[0][t + 1]
+        p0, p1 = starts[1][t], starts[1][t + 1]
+        self.gt = np.arange(g0, g1)[video.gt_has[g0:g1, j]]      # objects, frame order
+        self.pr = np.arange(p0, p1)                              # hypotheses' rows
+        self.distance = np.full((p1 - p0, g1 - g0), np.nan)      # (P, G) candidates only
+        self.distance[match.pred[rows] - p0, match.gt[rows] - g0] = match.distance[rows]
+        self.offsets = (g0, p0)
+
+    def solve(self, partner: dict[int, int]) -> list[tuple[int, int, float]]:
+        """Matched (GT row, predicted row, distance); ``partner``: GT row -> the predicted
+        row of its object's last hypothesis in this frame, where that one is present."""
+        g0, p0 = self.offsets
+        taken_gt: set[int] = set()
+        taken_pr: set[int] = set()
+        pairs = []
+        for g in self.gt.tolist():  # 1. previous partners, first object first
+            p = partner.get(g)
+            if p is not None and p not in taken_pr and np.isfinite(self.distance[p - p0, g - g0]):
+                taken_gt.add(g)
+                taken_pr.add(p)
+                pairs.append((g, p, float(self.distance[p - p0, g - g0])))
+        free = np.isfinite(self.distance)
+        free[[p - p0 for p in taken_pr], :] = False
+        free[:, [g - g0 for g in taken_gt]] = False
+        if not free.any():
+            return pairs
+        if (free.sum(0) > 1).any() or (free.sum(1) > 1).any():  # 2. minimum cost
+            g_local, p_local = linear_assignment(np.where(free.T, self.distance.T, np.nan),
+                                                 solver="lap")
+        else:  # the remaining candidates already are an assignment
+            p_local, g_local = np.nonzero(free)
+        pairs += [(g0 + g, p0 + p, float(self.distance[p, g]))
+                  for g, p in zip(g_local.tolist(), p_local.tolist())]
+        return pairs
+
+
+def video_counts(video: EvalVideo, match: VideoMatch) -> MotCounts:
+    """CLEAR-MOT counts of one video; its last labelled frame is not evaluated (poseval).
+
+    Where a frame's candidates for a joint form an assignment already (no object or
+    hypothesis with two), motmetrics matches exactly those, whatever its state; only the
+    other (frame, joint) cells are solved one by one, in time order (``_Frame``). Whether
+    a match continues its object's previous one, is an ID switch, a transfer and so on
+    depends only on the earlier matches, so all matches are then classified at once.
+    """
     counts = MotCounts()
-    frames = video.frames[:-1]
-    if not frames:
+    last = video.num_frames - 1
+    if last <= 0:
         return counts
-    gt_dense, num_gt = _dense(np.concatenate([f.gt_track for f in frames]))
-    pr_dense, num_pr = _dense(np.concatenate([f.pr_track for f in frames]))
-    joint = np.arange(NUM_JOINTS)
-    # State, flat over (joint, track): last partner of each object / hypothesis, or -1.
-    partner_of_gt = np.full(NUM_JOINTS * num_gt, -1)
-    partner_of_pr = np.full(NUM_JOINTS * num_pr, -1)
-    gt_ever_matched = np.zeros(NUM_JOINTS * num_gt, bool)
-    pr_ever_matched = np.zeros(NUM_JOINTS * num_pr, bool)
-    gt_start = pr_start = 0
-    for frame, match in zip(frames, matches):
-        g_ids = gt_dense[gt_start:gt_start + len(frame.gt_track)]
-        p_ids = pr_dense[pr_start:pr_start + len(frame.pr_track)]
-        gt_start += len(frame.gt_track)
-        pr_start += len(frame.pr_track)
-        if match.empty:
-            counts.objects += 1
-            counts.misses += 1
-            counts.false_positives += 1
-            continue
-        distance = match.distance  # (P, G, J)
-        gt_flat = joint[None, :] * num_gt + g_ids[:, None]  # (G, J)
-        pr_flat = joint[None, :] * num_pr + p_ids[:, None]  # (P, J)
-        counts.distance_sum += np.nansum(distance, axis=(0, 1))  # RAW events
-        free_gt, free_pr = frame.gt_has.copy(), frame.pr_has.copy()
-        matched = np.zeros(NUM_JOINTS, np.int64)
-
-        # 1. Pairs matched last time that are still candidates stay matched; when two
-        #    objects claim one hypothesis, the first in frame order gets it.
-        local_of_pr = np.full(NUM_JOINTS * num_pr, -1)
-        local_of_pr[pr_flat] = np.arange(len(p_ids))[:, None]
-        j_c, g_c = np.nonzero(frame.gt_has.T)  # joint-major, objects in frame order
-        previous = partner_of_gt[gt_flat[g_c, j_c]]
-        p_c = np.where(previous >= 0, local_of_pr[np.maximum(previous, 0)], -1)
-        keep = (p_c >= 0)
-        keep[keep] = frame.pr_has[p_c[keep], j_c[keep]] & np.isfinite(distance[p_c[keep], g_c[keep], j_c[keep]])
-        j_c, g_c, p_c = j_c[keep], g_c[keep], p_c[keep]
-        _, first = np.unique(j_c * len(p_ids) + p_c, return_index=True)
-        j_c, g_c, p_c = j_c[first], g_c[first], p_c[first]
-        np.add.at(matched, j_c, 1)
-        np.add.at(counts.matches, j_c, 1)
-        np.add.at(counts.distance_sum, j_c, distance[p_c, g_c, j_c])
-        gt_ever_matched[gt_flat[g_c, j_c]] = True
-        pr_ever_matched[pr_flat[p_c, j_c]] = True
-        free_gt[g_c, j_c] = False
-        free_pr[p_c, j_c] = False
-
-        # 2. The rest by minimum-cost assignment; a changed partner is an ID switch.
-        g_a, p_a, j_a = _assign_remaining(distance, free_gt, free_pr)
-        o, h, d = gt_flat[g_a, j_a], pr_flat[p_a, j_a], distance[p_a, g_a, j_a]
-        switch = (partner_of_gt[o] >= 0) & (partner_of_gt[o] != h)
-        ascend = switch & ~pr_ever_matched[h]
-        transfer = (partner_of_pr[h] >= 0) & (partner_of_pr[h] != o)
-        migrate = transfer & ~gt_ever_matched[o]
-        np.add.at(matched, j_a, 1)
-        np.add.at(counts.switches, j_a, switch.astype(np.int64))
-        np.add.at(counts.matches, j_a, (~switch).astype(np.int64))
-        np.add.at(counts.distance_sum, j_a, d * (1 + ascend + transfer + migrate))
-        partner_of_gt[o], partner_of_pr[h] = h, o
-        gt_ever_matched[o] = pr_ever_matched[h] = True
-
-        objects, hypotheses = frame.gt_has.sum(0), frame.pr_has.sum(0)
-        counts.objects += objects
-        counts.misses += objects - matched
-        counts.false_positives += hypotheses - matched
+    # Frames without GT or without predicted persons: one miss and one false positive.
+    empty = int(match.empty[:last].sum())
+    for name in ("objects", "misses", "false_positives"):
+        getattr(counts, name)[:] += empty
+    evaluated = ~match.empty[video.gt_frame] & (video.gt_frame < last)
+    counts.objects += video.gt_has[evaluated].sum(0)
+    hypotheses = video.pr_has[~match.empty[video.pr_frame] & (video.pr_frame < last)].sum(0)
+    rows = np.flatnonzero(match.frame < last)
+    t, j, g, p, d = (match.frame[rows], match.joint[rows], match.gt[rows], match.pred[rows],
+                     match.distance[rows])
+    counts.distance_sum += np.bincount(j, d, minlength=NUM_JOINTS)  # RAW events
+    gt_id, _ = _dense(video.gt_track)
+    pr_id, _ = _dense(video.pr_track)
+    o, h = gt_id[g], pr_id[p]
+    # Contested cells: an object or a hypothesis with two candidates in one (frame, joint).
+    cell = t * NUM_JOINTS + j
+    contested = np.zeros(len(rows), bool)
+    for side in (g, p):
+        _, index, number = np.unique(cell * (len(video.gt_frame) + len(video.pr_frame)) + side,
+                                     return_inverse=True, return_counts=True)
+        contested |= number[index.reshape(-1)] > 1
+    in_contested_cell = np.zeros(last * NUM_JOINTS, bool)
+    in_contested_cell[cell[contested]] = True
+    contested = in_contested_cell[cell]
+    matched = [np.flatnonzero(~contested)]  # rows of ``t, j, g, p, d`` that are matches
+    if contested.any():
+        solved = _solve_contested(video, match, rows, t, j, g, p, o, h, contested, matched[0])
+        t, j, g, p, d, o, h = (np.concatenate([a, b]) for a, b in zip((t, j, g, p, d, o, h), solved))
+        matched.append(np.arange(len(t) - len(solved[0]), len(t)))
+    m = np.concatenate(matched)
+    t, j, g, p, d, o, h = t[m], j[m], g[m], p[m], d[m], o[m], h[m]
+    # Classify every match from the earlier ones (motmetrics' events).
+    n = len(m)
+    all_rows = np.arange(n)
+    object_key, hypothesis_key = j * (o.max(initial=0) + 1) + o, j * (h.max(initial=0) + 1) + h
+    before_o = _previous(object_key, t, all_rows)           # the object's previous match
+    continues = (before_o >= 0) & (h[before_o] == h)        # step 1: same hypothesis again
+    switch = (before_o >= 0) & ~continues
+    first_of_h = _previous(hypothesis_key, t, all_rows) < 0
+    reassigned = all_rows[~continues]                       # step-2 matches update res_m
+    before_h = np.full(n, -1)
+    before_h[reassigned] = _previous(hypothesis_key, t, reassigned)
+    transfer = ~continues & (before_h >= 0) & (o[before_h] != o)
+    ascend = switch & first_of_h
+    migrate = transfer & (before_o < 0)
+    weight = np.where(continues, 1, 1 + ascend.astype(int) + transfer + migrate)
+    counts.distance_sum += np.bincount(j, d * weight, minlength=NUM_JOINTS)
+    matches = np.bincount(j, minlength=NUM_JOINTS)
+    counts.switches += np.bincount(j, switch, minlength=NUM_JOINTS).astype(np.int64)
+    counts.matches += matches - counts.switches
+    counts.misses += counts.objects - empty - matches
+    counts.false_positives += hypotheses - matches
     return counts
+
+
+def _solve_contested(video, match, rows, t, j, g, p, o, h, contested, settled):
+    """The matches of the contested cells, in time order, each from the state its earlier
+    matches (settled ones and those solved before it) leave; arrays like ``t, j, g, ...``."""
+    starts = video.bounds()
+    gt_id, _ = _dense(video.gt_track)
+    pr_id, _ = _dense(video.pr_track)
+    num_objects = int(gt_id.max(initial=0)) + 1
+    # Settled matches by (joint, object, time), to find an object's last hypothesis.
+    key = (j[settled] * num_objects + o[settled]) * video.num_frames + t[settled]
+    order = np.argsort(key, kind="stable")
+    settled_key, settled_h = key[order], h[settled][order]
+    solved_last: dict[tuple[int, int], tuple[int, int]] = {}  # (joint, object) -> (time, h)
+    out: list[tuple[int, int, int, int, float]] = []
+    contested_rows = np.flatnonzero(contested)
+    cells = rows[contested_rows]
+    order = np.lexsort((match.joint[cells], match.frame[cells]))
+    cell_of = match.frame[cells[order]] * NUM_JOINTS + match.joint[cells[order]]
+    for chunk in np.split(cells[order], np.flatnonzero(np.diff(cell_of)) + 1):
+        frame = _Frame(video, match, chunk, starts)
+        objects = gt_id[frame.gt]
+        # Each object's last hypothesis: the later of its last settled and last solved match.
+        base = (frame.j * num_objects + objects) * video.num_frames
+        at = np.searchsorted(settled_key, base + frame.t) - 1
+        found = (at >= 0) & (settled_key[np.maximum(at, 0)] >= base)
+        last_time = np.where(found, settled_key[np.maximum(at, 0)] - base, -1)
+        last_h = np.where(found, settled_h[np.maximum(at, 0)], -1)
+        partner = {}
+        frame_pr = {int(pr_id[r]): int(r) for r in frame.pr}
+        for row, obj, when, hyp in zip(frame.gt.tolist(), objects.tolist(), last_time.tolist(),
+                                       last_h.tolist()):
+            solved = solved_last.get((frame.j, obj))
+            if solved is not None and solved[0] > when:
+                hyp = solved[1]
+            if hyp >= 0 and hyp in frame_pr:
+                partner[row] = frame_pr[hyp]
+        for gt_row, pr_row, distance in frame.solve(partner):
+            solved_last[(frame.j, int(gt_id[gt_row]))] = (frame.t, int(pr_id[pr_row]))
+            out.append((frame.t, frame.j, gt_row, pr_row, distance))
+    if not out:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty, np.zeros(0), empty, empty
+    t_s, j_s, g_s, p_s, d_s = (np.array(col) for col in zip(*out))
+    return t_s, j_s, g_s, p_s, d_s.astype(np.float64), gt_id[g_s], pr_id[p_s]

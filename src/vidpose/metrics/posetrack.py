@@ -26,7 +26,7 @@ import numpy as np
 from vidpose.formats.jsonio import dump_json
 from vidpose.metrics.clear_mot import MotCounts, video_counts
 from vidpose.metrics.posetrack_inputs import NUM_JOINTS, POSEVAL_JOINTS, EvalVideo, load_videos
-from vidpose.metrics.posetrack_match import FrameMatch, match_video
+from vidpose.metrics.posetrack_match import VideoMatch, match_video
 
 JOINT_NAMES = (*POSEVAL_JOINTS, "total")
 # poseval's printed columns: (title, joints averaged).
@@ -44,16 +44,12 @@ class ApSamples:
     labels: list[list[np.ndarray]] = field(default_factory=lambda: [[] for _ in range(NUM_JOINTS)])
     num_gt: np.ndarray = field(default_factory=lambda: np.zeros(NUM_JOINTS, np.int64))
 
-    def add(self, video: EvalVideo, matches: list[FrameMatch]) -> None:
-        if not video.frames:
-            return
-        has = np.concatenate([f.pr_has for f in video.frames])
-        score = np.concatenate([f.pr_score for f in video.frames])
-        label = np.concatenate([m.true_positive for m in matches])
+    def add(self, video: EvalVideo, match: VideoMatch) -> None:
+        has, score, label = video.pr_has.T, video.pr_score.T, match.true_positive.T
         for j in range(NUM_JOINTS):
-            self.scores[j].append(score[has[:, j], j])
-            self.labels[j].append(label[has[:, j], j])
-        self.num_gt += sum(f.gt_has.sum(0) for f in video.frames)
+            self.scores[j].append(score[j, has[j]])
+            self.labels[j].append(label[j, has[j]])
+        self.num_gt += video.gt_has.sum(0)
 
     def extend(self, other: "ApSamples") -> None:
         """Append another set's samples after these (poseval's order: video after video)."""
@@ -175,14 +171,14 @@ def evaluate_videos(videos: list[EvalVideo], *, per_video: bool = False,
     # Each video is matched and counted once; the totals pool the per-video parts.
     samples, counts, per_video_parts = ApSamples(), MotCounts(), {}
     for video in iterator:
-        matches = match_video(video)
-        video_samples, video_mot = ApSamples(), video_counts(video, matches)
-        video_samples.add(video, matches)
+        match = match_video(video)
+        video_samples, video_mot = ApSamples(), video_counts(video, match)
+        video_samples.add(video, match)
         samples.extend(video_samples)
         counts = counts + video_mot
         if per_video:
-            per_video_parts[video.name] = _result(video_samples, video_mot, 1, len(video.frames))
-    result = _result(samples, counts, len(videos), sum(len(v.frames) for v in videos))
+            per_video_parts[video.name] = _result(video_samples, video_mot, 1, video.num_frames)
+    result = _result(samples, counts, len(videos), sum(v.num_frames for v in videos))
     result.per_video = per_video_parts
     return result
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
-from vidpose.formats.posetrack import read_video
+from vidpose.formats.posetrack import VideoArrays, read_video, read_video_arrays
 from vidpose.formats.posetrack17 import is_annolist, read_annolist
-from vidpose.keypoints import POSETRACK18
+from vidpose.keypoints import POSETRACK18, Schema
 from vidpose.pose import Frame, Pose
 
 # poseval's joint order; "neck" is PoseTrack18's head_bottom.
@@ -62,150 +62,272 @@ class EvalFrame:
 
 @dataclass
 class EvalVideo:
-    """A video's labelled frames, in order, after poseval's clean-up."""
+    """A video's labelled frames, in order, after poseval's clean-up, as arrays over all its
+    persons: frame after frame, and in a frame in file order (the order poseval's ties
+    follow); ``gt_frame`` / ``pr_frame`` give each person's frame (0 .. num_frames - 1)."""
 
     name: str
-    frames: list[EvalFrame]
+    num_frames: int
+    gt_frame: np.ndarray   # (G,) int64, non-decreasing
+    gt_xy: np.ndarray      # (G, 15, 2)
+    gt_has: np.ndarray     # (G, 15) bool: the joint is annotated
+    gt_track: np.ndarray   # (G,) int64
+    head_size: np.ndarray  # (G,) 0.6 x head-box diagonal (PCKh normaliser)
+    pr_frame: np.ndarray   # (P,) int64, non-decreasing
+    pr_xy: np.ndarray      # (P, 15, 2)
+    pr_has: np.ndarray     # (P, 15) bool: the joint is predicted
+    pr_score: np.ndarray   # (P, 15)
+    pr_track: np.ndarray   # (P,) int64
+
+    @classmethod
+    def from_frames(cls, name: str, frames: list[EvalFrame]) -> "EvalVideo":
+        def joined(key: str, shape: tuple[int, ...], dtype: type) -> np.ndarray:
+            parts = [np.asarray(getattr(f, key), dtype).reshape((-1,) + shape) for f in frames]
+            return np.concatenate(parts) if parts else np.zeros((0,) + shape, dtype)
+
+        def frame_of(key: str) -> np.ndarray:
+            return np.repeat(np.arange(len(frames)), [len(getattr(f, key)) for f in frames])
+
+        return cls(name, len(frames), frame_of("gt_track"), joined("gt_xy", (NUM_JOINTS, 2), float),
+                   joined("gt_has", (NUM_JOINTS,), bool), joined("gt_track", (), np.int64),
+                   joined("head_size", (), float), frame_of("pr_track"),
+                   joined("pr_xy", (NUM_JOINTS, 2), float), joined("pr_has", (NUM_JOINTS,), bool),
+                   joined("pr_score", (NUM_JOINTS,), float), joined("pr_track", (), np.int64))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(num_frames + 1,) start of each frame's GT persons and predicted persons."""
+        gt = np.concatenate([[0], np.cumsum(np.bincount(self.gt_frame, minlength=self.num_frames))])
+        pr = np.concatenate([[0], np.cumsum(np.bincount(self.pr_frame, minlength=self.num_frames))])
+        return gt, pr
+
+    @property
+    def frames(self) -> list[EvalFrame]:
+        """Frame by frame (views into the arrays), for the loop reference and tests."""
+        gt, pr = self.bounds()
+        return [EvalFrame(self.gt_xy[g0:g1], self.gt_has[g0:g1], self.gt_track[g0:g1],
+                          self.head_size[g0:g1], self.pr_xy[p0:p1], self.pr_has[p0:p1],
+                          self.pr_score[p0:p1], self.pr_track[p0:p1])
+                for g0, g1, p0, p1 in zip(gt[:-1], gt[1:], pr[:-1], pr[1:])]
 
 
-def _joints(poses: list[Pose], *, prediction: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(N, 15, 2) positions, (N, 15) presence and (N, 15) scores of PoseTrack18 Poses.
+def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """0..c-1 for each count c, concatenated."""
+    ends = np.cumsum(counts)
+    return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - counts, counts)
 
-    A prediction read with per-joint ``scores`` keeps its flags in ``extra["visibility"]``
-    and its scores in the third column; one without scores has only flags there.
+
+def inside_regions(points: np.ndarray, point_group: np.ndarray, vertices: np.ndarray,
+                   sizes: np.ndarray, region_group: np.ndarray) -> np.ndarray:
+    """(N,) bool: each point strictly inside one of the polygons of its own group (even-odd
+    rule; the boundary is outside), for all groups (frames) at once.
+
+    The same answer as shapely's ``Polygon.contains`` that poseval uses, without shapely.
+    ``vertices`` holds the polygons one after the other, ``sizes[r]`` vertices for polygon
+    r of group ``region_group[r]``. Only the pairs whose point lies in the polygon's
+    bounding box are tested edge by edge.
     """
-    if not poses:
-        return np.zeros((0, NUM_JOINTS, 2)), np.zeros((0, NUM_JOINTS), bool), np.zeros((0, NUM_JOINTS))
-    keypoints = np.stack([p.keypoints for p in poses])[:, POSEVAL_FROM_POSETRACK18]
-    flags = keypoints[..., 2]
-    scores = np.full(flags.shape, MIN_SCORE)
-    if prediction:
-        with_scores = np.array(["visibility" in p.extra for p in poses])
-        if with_scores.any():
-            flags = flags.copy()
-            scored = np.stack([p.extra["visibility"] for p, s in zip(poses, with_scores) if s])
-            flags[with_scores] = scored[:, POSEVAL_FROM_POSETRACK18]
-            scores[with_scores] = keypoints[with_scores, :, 2]
-    xy = keypoints[..., :2]
-    has = ~((xy[..., 0] == 0) & (xy[..., 1] == 0) & (flags == 0))
-    return xy, has, scores
+    out = np.zeros(len(points), bool)
+    starts = np.cumsum(sizes) - sizes
+    real = sizes > 0
+    if len(points) == 0 or not real.any():
+        return out
+    starts, sizes, region_group = starts[real], sizes[real], region_group[real]
+    lo = np.minimum.reduceat(vertices, starts)
+    hi = np.maximum.reduceat(vertices, starts)
+    # Every (point, polygon of the point's group) pair, then those inside the bounding box.
+    groups = max(int(point_group.max()), int(region_group.max())) + 1
+    by_group = np.argsort(region_group, kind="stable")
+    per_group = np.bincount(region_group, minlength=groups)
+    first = np.cumsum(per_group) - per_group
+    count = per_group[point_group]
+    pair_point = np.repeat(np.arange(len(points)), count)
+    pair_region = by_group[first[point_group][pair_point] + _ragged_arange(count)]
+    p = points[pair_point]
+    boxed = ((lo[pair_region] <= p) & (p <= hi[pair_region])).all(1)
+    pair_point, pair_region = pair_point[boxed], pair_region[boxed]
+    if len(pair_point) == 0:
+        return out
+    # Each remaining pair against each edge a -> b of its polygon.
+    edges = sizes[pair_region]
+    pair = np.repeat(np.arange(len(pair_point)), edges)
+    local = _ragged_arange(edges)
+    base = starts[pair_region][pair]
+    a = vertices[base + local]
+    b = vertices[base + (local + 1) % edges[pair]]
+    p = points[pair_point][pair]
+    ax, ay, bx, by, px, py = a[:, 0], a[:, 1], b[:, 0], b[:, 1], p[:, 0], p[:, 1]
+    # Crossings of a ray to +x with each edge (half-open in y, so vertices count once).
+    straddles = np.flatnonzero((ay > py) != (by > py))
+    s_ay, s_px, s_py = ay[straddles], px[straddles], py[straddles]
+    x_cross = ax[straddles] + (s_py - s_ay) * (bx[straddles] - ax[straddles]) / (by[straddles] - s_ay)
+    crossings = np.bincount(pair[straddles], s_px < x_cross, minlength=len(pair_point))
+    # On an edge: collinear with it and between its ends.
+    collinear = np.flatnonzero((bx - ax) * (py - ay) - (by - ay) * (px - ax) == 0)
+    c_ax, c_ay, c_bx, c_by = ax[collinear], ay[collinear], bx[collinear], by[collinear]
+    c_px, c_py = px[collinear], py[collinear]
+    between = ((np.minimum(c_ax, c_bx) <= c_px) & (c_px <= np.maximum(c_ax, c_bx))
+               & (np.minimum(c_ay, c_by) <= c_py) & (c_py <= np.maximum(c_ay, c_by)))
+    on_edge = np.bincount(pair[collinear], between, minlength=len(pair_point)) > 0
+    out[pair_point[(crossings % 2 == 1) & ~on_edge]] = True
+    return out
 
 
 def inside_polygon(points: np.ndarray, polygon: np.ndarray) -> np.ndarray:
-    """(N,) bool: points strictly inside the polygon (even-odd rule; the boundary is outside).
+    """(N,) bool: points strictly inside one (M, 2) polygon (see ``inside_regions``)."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    polygon = np.asarray(polygon, np.float64).reshape(-1, 2)
+    return inside_regions(points, np.zeros(len(points), np.int64), polygon,
+                          np.array([len(polygon)]), np.zeros(1, np.int64))
 
-    The same answer as shapely's ``Polygon.contains`` that poseval uses, without shapely.
+
+def _joints(video: VideoArrays, persons: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(n, 15, 2) positions, (n, 15) presence and (n, 15) scores of the chosen persons."""
+    keypoints = video.keypoints[persons][:, POSEVAL_FROM_POSETRACK18]
+    xy, flags = keypoints[..., :2], keypoints[..., 2]
+    has = ~((xy[..., 0] == 0) & (xy[..., 1] == 0) & (flags == 0))
+    scores = np.where(video.scored[persons, None],
+                      video.scores[persons][:, POSEVAL_FROM_POSETRACK18], MIN_SCORE)
+    return xy, has, scores
+
+
+def _first_duplicate_frame(video: VideoArrays, persons: np.ndarray) -> int | None:
+    """The first frame (position) in which two of the persons share a track id."""
+    frame, track = video.frame[persons], video.track[persons]
+    order = np.lexsort((track, frame))
+    frame, track = frame[order], track[order]
+    repeated = (frame[1:] == frame[:-1]) & (track[1:] == track[:-1])
+    return int(frame[1:][repeated].min()) if repeated.any() else None
+
+
+def _check_persons(gt: VideoArrays, pred: VideoArrays, gt_persons: np.ndarray,
+                   pred_persons: np.ndarray, gt_file: str, pred_file: str) -> None:
+    """Refuse a track id used twice in a frame and a GT person without a head box; of
+    several problems the first in frame order is named (GT tracks, then predicted tracks,
+    then head boxes within a frame)."""
+    problems = []
+    for rank, (video, persons, file) in enumerate(((gt, gt_persons, gt_file),
+                                                   (pred, pred_persons, pred_file))):
+        frame = _first_duplicate_frame(video, persons)
+        if frame is not None:
+            problems.append((frame, rank, video, persons, file))
+    headless = gt_persons[np.isnan(gt.head_box[gt_persons, 0])]
+    if len(headless):
+        problems.append((int(gt.frame[headless[0]]), 2, gt, headless, gt_file))
+    if not problems:
+        return
+    frame, rank, video, persons, file = min(problems, key=lambda p: p[:2])
+    if rank == 2:
+        raise InputError("ground truth needs the head box (PCKh normaliser)", file=file,
+                         record=f"annotation {video.ann_ids[persons[0]]}", field="bbox_head")
+    ids = video.track[persons[video.frame[persons] == frame]].tolist()
+    duplicate = next(i for i in ids if ids.count(i) > 1)
+    raise InputError(f"track id {duplicate} is used by more than one person in this frame "
+                     "(a track is one person)", file=file, record=f"image {gt.image_ids[frame]}",
+                     field="track_id")
+
+
+def eval_arrays(name: str, gt: VideoArrays, pred: VideoArrays, gt_file: str = "ground truth",
+                pred_file: str = "predictions") -> EvalVideo:
+    """A video's frames paired by position, in poseval's terms, for all frames at once.
+
+    GT frames without persons are dropped with the prediction frames at their positions;
+    joints inside a frame's ignore regions are removed on both sides, and in such a frame
+    a person left without joints is removed.
     """
-    if len(points) == 0:
-        return np.zeros(0, bool)
-    a = polygon[None, :, :]
-    b = np.roll(polygon, -1, axis=0)[None, :, :]
-    p = points[:, None, :]
-    # Crossings of a ray to +x with each edge (half-open in y, so vertices count once).
-    straddles = (a[..., 1] > p[..., 1]) != (b[..., 1] > p[..., 1])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_cross = a[..., 0] + (p[..., 1] - a[..., 1]) * (b[..., 0] - a[..., 0]) / (b[..., 1] - a[..., 1])
-    inside = (straddles & (p[..., 0] < x_cross)).sum(1) % 2 == 1
-    # On an edge: collinear with it and between its ends.
-    cross = (b[..., 0] - a[..., 0]) * (p[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (p[..., 0] - a[..., 0])
-    between = ((np.minimum(a[..., 0], b[..., 0]) <= p[..., 0]) & (p[..., 0] <= np.maximum(a[..., 0], b[..., 0]))
-               & (np.minimum(a[..., 1], b[..., 1]) <= p[..., 1]) & (p[..., 1] <= np.maximum(a[..., 1], b[..., 1])))
-    on_edge = ((cross == 0) & between).any(1)
-    return inside & ~on_edge
-
-
-def _drop_ignored(xy: np.ndarray, has: np.ndarray, regions: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Joints inside an ignore region removed; returns the new presence and the persons kept."""
-    flat = xy.reshape(-1, 2)
-    ignored = np.zeros(len(flat), bool)
-    for polygon in regions:
-        ignored |= inside_polygon(flat, polygon)
-    has = has & ~ignored.reshape(has.shape)
-    return has, has.any(1)
-
-
-def _check_tracks(poses: list[Pose], file: str, frame: Frame) -> None:
-    ids = [p.track_id for p in poses]
-    if len(set(ids)) != len(ids):
-        duplicate = next(i for i in ids if ids.count(i) > 1)
-        raise InputError(f"track id {duplicate} is used by more than one person in this frame "
-                         "(a track is one person)", file=file, record=f"image {frame.image_id}",
-                         field="track_id")
-
-
-def _head_sizes(poses: list[Pose], file: str) -> np.ndarray:
-    for pose in poses:
-        if pose.head_box is None:
-            raise InputError("ground truth needs the head box (PCKh normaliser)", file=file,
-                             record=f"annotation {pose.ann_id}", field="bbox_head")
-    if not poses:
-        return np.zeros(0)
-    boxes = np.stack([p.head_box for p in poses])
-    return 0.6 * np.hypot(boxes[:, 2], boxes[:, 3])
-
-
-def eval_frame(gt: Frame, pred_poses: list[Pose], gt_file: str = "ground truth",
-               pred_file: str = "predictions") -> EvalFrame:
-    """One GT frame and the predicted persons at its position, in poseval's terms."""
-    _check_tracks(gt.poses, gt_file, gt)
-    _check_tracks(pred_poses, pred_file, gt)
-    gt_xy, gt_has, _ = _joints(gt.poses, prediction=False)
-    pr_xy, pr_has, pr_score = _joints(pred_poses, prediction=True)
-    head = _head_sizes(gt.poses, gt_file)
-    gt_track = np.array([p.track_id for p in gt.poses], np.int64)
-    pr_track = np.array([p.track_id for p in pred_poses], np.int64)
-    if gt.ignore_regions:
-        gt_has, keep_gt = _drop_ignored(gt_xy, gt_has, gt.ignore_regions)
-        pr_has, keep_pr = _drop_ignored(pr_xy, pr_has, gt.ignore_regions)
-        gt_xy, gt_has, gt_track, head = gt_xy[keep_gt], gt_has[keep_gt], gt_track[keep_gt], head[keep_gt]
-        pr_xy, pr_has, pr_score, pr_track = (pr_xy[keep_pr], pr_has[keep_pr], pr_score[keep_pr],
-                                             pr_track[keep_pr])
-    return EvalFrame(gt_xy, gt_has, gt_track, head, pr_xy, pr_has, pr_score, pr_track)
+    num_frames = len(gt.image_ids)
+    labelled = np.bincount(gt.frame, minlength=num_frames) > 0
+    # Persons in frame order, file order within a frame (the order poseval's ties follow).
+    gt_persons = np.argsort(gt.frame, kind="stable")
+    pred_persons = np.flatnonzero(labelled[pred.frame])
+    pred_persons = pred_persons[np.argsort(pred.frame[pred_persons], kind="stable")]
+    _check_persons(gt, pred, gt_persons, pred_persons, gt_file, pred_file)
+    gt_xy, gt_has, _ = _joints(gt, gt_persons)
+    pr_xy, pr_has, pr_score = _joints(pred, pred_persons)
+    gt_frame, pr_frame = gt.frame[gt_persons], pred.frame[pred_persons]
+    gt_track, pr_track = gt.track[gt_persons], pred.track[pred_persons]
+    head = 0.6 * np.hypot(gt.head_box[gt_persons, 2], gt.head_box[gt_persons, 3])
+    if len(gt.region_frame):
+        with_regions = np.zeros(num_frames, bool)
+        with_regions[gt.region_frame] = True
+        regions = (gt.region_vertices, gt.region_sizes, gt.region_frame)
+        for xy, has, frame in ((gt_xy, gt_has, gt_frame), (pr_xy, pr_has, pr_frame)):
+            # Only present joints in frames with regions can be removed.
+            person, joint = np.nonzero(has & with_regions[frame][:, None])
+            inside = inside_regions(xy[person, joint], frame[person], *regions)
+            has[person[inside], joint[inside]] = False
+        keep_gt = gt_has.any(1) | ~with_regions[gt_frame]
+        keep_pr = pr_has.any(1) | ~with_regions[pr_frame]
+        gt_xy, gt_has, gt_track, head, gt_frame = (gt_xy[keep_gt], gt_has[keep_gt],
+                                                   gt_track[keep_gt], head[keep_gt], gt_frame[keep_gt])
+        pr_xy, pr_has, pr_score, pr_track, pr_frame = (pr_xy[keep_pr], pr_has[keep_pr],
+                                                       pr_score[keep_pr], pr_track[keep_pr],
+                                                       pr_frame[keep_pr])
+    # Labelled frames renumbered 0, 1, ... (frames without GT persons are gone).
+    renumber = np.cumsum(labelled) - 1
+    return EvalVideo(name, int(labelled.sum()), renumber[gt_frame], gt_xy, gt_has, gt_track, head,
+                     renumber[pr_frame], pr_xy, pr_has, pr_score, pr_track)
 
 
 def eval_video(name: str, gt_frames: list[Frame], pred_frames: list[list[Pose]],
                gt_file: str = "ground truth", pred_file: str = "predictions") -> EvalVideo:
-    """A video's frames paired by position; GT frames without persons dropped (poseval)."""
-    frames = [eval_frame(gt, pred, gt_file, pred_file)
-              for gt, pred in zip(gt_frames, pred_frames) if gt.poses]
-    return EvalVideo(name, frames)
+    """``eval_arrays`` for GT Frames and the predicted Poses at each frame's position."""
+    return eval_arrays(name, VideoArrays.from_frames(gt_frames),
+                       VideoArrays.from_frames(gt_frames, pred_frames), gt_file, pred_file)
 
 
 def read_eval_file(path: Path) -> list[Frame]:
-    """A PoseTrack18 ``<video>.json`` or a 2017 ``annolist`` file as Frames (POSETRACK18 order).
-
-    Nothing is checked against images: evaluation needs only the annotations, and predicted
-    joints may leave the image.
+    """A PoseTrack18 ``<video>.json`` or a 2017 ``annolist`` file as Frames (POSETRACK18
+    order), by the per-record walk. Nothing is checked against images: evaluation needs
+    only the annotations, and predicted joints may leave the image.
     """
     data = load_json(path)
     if is_annolist(data):
         return read_annolist(data, str(path))
     schema, frames = read_video(path, path.parent, check_images=False,
-                                outside_tolerance=float("inf"), data=data, require_ids=False)
-    if schema is not POSETRACK18:
-        raise InputError(f"PoseTrack evaluation needs the posetrack18 keypoints in 'categories'; "
-                         f"this file has {schema.name}", file=str(path), field="categories")
+                                outside_tolerance=float("inf"), data=data, require_ids=False,
+                                image_sizes=False)
+    _require_posetrack18(schema, path)
     return frames
 
 
-def _check_alignment(gt: list[Frame], pred: list[Frame], gt_path: Path, pred_path: Path) -> None:
-    """Prediction frames must be the GT frames, in the same order (poseval pairs by position)."""
-    if len(pred) != len(gt):
-        raise InputError(f"{len(pred)} prediction frames but the ground truth {gt_path} has "
-                         f"{len(gt)}: write one entry in 'images' per GT image, in GT order, "
-                         "even for frames without predictions", file=str(pred_path), field="images")
-    for position, (g, p) in enumerate(zip(gt, pred)):
-        same_id = g.image_id == p.image_id
-        same_name = Path(g.file_name).name == Path(p.file_name).name
-        if not (same_id or same_name):
-            raise InputError(f"frame {position} is image {p.image_id} ({p.file_name!r}) but the "
-                             f"ground truth's frame {position} is image {g.image_id} "
-                             f"({g.file_name!r}); list the images in GT order", file=str(pred_path),
-                             record=f"image {p.image_id}", field="images")
+def _require_posetrack18(schema: Schema, path: Path) -> None:
+    if schema is not POSETRACK18:
+        raise InputError(f"PoseTrack evaluation needs the posetrack18 keypoints in 'categories'; "
+                         f"this file has {schema.name}", file=str(path), field="categories")
 
 
-def _warn_missing_scores(frames: list[Frame], path: Path) -> None:
-    unscored = sum(1 for f in frames for p in f.poses if "visibility" not in p.extra)
+def read_eval_arrays(path: Path) -> VideoArrays:
+    """``read_eval_file`` as arrays: PoseTrack18 files are checked on whole arrays
+    (``read_video_arrays``), 2017 files by the walk."""
+    data = load_json(path)
+    if is_annolist(data):
+        return VideoArrays.from_frames(read_annolist(data, str(path)))
+    schema, video = read_video_arrays(path, data)
+    _require_posetrack18(schema, path)
+    return video
+
+
+def _check_alignment(gt: VideoArrays, pred: VideoArrays, gt_path: Path, pred_path: Path) -> None:
+    """Prediction frames must be the GT frames, in the same order (poseval pairs by position):
+    the same image id or the same image file name at every position."""
+    if len(pred.image_ids) != len(gt.image_ids):
+        raise InputError(f"{len(pred.image_ids)} prediction frames but the ground truth {gt_path} "
+                         f"has {len(gt.image_ids)}: write one entry in 'images' per GT image, in "
+                         "GT order, even for frames without predictions", file=str(pred_path),
+                         field="images")
+    if pred.image_ids == gt.image_ids:
+        return
+    for position, (g_id, p_id) in enumerate(zip(gt.image_ids, pred.image_ids)):
+        g_name, p_name = gt.file_names[position], pred.file_names[position]
+        if g_id != p_id and Path(g_name).name != Path(p_name).name:
+            raise InputError(f"frame {position} is image {p_id} ({p_name!r}) but the "
+                             f"ground truth's frame {position} is image {g_id} "
+                             f"({g_name!r}); list the images in GT order", file=str(pred_path),
+                             record=f"image {p_id}", field="images")
+
+
+def _warn_missing_scores(pred: VideoArrays, path: Path) -> None:
+    unscored = int((~pred.scored).sum())
     if unscored:
         warnings.warn(f"{path}: {unscored} predicted persons have no per-joint 'scores'; as poseval "
                       f"does, their joints are scored {MIN_SCORE:g} (ranked below every scored joint "
@@ -275,10 +397,9 @@ def load_videos(gt: str | Path, pred: str | Path, *, order: str = "sorted") -> l
             raise InputError("no such prediction file", file=str(pred))
     videos = []
     for gt_file, pred_file in zip(gt_files, pred_files):
-        gt_frames = read_eval_file(gt_file)
-        pred_frames = read_eval_file(pred_file)
-        _check_alignment(gt_frames, pred_frames, gt_file, pred_file)
-        _warn_missing_scores(pred_frames, pred_file)
-        videos.append(eval_video(gt_file.stem, gt_frames, [f.poses for f in pred_frames],
-                                 str(gt_file), str(pred_file)))
+        gt_video = read_eval_arrays(gt_file)
+        pred_video = read_eval_arrays(pred_file)
+        _check_alignment(gt_video, pred_video, gt_file, pred_file)
+        _warn_missing_scores(pred_video, pred_file)
+        videos.append(eval_arrays(gt_file.stem, gt_video, pred_video, str(gt_file), str(pred_file)))
     return videos

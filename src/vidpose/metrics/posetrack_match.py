@@ -14,68 +14,72 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidpose.metrics.posetrack_inputs import NUM_JOINTS, EvalVideo
+from vidpose.metrics.posetrack_inputs import EvalVideo
 
 PCKH_THRESHOLD = 0.5
 
 
 @dataclass
-class FrameMatch:
-    """The outcome for one frame."""
+class VideoMatch:
+    """The outcome for every frame of a video."""
 
-    true_positive: np.ndarray  # (P, 15) bool, for AP
-    distance: np.ndarray       # (P, G, 15) normalised distance of candidate pairs, NaN otherwise
-    empty: bool                # no GT or no predicted person (poseval's special MOT case)
+    true_positive: np.ndarray  # (P, 15) bool per predicted person, for AP
+    # Candidate pairs for MOT (within the threshold), frame by frame: the labelled frame,
+    # the predicted and GT person (indices into the video's arrays), the joint, and the
+    # normalised distance.
+    frame: np.ndarray
+    pred: np.ndarray
+    gt: np.ndarray
+    joint: np.ndarray
+    distance: np.ndarray
+    empty: np.ndarray          # (T,) bool: no GT or no predicted person (poseval's MOT case)
 
 
-def _padded(arrays: list[np.ndarray], size: int, fill: float | bool) -> np.ndarray:
-    """(T, size, ...) stack of per-frame (n_t, ...) arrays padded with ``fill``."""
-    out = np.full((len(arrays), size) + arrays[0].shape[1:], fill, dtype=arrays[0].dtype)
-    for t, a in enumerate(arrays):
-        out[t, :len(a)] = a
-    return out
+def _first_max(values: np.ndarray, group: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (rows taken in ``order``, groups contiguous there): the first row holding
+    the group's maximum, and that maximum. Returns (rows, maxima), one per group."""
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, group[order][1:] != group[order][:-1]])
+    maxima = np.maximum.reduceat(ordered, starts)
+    size = np.diff(np.r_[starts, len(order)])
+    at_max = np.flatnonzero(ordered == np.repeat(maxima, size))
+    owner = np.searchsorted(starts, at_max, side="right") - 1
+    first = at_max[np.r_[True, owner[1:] != owner[:-1]]]
+    return order[first], maxima
 
 
-def match_video(video: EvalVideo, threshold: float = PCKH_THRESHOLD) -> list[FrameMatch]:
-    """The outcome of every frame of a video, computed for all frames at once (frames padded
-    to the most persons; padding has no joints, so it is never close and never chosen)."""
-    frames = video.frames
-    if not frames:
-        return []
-    num_pred = max(max(len(f.pr_track) for f in frames), 1)
-    num_gt = max(max(len(f.gt_track) for f in frames), 1)
-    pr_xy = _padded([f.pr_xy for f in frames], num_pred, 0.0)
-    pr_has = _padded([f.pr_has for f in frames], num_pred, False)
-    gt_xy = _padded([f.gt_xy for f in frames], num_gt, 0.0)
-    gt_has = _padded([f.gt_has for f in frames], num_gt, False)
-    head = _padded([f.head_size for f in frames], num_gt, 1.0)
-    delta = pr_xy[:, :, None] - gt_xy[:, None]
+def match_video(video: EvalVideo, threshold: float = PCKH_THRESHOLD) -> VideoMatch:
+    """The outcome of every frame of a video, computed for all frames at once over every
+    (predicted person, GT person) pair of the same frame."""
+    gt_start, pr_start = video.bounds()
+    gt_count, pr_count = np.diff(gt_start), np.diff(pr_start)
+    empty = (pr_count == 0) | (gt_count == 0)
+    # Every pair of a frame, ordered by predicted person, then GT person (frame order).
+    per_pred = gt_count[video.pr_frame]
+    pair_pred = np.repeat(np.arange(len(video.pr_frame)), per_pred)
+    first_gt = np.repeat(gt_start[video.pr_frame], per_pred)
+    pair_gt = first_gt + np.arange(len(pair_pred)) - np.repeat(np.cumsum(per_pred) - per_pred, per_pred)
+    both = video.pr_has[pair_pred] & video.gt_has[pair_gt]  # (pairs, 15)
+    delta = video.pr_xy[pair_pred] - video.gt_xy[pair_gt]
     with np.errstate(divide="ignore", invalid="ignore"):
-        distance = np.sqrt((delta ** 2).sum(-1)) / head[:, None, :, None]
-        distance = np.where(pr_has[:, :, None] & gt_has[:, None], distance, np.inf)
-        close = distance <= threshold
-    annotated = gt_has.sum(-1)  # (T, G)
-    pck = close.sum(-1).astype(np.float64)  # (T, P, G); padding rows and columns stay 0
-    pck = np.where(annotated[:, None] > 0, pck / np.maximum(annotated, 1)[:, None], pck)
-    # Padding columns come after the real ones and hold 0, so argmax never prefers them.
-    best_gt = pck.argmax(2)
-    kept = np.zeros_like(pck)
-    t, p = np.indices(best_gt.shape)
-    kept[t, p, best_gt] = pck[t, p, best_gt]
-    pred_of_gt = kept.argmax(1)  # (T, G)
-    assigned = kept.max(1) > 0
-    gt_of_pred = np.full(best_gt.shape, -1)
-    t_a, g_a = np.nonzero(assigned)
-    gt_of_pred[t_a, pred_of_gt[t_a, g_a]] = g_a
-    true_positive = ((gt_of_pred[..., None] >= 0)
-                     & close[t, p, np.maximum(gt_of_pred, 0)] & pr_has)
-    candidate = np.where(close, distance, np.nan)
-    matches = []
-    for i, frame in enumerate(frames):
-        n_p, n_g = len(frame.pr_track), len(frame.gt_track)
-        if n_p == 0 or n_g == 0:
-            matches.append(FrameMatch(np.zeros((n_p, NUM_JOINTS), bool),
-                                      np.full((n_p, n_g, NUM_JOINTS), np.nan), True))
-        else:
-            matches.append(FrameMatch(true_positive[i, :n_p], candidate[i, :n_p, :n_g], False))
-    return matches
+        distance = np.sqrt((delta ** 2).sum(-1)) / video.head_size[pair_gt, None]
+    close = both & (distance <= threshold)
+    true_positive = np.zeros(video.pr_has.shape, bool)
+    if len(pair_pred):
+        annotated = video.gt_has.sum(1)[pair_gt]
+        hits = close.sum(1).astype(np.float64)
+        pck = np.where(annotated > 0, hits / np.maximum(annotated, 1), hits)
+        # Each prediction keeps its best GT person only (the first on ties) ...
+        best, _ = _first_max(pck, pair_pred, np.arange(len(pair_pred)))
+        kept = np.zeros_like(pck)
+        kept[best] = pck[best]
+        # ... and each GT person takes the prediction with the highest kept score (the
+        # first on ties), if above zero.
+        by_gt = np.lexsort((pair_pred, pair_gt))
+        chosen, score = _first_max(kept, pair_gt, by_gt)
+        chosen = chosen[score > 0]
+        true_positive[pair_pred[chosen]] = close[chosen]
+    # Candidate pairs for MOT, frame by frame (pairs are already in frame order).
+    pair, joint = np.nonzero(close)
+    return VideoMatch(true_positive, video.pr_frame[pair_pred[pair]], pair_pred[pair],
+                      pair_gt[pair], joint, distance[pair, joint], empty)

@@ -196,5 +196,117 @@ def random_videos(rng: np.random.Generator, *, videos: int = 3, frames: int = 12
             score = rng.integers(0, score_levels, pr_has.shape) / max(score_levels - 1, 1)
             video_frames.append(EvalFrame(gt_xy, gt_has, gt_track.astype(np.int64), head, pr_xy,
                                           pr_has, score, pr_track.astype(np.int64)))
-        out.append(EvalVideo(f"video{v}", video_frames))
+        out.append(EvalVideo.from_frames(f"video{v}", video_frames))
     return out
+
+
+def _split(total: int, parts: int, low: int, high: int, rng: np.random.Generator) -> np.ndarray:
+    """``parts`` integers in [low, high] (varied) that sum to exactly ``total``."""
+    sizes = rng.integers(low, high + 1, parts).astype(float)
+    sizes = np.clip(np.round(sizes * total / sizes.sum()), low, high).astype(int)
+    while sizes.sum() != total:
+        i = rng.integers(parts)
+        step = 1 if sizes.sum() < total else -1
+        if low <= sizes[i] + step <= high:
+            sizes[i] += step
+    return sizes
+
+
+def _real_number(value: float) -> float | int:
+    """How PoseTrack18's files write a coordinate: whole pixels as integers, others with 7
+    decimals (the annotation tool's float32 values)."""
+    return int(value) if value == int(value) else round(float(value), 7)
+
+
+def write_posetrack18_set(gt_dir, pred_dir, *, seed: int = 0, videos: int = 30,
+                          labelled_frames: int = 1566, poses: int = 8180) -> None:
+    """A PoseTrack18 validation-style set and tracking results for it, as per-video files.
+
+    Shaped like the real ``annotations/val`` files (the poseval input the benchmark times):
+    every video lists all its frames in ``images`` (about half of them labelled), labelled
+    frames carry ignore-region polygons of a few dozen points, ground-truth annotations
+    have ``id``, ``bbox``, ``bbox_head``, ``track_id`` and integer-or-7-decimal
+    coordinates; predictions (jittered copies, some persons dropped, false positives, some
+    ID swaps) carry per-joint ``scores``, a person ``score`` and a ``track_id``. Video
+    lengths and person counts vary; the totals are exactly ``labelled_frames`` and
+    ``poses`` ground-truth persons (and as many predicted).
+    """
+    import json
+    from pathlib import Path
+
+    from vidpose.formats.cocostyle import category_record
+    from vidpose.keypoints import POSETRACK18
+
+    rng = np.random.default_rng(seed)
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    categories = [category_record(POSETRACK18)]
+    labelled = _split(labelled_frames, videos, 20, 120, rng)
+    # Persons per labelled frame: each video has its own typical crowd (1 to 10).
+    counts = [np.clip(rng.poisson(rng.uniform(1, 10), n), 0, 15) for n in labelled]
+    flat = np.concatenate(counts)
+    while flat.sum() != poses:  # adjust single frames until the total is exact
+        i = rng.integers(len(flat))
+        flat[i] = max(0, flat[i] + (1 if flat.sum() < poses else -1))
+    counts = np.split(flat, np.cumsum(labelled)[:-1])
+    for v in range(videos):
+        vid = f"{v + 1:06d}"
+        name = f"{vid}_mpii_test"
+        nframes = 2 * int(labelled[v]) + int(rng.integers(0, 20))
+        labelled_at = np.sort(rng.choice(nframes, int(labelled[v]), replace=False))
+        tracks = int(counts[v].max(initial=0)) + 2
+        start = rng.uniform(200, 1100, (tracks, 1, 2)) + rng.normal(0, 60, (tracks, 17, 2))
+        velocity = rng.normal(0, 4, (tracks, 1, 2))
+        region = rng.uniform(0, 1000, (2, 2)) + rng.uniform(30, 200, (1, 2)) * np.stack(
+            [np.cos(np.linspace(0, 2 * np.pi, 40)), np.sin(np.linspace(0, 2 * np.pi, 40))], 1)[:, None]
+        images, gt_anns, pred_anns = [], [], []
+        swap_from = nframes // 2 if rng.random() < 0.3 else nframes
+        for t in range(nframes):
+            image_id = int(f"1{vid}{t:04d}")
+            image = {"has_no_densepose": True, "is_labeled": False,
+                     "file_name": f"images/val/{name}/{t:06d}.jpg", "nframes": nframes,
+                     "frame_id": image_id, "vid_id": vid, "id": image_id}
+            images.append(image)
+            k = np.searchsorted(labelled_at, t)
+            if k >= len(labelled_at) or labelled_at[k] != t:
+                continue
+            image.update(is_labeled=True, width=1920, height=1080,
+                         ignore_regions_x=[[int(x) for x in region[:, 0, 0]]],
+                         ignore_regions_y=[[int(y) for y in region[:, 0, 1]]])
+            present = rng.choice(tracks, int(counts[v][k]), replace=False)
+            for track in present:
+                xy = start[track] + t * velocity[track] + rng.normal(0, 2, (17, 2))
+                xy = np.where(rng.random((17, 1)) < 0.5, np.round(xy), xy)
+                flags = (rng.random(17) > 0.15).astype(int)
+                flags[[3, 4]] = 0  # the ears, never annotated in PoseTrack18
+                keypoints = [c for (x, y), f in zip(xy, flags) for c in
+                             ((_real_number(x), _real_number(y), 1) if f else (0, 0, 0))]
+                head = [int(xy[2, 0]) - 30, int(xy[2, 1]) - 60, 60, 50]
+                gt_anns.append({"bbox_head": head, "keypoints": keypoints,
+                                "track_id": int(track), "image_id": image_id,
+                                "bbox": [round(float(v), 7) for v in (*xy.min(0), *np.ptp(xy, 0))],
+                                "scores": [], "category_id": 1,
+                                "id": int(f"1{vid}{t:04d}{track:02d}"), "iscrowd": False,
+                                "num_keypoints": int(flags.sum())})
+                if rng.random() < 0.1:
+                    continue  # a missed person
+                pr_xy = xy + rng.normal(0, 5, (17, 2))
+                has = flags.astype(bool) & (rng.random(17) > 0.05)
+                pr_track = int(track) if t < swap_from else int((track + 1) % tracks)
+                pred_anns.append(_prediction(pr_xy, has, pr_track, image_id, rng))
+            if rng.random() < 0.1:  # a false positive
+                pred_anns.append(_prediction(rng.uniform(0, 1000, (17, 2)), np.ones(17, bool),
+                                             100 + t, image_id, rng))
+        with open(gt_dir / f"{name}.json", "w") as f:
+            json.dump({"images": images, "annotations": gt_anns, "categories": categories}, f)
+        with open(pred_dir / f"{name}.json", "w") as f:
+            json.dump({"images": images, "annotations": pred_anns, "categories": categories}, f)
+
+
+def _prediction(xy: np.ndarray, has: np.ndarray, track: int, image_id: int,
+                rng: np.random.Generator) -> dict:
+    scores = np.where(has, rng.uniform(0, 1, 17), 0.0)
+    keypoints = [c for (x, y), h in zip(xy, has) for c in ((float(x), float(y), 1) if h else (0, 0, 0))]
+    return {"keypoints": keypoints, "scores": [float(s) for s in scores], "score": float(scores.mean()),
+            "track_id": track, "image_id": image_id, "category_id": 1}
