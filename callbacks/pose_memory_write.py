@@ -77,45 +77,65 @@ def keypoint_quality(heatmaps: Tensor, blur_sigma: float = 1.0) -> tuple[Tensor,
 
 
 class PersonMemory:
-    """One track's stored feature maps (oldest first) and saved keypoint feature vectors."""
+    """One track's stored maps (oldest first) and saved keypoint feature vectors.
+
+    What is stored is the caller's: the pose memory model writes each enhanced map F~ as its
+    projected memory rows (``MemoryRead.project``: W_K F~ then W_V F~ per position), so that
+    a read never projects a stored map again; keypoint feature replacement acts on those
+    rows exactly as on F~ (the projections are linear per position). A map may carry streams
+    ``(S, C, h, w)``: with the flip test, stream 1 holds the mirrored crop's map, whose
+    keypoints sit at the mirrored cells, so that the mirrored pass reads a mirrored memory.
+    The caller detaches what must not be trained through (training keeps W_K / W_V's graph).
+    """
 
     def __init__(self, policy: MemoryWritePolicy) -> None:
         self.policy = policy
         self.features: deque[Tensor] = deque(maxlen=policy.capacity)
-        self.saved: Tensor | None = None  # (K, C) last high-quality feature vector per keypoint
+        self.saved: Tensor | None = None  # (S, K, C) last high-quality vector per keypoint
         self.has_saved: Tensor | None = None  # (K,) bool
 
     def stacked(self) -> Tensor | None:
-        """(T, C, h, w) of the stored maps, or None while empty."""
+        """(T, [S,] C, h, w) of the stored maps, or None while empty."""
         return torch.stack(list(self.features)) if self.features else None
 
     def write(self, features: Tensor, heatmaps: Tensor,
               quality: tuple[Tensor, Tensor] | None = None) -> bool:
-        """Refine ``features`` (C, h, w) by keypoint feature replacement and store them if the
-        heatmap score passes the gate; returns whether they were stored. ``quality``: this
-        person's ``keypoint_quality(heatmaps)`` when the caller scored a batch at once."""
+        """Refine ``features`` ((C, h, w), or (S, C, h, w) streams) by keypoint feature
+        replacement and store them if the heatmap score passes the gate; returns whether
+        they were stored. ``quality``: this person's ``keypoint_quality(heatmaps)`` when the
+        caller scored a batch at once."""
         scores, xy = quality if quality is not None else keypoint_quality(heatmaps, self.policy.blur_sigma)
-        features = features.detach().clone()
-        if self.policy.replacement:
-            self._replace(features, scores, xy, heatmaps.shape[-2:])
+        if self.policy.replacement:  # first stage: it also saves from frames the gate drops
+            streams = features if features.dim() == 4 else features[None]
+            streams = self._replace(streams, scores, xy, heatmaps.shape[-2:])
+            features = streams if features.dim() == 4 else streams[0]
         if float(scores.sum()) <= self.policy.heatmap_threshold:
             return False
         self.features.append(features)
         return True
 
-    def _replace(self, features: Tensor, scores: Tensor, xy: Tensor, map_size: torch.Size) -> None:
-        """Keypoint feature replacement, in place: save high-quality keypoints' vectors,
-        put the saved ones back at low-quality keypoints."""
-        num_keypoints, channels = len(scores), features.shape[0]
-        if self.saved is None:
-            self.saved = features.new_zeros(num_keypoints, channels)
-            self.has_saved = torch.zeros(num_keypoints, dtype=torch.bool, device=features.device)
-        # Heatmap pixel -> feature-map cell on the same relative grid.
-        scale = torch.tensor([features.shape[-1] / map_size[1], features.shape[-2] / map_size[0]],
-                             device=xy.device)
+    def _replace(self, features: Tensor, scores: Tensor, xy: Tensor, map_size: torch.Size) -> Tensor:
+        """Keypoint feature replacement on (S, C, h, w): save high-quality keypoints' vectors,
+        put the saved ones back at low-quality keypoints (out of place, so that a training
+        graph through the stored rows stays valid)."""
+        num_streams, channels, height, width = features.shape
+        if self.saved is None or self.saved.shape[0] != num_streams:
+            self.saved = features.new_zeros(num_streams, len(scores), channels)
+            self.has_saved = torch.zeros(len(scores), dtype=torch.bool, device=features.device)
+        # Heatmap pixel -> feature-map cell on the same relative grid; the mirrored stream's
+        # cell of a keypoint is the mirror image of it.
+        scale = torch.tensor([width / map_size[1], height / map_size[0]], device=xy.device)
         x, y = (xy.float() * scale).floor().long().unbind(1)
-        high = scores > self.policy.high
-        self.saved[high] = features[:, y[high], x[high]].T
-        self.has_saved |= high
-        low = (scores < self.policy.low) & self.has_saved
-        features[:, y[low], x[low]] = self.saved[low].T
+        cells = (torch.stack([x, width - 1 - x])[:num_streams] + width * y).to(features.device)
+        flat = features.flatten(2)  # (S, C, h w)
+        at_keypoints = flat.gather(2, cells[:, None, :].expand(-1, channels, -1))  # (S, C, K)
+        high = (scores > self.policy.high).to(features.device)
+        self.saved = torch.where(high[None, :, None], at_keypoints.transpose(1, 2), self.saved)
+        self.has_saved = self.has_saved | high
+        low = (scores < self.policy.low).to(features.device) & self.has_saved
+        if not bool(low.any()):
+            return features
+        chosen = low.nonzero().squeeze(1)
+        streams = torch.arange(num_streams, device=features.device)[:, None].expand(-1, len(chosen))
+        rows = flat.transpose(1, 2).index_put((streams, cells[:, chosen]), self.saved[:, chosen])
+        return rows.transpose(1, 2).reshape(features.shape)

@@ -48,7 +48,7 @@ def test_low_quality_keypoints_get_the_saved_high_quality_feature_vector():
     good = _peak_maps([(4, 4), (8, 12)])  # both keypoints clean: saved
     first = torch.randn(3, 16, 12)
     assert memory.write(first, good)
-    assert torch.equal(memory.saved[0], first[:, 4, 4]) and torch.equal(memory.saved[1], first[:, 12, 8])
+    assert torch.equal(memory.saved[0, 0], first[:, 4, 4]) and torch.equal(memory.saved[0, 1], first[:, 12, 8])
     bad = good.clone()
     bad[1] = torch.rand(16, 12) * 0.05  # keypoint 1 is noise now: low quality
     bad[1, 2, 2] = 1.0
@@ -59,7 +59,7 @@ def test_low_quality_keypoints_get_the_saved_high_quality_feature_vector():
     stored = memory.features[-1]
     x, y = xy[1].tolist()
     assert torch.equal(stored[:, y, x], first[:, 12, 8])  # replaced by the saved vector
-    assert torch.equal(memory.saved[0], second[:, 4, 4])  # keypoint 0 was good again: re-saved
+    assert torch.equal(memory.saved[0, 0], second[:, 4, 4])  # keypoint 0 was good again: re-saved
     others = torch.ones(16, 12, dtype=torch.bool)
     others[y, x] = False
     assert torch.equal(stored[:, others], second[:, others])
@@ -105,3 +105,61 @@ def test_keypoint_quality_of_a_batch_equals_one_person_at_a_time():
     for person in range(3):
         one_scores, one_xy = keypoint_quality(heatmaps[person])
         assert torch.equal(scores[person], one_scores) and torch.equal(xy[person], one_xy)
+
+
+def _quality_sequence():
+    """Five frames of two keypoints whose quality rises and falls (saves and replacements)."""
+    torch.manual_seed(0)
+    good = _peak_maps([(4, 4), (8, 12)])
+    frames = []
+    for t in range(5):
+        maps = good.clone()
+        if t % 2:
+            maps[1] = torch.rand(16, 12) * 0.05  # keypoint 1 is noise: low quality
+            maps[1, 2, 2] = 1.0
+        frames.append((torch.randn(6, 16, 12), maps))
+    return frames
+
+
+def test_storing_projected_rows_equals_projecting_the_stored_maps():
+    # The memory stores W_K / W_V rows written once; replacement on the rows must give what
+    # replacing on F~ and projecting at every read (the old memory) gave.
+    from vidpose.nn.attention import MemoryRead
+
+    torch.manual_seed(0)
+    read = MemoryRead(6, 4, heads=2)
+    policy = MemoryWritePolicy(capacity=3, high=1.2, low=0.9)
+    maps_memory, rows_memory = PersonMemory(policy), PersonMemory(policy)
+    for features, heatmaps in _quality_sequence():
+        maps_memory.write(features, heatmaps)
+        rows_memory.write(read.project(features), heatmaps)
+    assert rows_memory.stacked().shape == (3, 4 + 6, 16, 12)
+    torch.testing.assert_close(rows_memory.stacked(), read.project(maps_memory.stacked()))
+
+
+def test_the_mirrored_stream_saves_and_replaces_at_the_mirrored_cells():
+    policy = MemoryWritePolicy(capacity=3, high=1.2, low=0.9)
+    single, streams = PersonMemory(policy), PersonMemory(policy)
+    for features, heatmaps in _quality_sequence():
+        single.write(features, heatmaps)
+        streams.write(torch.stack([features, features.flip(-1)]), heatmaps)
+    stored = streams.stacked()
+    assert stored.shape == (3, 2, 6, 16, 12)
+    assert torch.equal(stored[:, 0], single.stacked())
+    assert torch.equal(stored[:, 1], single.stacked().flip(-1))
+
+
+def test_the_default_gate_drops_a_frame_without_keypoints_and_keeps_a_confident_one():
+    # Every keypoint scores at least 0.5, so a gate below K x 0.5 (the old default 0) wrote
+    # every frame. The default now gates (value measured: MemoryWritePolicy).
+    k = 17
+    policy = MemoryWritePolicy()
+    assert policy.heatmap_threshold > k * 0.5
+    memory = PersonMemory(policy)
+    blank = torch.zeros(k, 16, 12)  # nothing found: every keypoint scores 0.5
+    weak = 0.1 * _peak_maps([(2 + (j % 8), 2 + j // 2) for j in range(k)])
+    assert not memory.write(torch.randn(3, 16, 12), blank)
+    assert not memory.write(torch.randn(3, 16, 12), weak)
+    assert memory.stacked() is None
+    confident = _peak_maps([(2 + (j % 8), 2 + j // 2) for j in range(k)])
+    assert memory.write(torch.randn(3, 16, 12), confident)

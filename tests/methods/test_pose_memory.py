@@ -59,11 +59,31 @@ def test_estimate_reads_memory_and_returns_the_map_to_write():
     with torch.no_grad():
         model.read.alpha.fill_(0.2)  # let the memory weigh
     crops = torch.randn(2, 3, 64, 48)
-    plain, enhanced = model.estimate(crops, [None, None], crowded=False)
-    assert plain.shape == (2, 17, 16, 12) and enhanced.shape == (2, 512, 2, 2)
-    memory = torch.randn(1, 512, 2, 2)
+    plain, written = model.estimate(crops, [None, None], crowded=False)
+    # Per person: the crop's and the mirrored crop's F~ (flip test), as W_K + W_V rows.
+    assert plain.shape == (2, 17, 16, 12) and written.shape == (2, 2, 16 + 512, 2, 2)
+    memory = written[:1]  # person 0's memory: one stored map
     read, _ = model.estimate(crops, [memory, None], crowded=False)
     assert not torch.allclose(read[0], plain[0]) and torch.allclose(read[1], plain[1])
+
+
+def test_the_flip_test_reads_a_memory_of_mirrored_crops():
+    # Stream 1 of what a crop writes is what its mirror image writes as stream 0, and a crop's
+    # mirrored pass reading its memory computes what the mirror image's own pass computes
+    # reading the mirror image's memory: each pass reads maps of crops facing its way.
+    torch.manual_seed(0)
+    model = PoseMemory(MODEL, DATA)
+    with torch.no_grad():
+        model.read.alpha.fill_(0.2)
+    crop = torch.randn(1, 3, 64, 64)
+    _, crop_written = model.estimate(crop, [None], crowded=False)
+    _, mirror_written = model.estimate(crop.flip(-1), [None], crowded=False)
+    torch.testing.assert_close(crop_written[0, 1], mirror_written[0, 0], rtol=1e-4, atol=1e-4)
+    _, crop_again = model.estimate(crop, [crop_written], crowded=True)
+    _, mirror_again = model.estimate(crop.flip(-1), [mirror_written], crowded=True)
+    torch.testing.assert_close(crop_again[0, 1], mirror_again[0, 0], rtol=1e-4, atol=1e-4)
+    # The memory made a difference to what was read.
+    assert not torch.allclose(crop_again[0, 1], crop_written[0, 1], atol=1e-3)
 
 
 def test_pad_memories_masks_missing_slots():
@@ -132,3 +152,68 @@ def test_crowd_subset_scores_only_crowded_videos(tiny_synth):
     assert scores["videos"] == 2.0 and scores["mAP"] == pytest.approx(100.0)
     model = PoseMemory({**MODEL, "crowd_threshold": 100.0}, DATA)
     assert model._crowd_scores(data, poses) == {}
+
+
+@pytest.mark.parametrize("truth, boxes, crowded", [(10, 1, False), (1, 10, True)])
+def test_validation_switches_coda_on_the_boxes_not_ground_truth_counts(monkeypatch, truth, boxes,
+                                                                        crowded):
+    # Validation's path (make_pipeline, then track per video) with a video whose ground truth
+    # has `truth` persons per frame and whose box source gives `boxes`: the switch (8 persons
+    # per frame) follows the boxes. The old switch read the ground-truth count.
+    import numpy as np
+
+    from vidpose.keypoints import POSETRACK18
+    from vidpose.pose import Frame, Pose, PoseDataset
+
+    def person(i):
+        keypoints = np.zeros((17, 3))
+        keypoints[:, :2], keypoints[:, 2] = [20 + 5 * i, 30], 1
+        return Pose(keypoints, box=np.array([10.0 + 5 * i, 10, 20, 40]))
+
+    frames = [Frame(image_id=t, file_name=f"{t}.jpg", width=120, height=80, video="v",
+                    frame_index=t, is_labeled=True, poses=[person(i) for i in range(truth)])
+              for t in range(3)]
+    data = PoseDataset(frames, POSETRACK18, ".", "test")
+
+    def detector(frame, image):
+        return np.array([[10.0 + 5 * i, 10, 20, 40] for i in range(boxes)]), np.ones(boxes)
+
+    model = PoseMemory({**MODEL, "flip_test": False}, DATA)
+    monkeypatch.setattr(model, "box_source", lambda data, split: detector)
+    flags = []
+    estimate = model.estimate
+    monkeypatch.setattr(model, "estimate",
+                        lambda crops, memories, crowded: flags.append(crowded) or estimate(
+                            crops, memories, crowded))
+    pipeline = model.make_pipeline(data)
+    image = np.zeros((80, 120, 3), np.uint8)
+    tracked = list(model.track(pipeline, ((f, image) for f in frames), "v"))
+    assert [len(f.poses) for f in tracked] != [0, 0, 0]
+    assert flags == [crowded] * 3
+
+
+def test_table3_wrists_and_ankles_are_scored_under_their_paper_metrics_names(tiny_synth):
+    import numpy as np
+
+    from vidpose.config import compose
+    from vidpose.formats.posetrack import read_posetrack
+    from vidpose.keypoints import POSETRACK18
+    from vidpose.methods.scoring import score_poses
+
+    data = read_posetrack(tiny_synth / "posetrack18" / "annotations" / "val")
+    wrist = POSETRACK18.indices(["left_wrist"])[0]
+    poses = {}
+    for i, frame in enumerate(data.frames):
+        poses[i] = [type(p)(p.keypoints.copy(), box=p.box, track_id=p.track_id) for p in frame.poses]
+        for k, pose in enumerate(poses[i]):
+            pose.keypoints[:, 2] = (pose.keypoints[:, 2] > 0) * 0.9
+            if k % 2:  # every other person's left wrist lands far off
+                pose.keypoints[wrist, :2] += 500
+    scores = score_poses(data, poses)
+    # poseval's "Wri" column: the mean of both wrists' AP.
+    assert scores["AP/wrists"] == pytest.approx(
+        np.mean([scores["AP/left_wrist"], scores["AP/right_wrist"]]))
+    assert scores["AP/wrists"] < 90 and scores["AP/ankles"] == pytest.approx(100)
+    for name in ("memory_t3_simple_baseline_memory", "memory_t3_cpn_baseline"):
+        wanted = set(compose(name).experiment.paper_metrics)
+        assert {"AP/wrists", "AP/ankles"} <= wanted and wanted <= set(scores)

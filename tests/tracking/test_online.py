@@ -95,8 +95,38 @@ def test_greedy_tracker_baseline_gives_ids_and_the_crowdedness_switch():
     tracked, estimator, _ = run(frames, TrackingConfig(tracker="greedy_oks", crowd_threshold=1.5))
     assert [[p.track_id for p in f.poses] for f in tracked] == [[0, 1]] * 3
     assert estimator.crowded == [True] * 3  # 2 boxes per frame > 1.5 (running mean)
-    _, estimator, _ = run(frames, TrackingConfig(crowd_threshold=1.5), persons_per_frame=1.0)
-    assert estimator.crowded == [False] * 3  # the ground-truth measure wins when given
+
+
+def _boxes(count: int, t: int) -> list[list[float]]:
+    return [[10 + 30 * i + t, 10, 25, 60] for i in range(count)]
+
+
+@pytest.mark.parametrize("rule, expected", [("running_mean", [True, True, False, False]),
+                                            ("frame", [True, False, False, False])])
+def test_the_coda_switch_counts_the_boxes_never_ground_truth_persons(rule, expected):
+    # Ground truth: one person per frame. Boxes given (a detector's): 9, 1, 1, 1. The switch
+    # (threshold 4) follows the boxes: running mean 9, 5, 3.7, 3 or this frame's count.
+    truth = [frame_with([[10, 10, 25, 60]], t) for t in range(4)]
+    detected = {t: np.array(_boxes(n, t), dtype=float) for t, n in enumerate([9, 1, 1, 1])}
+
+    class DetectorBoxes:
+        def __call__(self, frame, image):
+            boxes = detected[frame.frame_index]
+            return boxes, np.ones(len(boxes))
+
+    estimator = FakeEstimator()
+    pipeline = OnlineTopDown(estimator, DetectorBoxes(),
+                             TrackingConfig(crowd_threshold=4.0, crowdedness=rule))
+    image = np.zeros((120, 400, 3), np.uint8)
+    list(track_video(pipeline, ((f, image) for f in truth)))
+    assert estimator.crowded == expected
+
+
+def test_bad_crowdedness_rule_is_refused():
+    from vidpose.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="crowdedness"):
+        TrackingConfig(crowdedness="ground_truth")
 
 
 def test_duplicate_boxes_are_suppressed_and_write_once():

@@ -20,7 +20,10 @@ without the module: the paper's "w/o memory" baseline.
 Validation runs the online pipeline (``tracking/online.py``) over every video of the split,
 with boxes from ``data.box_source`` (ground truth, a detection file or our detector), and
 scores PoseTrack mAP and MOTA on the whole split and on its crowd subset (videos with more
-than ``model.crowd_threshold`` persons per frame).
+than ``model.crowd_threshold`` ground-truth persons per frame: the paper's subset). The
+CoDA switch there reads no ground truth: it counts the pipeline's boxes
+(``model.crowdedness``). Training, which has the labels, switches on the clip's video's
+ground-truth persons per frame.
 """
 from __future__ import annotations
 
@@ -34,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
-from vidpose.crowd import crowd_videos, persons_per_frame, video_subset
+from vidpose.crowd import crowd_videos, video_subset
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError
@@ -85,6 +88,9 @@ class PoseMemoryConfig:
     tracker: str = "memory"  # memory | greedy_iou | greedy_oks
     track_threshold: float = 0.3
     crowd_threshold: float = 8.0  # persons per frame: the CoDA switch and the crowd subset
+    # The CoDA switch at test time, from the boxes (never ground-truth counts):
+    # running_mean (boxes per frame of the video so far) | frame (this frame's boxes).
+    crowdedness: str = "running_mean"
     oks_nms_thr: float = 0.9
     joint_threshold: float = 0.0
     refine: str = "quarter"
@@ -104,7 +110,7 @@ class PoseMemoryConfig:
     def tracking(self, box_padding: float) -> TrackingConfig:
         return TrackingConfig(self.association_iou, self.max_age, self.tracker,
                               self.track_threshold, box_padding, self.refine, self.oks_nms_thr,
-                              self.joint_threshold, self.crowd_threshold)
+                              self.joint_threshold, self.crowd_threshold, self.crowdedness)
 
 
 def _model_config(model: dict[str, Any]) -> PoseMemoryConfig:
@@ -120,10 +126,11 @@ def _model_config(model: dict[str, Any]) -> PoseMemoryConfig:
 
 
 def pad_memories(memories: list[Tensor | None], like: Tensor) -> tuple[Tensor, Tensor]:
-    """Each person's stored maps (T_i, C, h, w) or None -> (N, max T_i, C, h, w) zero-padded
-    and the (N, max T_i) mask of real slots."""
+    """Each person's stored rows (T_i, C', h, w) or None -> (N, max T_i, C', h, w)
+    zero-padded (dtype and device of ``like``) and the (N, max T_i) mask of real slots."""
     length = max([len(m) for m in memories if m is not None], default=0)
-    out = like.new_zeros((len(memories), max(length, 1)) + tuple(like.shape[1:]))
+    shape = next(tuple(m.shape[1:]) for m in memories if m is not None)
+    out = like.new_zeros((len(memories), max(length, 1)) + shape)
     valid = torch.zeros(len(memories), max(length, 1), dtype=torch.bool, device=like.device)
     for i, memory in enumerate(memories):
         if memory is not None:
@@ -139,7 +146,8 @@ class PoseMemory(VideoValidation, L.LightningModule):
     # `vidpose track` apply the experiment's values for these to a loaded checkpoint.
     INFERENCE_KEYS = ("attention", "capacity", "heatmap_threshold", "replacement", "high", "low",
                       "blur_sigma", "association_iou", "max_age", "tracker", "track_threshold",
-                      "crowd_threshold", "oks_nms_thr", "joint_threshold", "refine", "flip_test")
+                      "crowd_threshold", "crowdedness", "oks_nms_thr", "joint_threshold", "refine",
+                      "flip_test")
 
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
@@ -167,7 +175,6 @@ class PoseMemory(VideoValidation, L.LightningModule):
         self.policy = self.cfg.policy()
         self._poses: dict[int, list[Pose]] = {}
         self._pipeline: OnlineTopDown | None = None  # built once per validation epoch
-        self._crowdedness: dict[str, float] = {}
 
     def use_settings(self, model: dict[str, Any], data: dict[str, Any]) -> None:
         """Run this trained model with the experiment's inference settings: ``model``'s values
@@ -212,6 +219,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
         return torch.full_like(flags, self.cfg.attention == "coda")
 
     def _read(self, top: Tensor, memories: list[Tensor | None], crowded: Tensor) -> Tensor:
+        """F~ from F and each person's stored memory rows (``MemoryRead.project``)."""
         if self.read is None or all(m is None for m in memories):
             return top
         memory, valid = pad_memories(memories, top)
@@ -219,7 +227,8 @@ class PoseMemory(VideoValidation, L.LightningModule):
 
     def forward(self, image: Tensor, memories: list[Tensor | None] | None = None,
                 crowded: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """(B, 3, H, W) crops, each person's stored maps -> heatmaps and F~."""
+        """(B, 3, H, W) crops, each person's stored memory rows (T, c_bar + C, h, w) or None
+        -> heatmaps and F~."""
         top, skips = self.encode(image)
         if memories is not None:
             crowded = torch.zeros(len(top), dtype=torch.bool, device=top.device) \
@@ -231,16 +240,32 @@ class PoseMemory(VideoValidation, L.LightningModule):
     def estimate(self, crops: Tensor, memories: list[Tensor | None],
                  crowded: bool) -> tuple[Tensor, Tensor | None]:
         """The pipeline's call (``tracking.online.Estimator``): heatmaps with flip test, and
-        F~ to write. The mirrored crop reads the mirrored memory."""
+        what to write: each person's F~ projected to memory rows, (N, S, c_bar + C, h, w).
+
+        Stream 0 is the crop's; with the flip test, stream 1 is the mirrored crop's F~, which
+        the mirrored pass reads back: a CNN's features of a mirrored crop are not the mirror
+        image of the crop's (left and right limbs swap their look), and the read attends over
+        positions without order, so mirroring the stored maps (the old read) changed nothing.
+        ``memories``: each person's stored rows (T, S, c_bar + C, h, w) or None."""
         self.eval()
         crops = crops.to(self.device)
         flags = torch.full((len(crops),), bool(crowded), device=self.device)
-        heatmaps, enhanced = self(crops, memories, flags)
+        heatmaps, enhanced = self(crops, self._stream(memories, 0), flags)
+        streams = [enhanced]
         if self.cfg.flip_test:
-            mirrored = [m.flip(-1) if m is not None else None for m in memories]
-            flipped, _ = self(crops.flip(-1), mirrored, flags)
+            flipped, mirrored = self(crops.flip(-1), self._stream(memories, 1), flags)
             heatmaps = 0.5 * (heatmaps + flip_back(flipped, self.schema.flip_index, True))
-        return heatmaps, (enhanced if self.read is not None else None)
+            streams.append(mirrored)
+        if self.read is None:
+            return heatmaps, None
+        return heatmaps, self.read.project(torch.stack(streams, 1))
+
+    def _stream(self, memories: list[Tensor | None], stream: int) -> list[Tensor | None]:
+        """One stream of each person's stored rows (T, S, C', h, w) -> (T, C', h, w)."""
+        if any(m is not None and m.shape[1] <= stream for m in memories):
+            raise ValueError(f"a stored memory has no stream {stream}: it was written with "
+                             f"flip_test={not self.cfg.flip_test}")
+        return [m[:, stream] if m is not None else None for m in memories]
 
     def _loss(self, intermediate: list[Tensor], heatmaps: Tensor, target: Tensor,
               weight: Tensor) -> Tensor:
@@ -265,9 +290,11 @@ class PoseMemory(VideoValidation, L.LightningModule):
             loss = loss + self._loss(intermediate, heatmaps, batch["heatmaps"][:, t],
                                      batch["target_weight"][:, t])
             if memories:
+                # Stored maps are detached (as online); their rows keep W_K / W_V's graph.
+                rows = self.read.project(enhanced.detach())
                 scores, xy = keypoint_quality(heatmaps.detach(), self.policy.blur_sigma)
                 for b, memory in enumerate(memories):
-                    memory.write(enhanced[b], heatmaps[b], (scores[b], xy[b]))
+                    memory.write(rows[b], heatmaps[b].detach(), (scores[b], xy[b]))
         loss = loss / length
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch_size)
@@ -288,12 +315,12 @@ class PoseMemory(VideoValidation, L.LightningModule):
         return OnlineTopDown(self, boxes, self.cfg.tracking(float(self.data_cfg.box_padding)))
 
     def make_pipeline(self, data: PoseDataset) -> OnlineTopDown:
-        self._crowdedness = persons_per_frame(data)
         return self.pipeline(self.box_source(data, self.data_cfg.val_split))
 
     def track(self, pipeline: OnlineTopDown, frames: Iterable[tuple[Frame, np.ndarray]],
               video: str) -> Iterator[Frame]:
-        return track_video(pipeline, frames, self._crowdedness.get(video))
+        """One video through the pipeline: its CoDA switch counts the boxes it is given."""
+        return track_video(pipeline, frames)
 
     def extra_scores(self, data: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
         return {f"crowd/{k}": v for k, v in self._crowd_scores(data, poses).items()}

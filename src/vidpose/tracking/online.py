@@ -7,8 +7,8 @@ Per frame (pose temporal memory, Fig. 1; LightTrack's online top-down scheme):
    highest box IoU (greedy, one-to-one); below ``association_iou`` it is a new person with
    a new, empty memory (the paper's rule);
 3. each box is cropped and the estimator predicts its heatmaps, reading that person's
-   memory (``estimate``); poses are decoded into image pixels and OKS-NMS'd (detectors
-   give duplicate boxes);
+   memory (``estimate``) with CoDA when the video is crowded, vanilla attention otherwise;
+   poses are decoded into image pixels and OKS-NMS'd (detectors give duplicate boxes);
 4. the kept persons' enhanced features are written to their memories (the write policy in
    ``callbacks/pose_memory_write.py``); memories of persons gone for more than ``max_age``
    frames are dropped;
@@ -16,6 +16,11 @@ Per frame (pose temporal memory, Fig. 1; LightTrack's online top-down scheme):
    IoU/OKS tracker run on the poses (``greedy_iou`` / ``greedy_oks``, the baseline).
 
 An estimator without memory (``policy`` None) makes this the plain top-down pipeline.
+
+Crowdedness (the CoDA switch) comes from the boxes the pipeline is given, never from ground
+truth counts, so that validation measures what a user's run does: ``running_mean`` (the
+paper's measure, the video's average persons per frame, estimated online from the boxes of
+the frames so far, this one included) or ``frame`` (this frame's boxes alone).
 """
 from __future__ import annotations
 
@@ -37,6 +42,7 @@ from vidpose.tracking.boxes import BoxSource
 from vidpose.tracking.greedy import GreedyTracker
 
 TRACKERS = ("memory", "greedy_iou", "greedy_oks")
+CROWDEDNESS = ("running_mean", "frame")
 
 
 class Estimator(Protocol):
@@ -49,8 +55,9 @@ class Estimator(Protocol):
 
     def estimate(self, crops: Tensor, memories: list[Tensor | None],
                  crowded: bool) -> tuple[Tensor, Tensor | None]:
-        """(N, 3, H, W) crops and each person's stored maps (T_i, C, h, w) or None ->
-        heatmaps (N, K, H/s, W/s) and the enhanced features to write (N, C, h, w) or None."""
+        """(N, 3, H, W) crops and each person's stored memory (``PersonMemory.stacked()``,
+        T_i maps) or None -> heatmaps (N, K, H/s, W/s) and what to write per person (N, ...:
+        one ``PersonMemory.write`` map each) or None."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +73,13 @@ class TrackingConfig:
     oks_nms_thr: float = 0.9  # the SimpleBaseline code's value
     joint_threshold: float = 0.0  # joints below this are written with score 0 (MOTA ignores them)
     crowd_threshold: float = 8.0  # persons per frame above which a video counts as crowded
+    crowdedness: str = "running_mean"  # running_mean | frame: boxes per frame (see above)
 
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
             raise ConfigError(f"tracker: {self.tracker!r} is not one of {list(TRACKERS)}")
+        if self.crowdedness not in CROWDEDNESS:
+            raise ConfigError(f"crowdedness: {self.crowdedness!r} is not one of {list(CROWDEDNESS)}")
         if self.max_age < 1:
             raise ConfigError(f"max_age: expected >= 1, got {self.max_age}")
 
@@ -91,9 +101,8 @@ class OnlineTopDown:
         self.crop = CropTransform(estimator.input_size, estimator.schema, cfg.box_padding)
         self.reset()
 
-    def reset(self, persons_per_frame: float | None = None) -> None:
-        """Forget every person. ``persons_per_frame``: the video's crowdedness when known
-        (ground truth); otherwise the running mean of boxes per frame stands in."""
+    def reset(self) -> None:
+        """Forget every person and the video's box counts."""
         self.association = GreedyTracker("iou", self.cfg.association_iou, self.cfg.max_age)
         similarity = "oks" if self.cfg.tracker == "greedy_oks" else "iou"
         self.tracker = GreedyTracker(similarity, self.cfg.track_threshold, self.cfg.max_age,
@@ -102,12 +111,12 @@ class OnlineTopDown:
         self.last_seen: dict[int, int] = {}
         self.frames = 0
         self.boxes_seen = 0
-        self.persons_per_frame = persons_per_frame
 
-    def crowded(self) -> bool:
-        known = self.persons_per_frame
-        density = known if known is not None else self.boxes_seen / max(self.frames, 1)
-        return density > self.cfg.crowd_threshold
+    def crowded(self, boxes_now: int) -> bool:
+        """The CoDA switch for the current frame (``boxes_now`` boxes), after ``crowdedness``."""
+        if self.cfg.crowdedness == "frame":
+            return boxes_now > self.cfg.crowd_threshold
+        return self.boxes_seen / max(self.frames, 1) > self.cfg.crowd_threshold
 
     @torch.no_grad()
     def __call__(self, frame: Frame, image: np.ndarray) -> list[Pose]:
@@ -141,7 +150,7 @@ class OnlineTopDown:
                   identities: list[int]) -> tuple[Tensor, Tensor | None, Tensor]:
         crops, affines = crop_boxes(self.crop, image, boxes)
         memories = [self.memories[i].stacked() if i in self.memories else None for i in identities]
-        heatmaps, enhanced = self.estimator.estimate(crops, memories, self.crowded())
+        heatmaps, enhanced = self.estimator.estimate(crops, memories, self.crowded(len(boxes)))
         return heatmaps.float().cpu(), enhanced, affines
 
     def _decode(self, heatmaps: Tensor, affines: Tensor, boxes: np.ndarray,
@@ -175,9 +184,9 @@ class OnlineTopDown:
             self.memories.pop(identity, None)
 
 
-def track_video(pipeline: OnlineTopDown, frames: Iterable[tuple[Frame, np.ndarray]],
-                persons_per_frame: float | None = None) -> Iterator[Frame]:
+def track_video(pipeline: OnlineTopDown, frames: Iterable[tuple[Frame, np.ndarray]]
+                ) -> Iterator[Frame]:
     """Each frame of one video (in order) with its tracked poses; the pipeline is reset first."""
-    pipeline.reset(persons_per_frame)
+    pipeline.reset()
     for frame, image in frames:
         yield dataclasses.replace(frame, poses=pipeline(frame, image))
