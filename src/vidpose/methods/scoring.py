@@ -16,6 +16,7 @@ from vidpose.formats.posetrack import write_posetrack_predictions
 from vidpose.formats.results import write_coco_results
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.coco_ap import CocoKeypointAP
+from vidpose.metrics.posetrack import COLUMNS
 from vidpose.metrics.posetrack_inputs import POSEVAL_JOINTS
 from vidpose.metrics.posetrack_metric import PoseTrackMetrics
 from vidpose.pose import Pose, PoseDataset
@@ -29,8 +30,9 @@ def score_poses(dataset: PoseDataset, poses: dict[int, list[Pose]],
     """PoseTrack mAP/MOTA (PoseTrack18 data) or COCO keypoint AP of ``poses``, keyed by the
     index of their frame in ``dataset.frames``.
 
-    Names: ``mAP``, ``MOTA``, ``MOTP``, ``id_switches``, ``AP/<joint>`` or ``AP``, ``AP50``,
-    ``AP75``, ``AR``. NaN (a joint never annotated in the split) is left out: a logger cannot
+    Names: ``mAP``, ``MOTA``, ``MOTP``, ``id_switches``, ``AP/<joint>``, ``AP/<group>``
+    (poseval's columns: ``AP/wrists``, ``AP/ankles``, ...) or ``AP``, ``AP50``, ``AP75``,
+    ``AR``. NaN (a joint never annotated in the split) is left out: a logger cannot
     compare it.
     """
     index = [(f, k) for f in sorted(poses) for k in range(len(poses[f]))]
@@ -46,8 +48,9 @@ def score_poses(dataset: PoseDataset, poses: dict[int, list[Pose]],
         ap_result, mota_result = both["ap"], both["mot"]
         scores = {"mAP": ap_result["mAP"], "MOTA": mota_result["MOTA"],
                   "MOTP": mota_result["MOTP"], "id_switches": float(mota_result["id_switches"])}
-        scores.update({f"AP/{name}": float(v) for name, v in
-                       zip(POSEVAL_JOINTS, ap_result["per_joint"].tolist())})
+        per_joint = dict(zip(POSEVAL_JOINTS, ap_result["per_joint"].tolist()))
+        scores.update({f"AP/{name}": float(v) for name, v in per_joint.items()})
+        scores.update(joint_group_ap(per_joint))
     else:
         image_ids = torch.tensor([dataset.frames[f].image_id for f, _ in index], dtype=torch.int64)
         confidence = torch.tensor([poses[f][k].score for f, k in index], dtype=torch.float64)
@@ -56,6 +59,23 @@ def score_poses(dataset: PoseDataset, poses: dict[int, list[Pose]],
         stats = coco.compute()
         scores = {name: stats[name] for name in ("AP", "AP50", "AP75", "AR")}
     return {k: float(v) for k, v in scores.items() if not np.isnan(v)}
+
+
+# poseval's printed AP columns (its joint groups) under the names the papers' tables use
+# (pose temporal memory, Table 3: "wrists", "ankles").
+GROUP_NAMES = {"Head": "head", "Shou": "shoulders", "Elb": "elbows", "Wri": "wrists",
+               "Hip": "hips", "Knee": "knees", "Ankl": "ankles"}
+
+
+def joint_group_ap(per_joint: dict[str, float]) -> dict[str, float]:
+    """``AP/wrists``, ``AP/ankles``, ...: the mean AP of each poseval column's joints, as
+    poseval prints them (joints never annotated are left out; a group without any is)."""
+    out = {}
+    for title, joints in COLUMNS:
+        values = [per_joint[j] for j in joints if not np.isnan(per_joint[j])]
+        if values:
+            out[f"AP/{GROUP_NAMES[title]}"] = float(np.mean(values))
+    return out
 
 
 def write_predictions(folder: str | Path, dataset: PoseDataset,
