@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from itertools import chain, repeat
+from itertools import chain, compress, repeat
+from operator import is_not
 from pathlib import Path
 
 import numpy as np
@@ -236,6 +237,22 @@ def _unique_ints(values: list) -> bool:
     return _types(values) <= {int} and len(set(values)) == len(values)
 
 
+class _Absent:
+    """The value of a column where a record lacks the key."""
+
+
+ABSENT = _Absent()
+
+
+def _column(records: list[dict], key: str, default: object = ABSENT) -> list:
+    """Each record's value for ``key`` (``default`` where absent), in C: no Python loop."""
+    return list(map(dict.get, records, repeat(key), repeat(default)))
+
+
+def _present(values: list) -> list:
+    return list(compress(values, map(is_not, values, repeat(ABSENT))))
+
+
 def _video_arrays(data: object, name: str) -> tuple[Schema, VideoArrays]:
     """``read_video``'s checks (without images) on whole arrays; ``_Irregular`` where in doubt.
 
@@ -252,24 +269,27 @@ def _video_arrays(data: object, name: str) -> tuple[Schema, VideoArrays]:
     if _types(images) != {dict} or (anns and _types(anns) != {dict}):
         raise _Irregular
     try:
-        if len({im["vid_id"] for im in images if "vid_id" in im}) > 1:
+        if len(set(_present(_column(images, "vid_id")))) > 1:
             raise _Irregular
-        crowd = {a.get("iscrowd", 0) for a in anns}
+        crowd = set(_column(anns, "iscrowd", 0))
     except TypeError:  # an unhashable value: the walk names it
         raise _Irregular from None
     # images: read_images' rules
-    image_ids = [im.get("id") for im in images]
-    file_names = [im.get("file_name") for im in images]
+    image_ids = _column(images, "id")
+    file_names = _column(images, "file_name")
     if not _unique_ints(image_ids) or not _safe_file_names(file_names):
         raise _Irregular
     for key in ("width", "height"):
-        values = [v for v in (im.get(key) for im in images) if v is not None]
-        if not _types(values) <= {int} or (values and min(values) <= 0):
-            raise _Irregular
-    if _types([im.get("is_labeled", True) for im in images]) != {bool}:
+        values = _column(images, key, None)
+        types = _types(values)
+        if types != {type(None)}:
+            if not types <= {int, type(None)}:
+                raise _Irregular
+            if min(v for v in values if v is not None) <= 0:
+                raise _Irregular
+    if _types(_column(images, "is_labeled", True)) != {bool}:
         raise _Irregular
-    xs = [im.get("ignore_regions_x", []) for im in images]
-    ys = [im.get("ignore_regions_y", []) for im in images]
+    xs, ys = _column(images, "ignore_regions_x", []), _column(images, "ignore_regions_y", [])
     if _types(xs) != {list} or _types(ys) != {list} or list(map(len, xs)) != list(map(len, ys)):
         raise _Irregular
     polygons_x, polygons_y = list(chain.from_iterable(xs)), list(chain.from_iterable(ys))
@@ -282,49 +302,49 @@ def _video_arrays(data: object, name: str) -> tuple[Schema, VideoArrays]:
                          _numbers(list(chain.from_iterable(polygons_y)))], axis=1)
     # annotations: read_poses' and _read_posetrack_fields' rules
     n = len(anns)
-    if not _unique_ints([a["id"] for a in anns if "id" in a]):
+    ann_ids = _column(anns, "id")
+    if not _unique_ints(_present(ann_ids)):
         raise _Irregular
-    image_of = [a.get("image_id") for a in anns]
-    category_of = [a.get("category_id") for a in anns]
+    image_of, category_of = _column(anns, "image_id"), _column(anns, "category_id")
     if (not _types(image_of) <= {int} or not _types(category_of) <= {int}
             or not set(category_of) <= category_ids):
         raise _Irregular
-    position = {image_id: i for i, image_id in enumerate(image_ids)}
+    position = dict(zip(image_ids, range(len(image_ids))))
     frame = list(map(position.get, image_of))
     if None in frame:
         raise _Irregular
-    keypoints = [a.get("keypoints") for a in anns]
+    keypoints = _column(anns, "keypoints")
     if anns and (_types(keypoints) != {list} or set(map(len, keypoints)) != {3 * k}):
         raise _Irregular
     keypoints = _numbers(list(chain.from_iterable(keypoints))).reshape(n, k, 3)
     if not np.isin(keypoints[..., 2], VISIBILITY_FLAGS).all():
         raise _Irregular
-    _boxes([a["bbox"] for a in anns if "bbox" in a])
-    areas = _numbers([a["area"] for a in anns if a.get("area") is not None])
+    _boxes(_present(_column(anns, "bbox")))
+    areas = _numbers([a for a in _column(anns, "area", None) if a is not None])
     if (areas < 0).any() or not crowd <= {0, 1}:
         raise _Irregular
-    if anns and _types([a.get("segmentation") for a in anns]) != {type(None)}:
+    if anns and _types(_column(anns, "segmentation", None)) != {type(None)}:
         raise _Irregular  # polygons or RLE: the walk reads them
-    tracks = [a.get("track_id") for a in anns]
+    tracks = _column(anns, "track_id")
     if not _types(tracks) <= {int}:
         raise _Irregular
-    heads = [a.get("bbox_head") for a in anns]
-    has_head = np.array([h is not None for h in heads], bool)
+    heads = _column(anns, "bbox_head", None)
+    has_head = np.fromiter(map(is_not, heads, repeat(None)), bool, n)
     head_box = np.full((n, 4), np.nan)
-    head_box[has_head] = _boxes([h for h in heads if h is not None])
-    score_lists = [a.get("scores", []) for a in anns]
+    head_box[has_head] = _boxes(list(compress(heads, has_head)))
+    score_lists = _column(anns, "scores", [])
     if anns and (_types(score_lists) != {list} or not set(map(len, score_lists)) <= {0, k}):
         raise _Irregular
-    scored = np.array(list(map(len, score_lists)), np.int64) == k
+    scored = np.fromiter(map(len, score_lists), np.int64, n) == k
     scores = np.full((n, k), np.nan)
     scores[scored] = _numbers(list(chain.from_iterable(score_lists))).reshape(-1, k)
-    _numbers([a["score"] for a in anns if "score" in a])
+    _numbers(_present(_column(anns, "score")))
     return schema, VideoArrays(
         image_ids=image_ids, file_names=file_names, frame=np.array(frame, np.int64),
         keypoints=keypoints, scores=scores, scored=scored,
         track=np.array(tracks, np.int64),  # OverflowError beyond int64: the walk names it
-        head_box=head_box, ann_ids=[a.get("id") for a in anns], region_vertices=vertices,
-        region_sizes=np.array(sizes, np.int64),
+        head_box=head_box, ann_ids=[None if i is ABSENT else i for i in ann_ids],
+        region_vertices=vertices, region_sizes=np.array(sizes, np.int64),
         region_frame=np.repeat(np.arange(len(images)), list(map(len, xs))))
 
 

@@ -134,8 +134,15 @@ def inside_regions(points: np.ndarray, point_group: np.ndarray, vertices: np.nda
     starts, sizes, region_group = starts[real], sizes[real], region_group[real]
     lo = np.minimum.reduceat(vertices, starts)
     hi = np.maximum.reduceat(vertices, starts)
-    # Every (point, polygon of the point's group) pair, then those inside the bounding box.
     groups = max(int(point_group.max()), int(region_group.max())) + 1
+    # Most points lie outside the box around all their group's polygons: drop them first.
+    group_lo, group_hi = np.full((groups, 2), np.inf), np.full((groups, 2), -np.inf)
+    np.minimum.at(group_lo, region_group, lo)
+    np.maximum.at(group_hi, region_group, hi)
+    near = np.flatnonzero(((group_lo[point_group] <= points)
+                           & (points <= group_hi[point_group])).all(1))
+    points, point_group, original = points[near], point_group[near], near
+    # Every (point, polygon of the point's group) pair, then those inside the polygon's box.
     by_group = np.argsort(region_group, kind="stable")
     per_group = np.bincount(region_group, minlength=groups)
     first = np.cumsum(per_group) - per_group
@@ -168,7 +175,7 @@ def inside_regions(points: np.ndarray, point_group: np.ndarray, vertices: np.nda
     between = ((np.minimum(c_ax, c_bx) <= c_px) & (c_px <= np.maximum(c_ax, c_bx))
                & (np.minimum(c_ay, c_by) <= c_py) & (c_py <= np.maximum(c_ay, c_by)))
     on_edge = np.bincount(pair[collinear], between, minlength=len(pair_point)) > 0
-    out[pair_point[(crossings % 2 == 1) & ~on_edge]] = True
+    out[original[pair_point[(crossings % 2 == 1) & ~on_edge]]] = True
     return out
 
 
