@@ -81,14 +81,23 @@ def test_cyclic_training_memorises_its_own_predictions():
     model = _model(cyclic=True, ground_truth_frames=2)
     memorised, predicted = _record(model)
     batch = _batch()
+    # Refinement on: the ground-truth frames are memorised with augmented maps.
+    batch["memory_heatmaps"] = batch["heatmaps"].flip(-1)
+    batch["memory_limb_maps"] = batch["limb_maps"] * 0.5
     target = model.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
+    memory = model.compose_maps(batch["memory_heatmaps"], batch["memory_limb_maps"],
+                                batch["person_mask"])
     loss = model.training_step(batch, 0)
-    assert torch.isfinite(loss)
     # Frames 0, 1 from ground truth; frame 2 from the prediction of frame 2; frame 3 is last.
     assert len(memorised) == 3 and len(predicted) == 2
-    assert torch.equal(memorised[0], target[:, 0]) and torch.equal(memorised[1], target[:, 1])
+    assert torch.equal(memorised[0], memory[:, 0]) and torch.equal(memorised[1], memory[:, 1])
     assert torch.allclose(memorised[2], torch.sigmoid(predicted[0]))
     assert not torch.allclose(memorised[2], target[:, 2])
+    # The loss: the predicted frames (2 and 3) only, each against its clean maps.
+    def total(maps: torch.Tensor) -> torch.Tensor:
+        return sum(map_loss("focal", logits, maps[:, t], 2.0) for t, logits in zip((2, 3), predicted))
+    assert loss.item() == pytest.approx(total(target).item(), rel=1e-6)
+    assert abs(loss.item() - total(memory).item()) > 1e-3
 
 
 def test_without_cyclic_training_the_memory_holds_ground_truth():
@@ -173,3 +182,32 @@ def test_keypoints_are_scored_in_image_pixels():
     assert torch.allclose(_apply(points, to_image), torch.tensor([[[[20.0, 40.0], [0.0, 0.0]]]],
                                                                 dtype=torch.float64))
     assert torch.allclose(_apply(_apply(points, to_image), to_input), points)
+
+
+@pytest.mark.parametrize("variant", ["edges", "skeletons", "skeleton_map"])
+def test_pixel_scores_leave_the_person_segmentation_out(variant, tmp_path):
+    """Tables 1-2 score the skeleton's maps: a model that predicts every keypoint and limb
+    map exactly and no segmentation at all scores 100."""
+    import lightning as L
+
+    batch = _batch()
+    for key in ("heatmaps", "limb_maps", "person_mask"):  # one set of maps for every frame
+        batch[key] = batch[key][:, :1].expand_as(batch[key]).contiguous()
+    model = _model(variant=variant)
+    target = model.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])[:, 0]
+    perfect = torch.logit(target.clamp(1e-4, 1 - 1e-4))
+    if variant != "skeleton_map":
+        perfect[:, 0] = -20.0  # no person segmentation predicted
+    model.net.segment = lambda image, keys, values: perfect
+
+    class OneBatch(L.LightningDataModule):
+        def val_dataloader(self):
+            return torch.utils.data.DataLoader([batch], batch_size=None)
+
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False,
+                        default_root_dir=str(tmp_path))
+    trainer.validate(model, datamodule=OneBatch(), verbose=False)
+    metrics = trainer.callback_metrics
+    assert metrics["val/pixel_precision"].item() == pytest.approx(100.0)
+    assert metrics["val/pixel_recall"].item() == pytest.approx(100.0)

@@ -40,3 +40,51 @@ def test_infer_refuses_experiments_without_video_inference(quick_overrides, tmp_
     ckpt.write_bytes(b"0")
     assert main(["infer", "simple_baseline", *quick_overrides, "--ckpt", str(ckpt)]) == 2
     assert "STM" in capsys.readouterr().err
+
+
+def test_infer_scores_the_maps_of_the_variants_without_keypoints(quick_overrides, tmp_path, capsys):
+    """Tables 1-2 (skeleton map, edges): pixel P/R/F1 over whole videos, no keypoint files."""
+    args = quick_overrides + SHRINK
+    assert main(["train", "stm_t2_edges_pretrain_posetrack", *args]) == 0
+    ckpt = next((tmp_path / "runs" / "stm_t2_edges_pretrain_posetrack").glob("*/checkpoints/last.ckpt"))
+    out = tmp_path / "infer"
+    assert main(["infer", "stm_t2_edges_pretrain_posetrack", *args, "--ckpt", str(ckpt),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "val/pixel_f1" in printed and "val/f1 " not in printed
+    assert not list((out / "predictions" / "val").glob("*.json"))
+
+
+def test_infer_pixel_scores_are_100_for_the_ground_truth_maps(tiny_synth):
+    """Fed its own ground-truth maps with the segmentation left empty, a video scores 100."""
+    import numpy as np
+    import torch
+
+    from vidpose.data_modules.datasets import as_data_config
+    from vidpose.data_modules.sources import load_split
+    from vidpose.data_modules.transforms import letterbox
+    from vidpose.methods import stm_video
+    from vidpose.methods.stm import STMSkeletons
+
+    cfg = as_data_config({"root": str(tiny_synth / "posetrack18"), "synth_preset": None,
+                          "input_size": [64, 80], "sigma": 1.5})
+    data = load_split(cfg, "val")
+    model = STMSkeletons({"variant": "edges", "backbone": "resnet18", "key_dim": 8,
+                          "value_dim": 16, "decoder_dim": 8}, {"heatmap_stride": 4})
+
+    def ground_truth(frames):
+        start = next(i for i, f in enumerate(frames) if f.is_labeled and f.poses)
+        image = stm_video.read_image(data, frames[start])
+        _, affine = letterbox(image[None], (64, 80))
+        for frame in frames[start:]:
+            maps = (stm_video._ground_truth_maps(model, frame, affine, cfg) if frame.poses
+                    else torch.zeros(model.num_maps, 16, 20))
+            maps[0] = 0.0  # no person segmentation: it must not count
+            yield maps
+
+    videos = iter(data.videos().values())  # infer_split streams them in this order
+    model.stream = lambda images, first: ground_truth(next(videos))
+    scores = stm_video.infer_split(model, data, cfg, Path("unused"), progress=False)
+    assert set(scores) == {"pixel_precision", "pixel_recall", "pixel_f1"}
+    assert scores["pixel_recall"] == 100.0 and scores["pixel_precision"] == 100.0
+    assert not np.isnan(scores["pixel_f1"])

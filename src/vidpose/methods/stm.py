@@ -17,7 +17,8 @@ sum over predicted frames. Without cyclic training the later frames are memorise
 their ground truth too; with it (``model.cyclic``) they are memorised from the model's own
 predictions, as at test time. Validation runs each clip online the way inference does
 (ground truth for the first frame, own predictions after that, per the write policy) and
-logs pixel precision/recall/F1 of the maps binarised at 0.5 (Tables 1-2), keypoint
+logs pixel precision/recall/F1 of the maps binarised at 0.5 (Tables 1-2: the skeleton map, or
+the keypoint and limb maps pooled, the person segmentation left out), keypoint
 precision/recall/F1 with the 10-pixel rule (Table 3) and recall per frame index (Fig. 7, as
 a plot).
 """
@@ -155,6 +156,12 @@ class STMSkeletons(L.LightningModule):
             return torch.cat([person_mask, limb_maps], -3)
         return torch.cat([person_mask, heatmaps, limb_maps], -3)
 
+    def pixel_maps(self, maps: Tensor) -> Tensor:
+        """The channels the pixel scores pool, (..., C, h, w) -> (..., C', h, w): every map but
+        the person segmentation (Table 2 scores the edges' maps; Table 1's single skeleton map
+        has no segmentation)."""
+        return maps if self.cfg.variant == "skeleton_map" else maps[..., 1:, :, :]
+
     def _targets(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(B, T, C, h, w) clean targets and the maps memorised for ground-truth frames."""
         target = self.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
@@ -231,7 +238,7 @@ class STMSkeletons(L.LightningModule):
             # One id per (clip, frame): clips are identified by their first dataset frame.
             ids = batch["frame"][:, 0] * 4096 + t
             maps = torch.sigmoid(logits)
-            self.pixel_prf.update(maps, target[:, t], ids)
+            self.pixel_prf.update(self.pixel_maps(maps), self.pixel_maps(target[:, t]), ids)
             if self.has_keypoints:
                 # The 10-pixel rule is in image pixels, as in the paper (and vidpose infer).
                 to_image = _inverse_affines(batch["image_to_input"][:, t].double())
