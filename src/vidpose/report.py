@@ -34,7 +34,7 @@ LOWER_IS_BETTER = ("loss", "switches")
 # their differences are noise in a comparison (the name, paper numbers and `reproduces`
 # have their own columns). A key matches an entry equal to it or nested below it.
 NOISE = (
-    "runs_dir", "logger", "data.root", "data.num_workers", "trainer.progress_bar",
+    "runs_dir", "logger", "data.root", "data.val_root", "data.num_workers", "trainer.progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
     "experiment.name", "experiment.method", "experiment.description", "experiment.reproduces",
     "experiment.open_values", "experiment.paper_metrics", "experiment.tags",
