@@ -75,12 +75,17 @@ def _chains() -> list[tuple[str, str]]:
             for scale in ("compact", "paper")]
 
 
-@pytest.mark.parametrize("name, scale", _chains())
+# Chains the experiment files document as command lines (``ARGS="init_from=..."``).
+DOCUMENTED = {"memory_t3_simple_baseline_memory": [
+    "init_from=run:memory_t3_simple_baseline_baseline", "init_from_skip=[read.]"]}
+
+
+@pytest.mark.parametrize("name, scale", _chains() + [(name, "compact") for name in DOCUMENTED])
 def test_every_chain_loads_fully_at_both_scales(name, scale):
     """Each init_from experiment takes every tensor of its prerequisite's model, whichever
     dataset layout the prerequisite trained on (STM pre-trains on COCO images), except the
     prefixes it declares in init_from_skip."""
-    cfg = compose(name, [f"experiment.scale={scale}"])
+    cfg = compose(name, [f"experiment.scale={scale}", *DOCUMENTED.get(name, [])])
     skip = tuple(cfg.init_from_skip)
     with torch.device("meta"):  # shapes only
         own = _new_model(cfg).state_dict()
