@@ -135,6 +135,10 @@ def test_grouping_gives_poses_in_input_pixels():
     assert poses[0].keypoints[0].tolist() == pytest.approx([20.0, 12.0, 0.9])
     assert poses[0].keypoints[5].tolist() == pytest.approx([16.0, 32.0, 0.8])
     assert poses[1].keypoints[0].tolist() == pytest.approx([48.0, 12.0, 0.7])
+    # Joints a person lacks: score 0, at the mean of its found joints (pose-ae-train's
+    # results), not at the map's corner where pycocotools would score them.
+    assert poses[0].keypoints[1].tolist() == pytest.approx([18.0, 22.0, 0.0])
+    assert poses[1].keypoints[16].tolist() == pytest.approx([48.0, 12.0, 0.0])
     assert poses[0].score == pytest.approx((0.9 + 0.8) / J)
     predicted = model.predict_poses({"image": torch.zeros(3, 3, 64, 64)})
     assert list(predicted) == ["ae"] and len(predicted["ae"]) == 3

@@ -114,3 +114,42 @@ def test_real_coco_and_ochuman_are_scored_through_the_same_path(fixtures, tmp_pa
     assert metrics["val/AP"] == pytest.approx(100.0)
     assert metrics["val/crowded_AP"] == pytest.approx(100.0)
     assert metrics["val/crowded_AP_shifted"] < 100.0
+
+
+def test_a_dropped_joint_is_not_scored_where_its_weak_maximum_was():
+    """pycocotools scores every joint of a detection by its coordinates, whatever its third
+    value: a joint a decoder dropped (score 0) on the ground truth's joint would still count.
+    ``place_dropped_joints`` moves it to the mean of the person's scored joints (issue 16
+    point 15), so the detection's OKS, and its AP, fall."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from vidpose.methods.bottom_up import place_dropped_joints
+
+    truth = np.zeros((17, 3))
+    truth[[0, 9], :] = [[50.0, 20.0, 2], [80.0, 90.0, 2]]  # nose, left wrist
+    dropped = truth.copy()
+    dropped[:, 2] = 0.0
+    dropped[0, 2] = 0.9  # the wrist is at the truth but below tau: score 0
+    placed = place_dropped_joints(dropped)
+    assert placed[9].tolist() == [50.0, 20.0, 0.0] and placed[0].tolist() == [50.0, 20.0, 0.9]
+    assert place_dropped_joints(np.zeros((17, 3))).tolist() == np.zeros((17, 3)).tolist()
+
+    def ap(keypoints: np.ndarray) -> float:
+        gt = COCO()
+        gt.dataset = {"images": [{"id": 1, "width": 200, "height": 200}],
+                      "categories": [{"id": 1, "name": "person"}],
+                      "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0,
+                                       "keypoints": truth.ravel().tolist(), "num_keypoints": 2,
+                                       "area": 2500.0, "bbox": [40, 10, 50, 90]}]}
+        gt.createIndex()
+        dt = gt.loadRes([{"image_id": 1, "category_id": 1, "score": 0.9,
+                          "keypoints": keypoints.ravel().tolist()}])
+        evaluation = COCOeval(gt, dt, "keypoints")
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+        return float(evaluation.stats[0])
+
+    assert ap(dropped) == pytest.approx(1.0)  # scored at its coordinates despite score 0
+    assert ap(placed) < 0.5

@@ -7,7 +7,7 @@ import torch
 from rnn_scripted import ScriptedDecoder
 from torch import Tensor
 
-from vidpose.methods.rnn_decoder import emit_persons
+from vidpose.methods.rnn_decoder import emit_persons, refine_persons
 from vidpose.methods.rnn_loss import (TrainingOptions, chunk_loss, eligible_steps, heatmap_cost,
                                       heatmap_l2, match_persons, order_persons, predicted_count,
                                       stop_targets, within_image_batching)
@@ -131,12 +131,13 @@ def test_orderings_table3():
 # ----------------------------------------------------------------------------- Alg. 1
 
 def _scripted_run(probs, maps, present, batch_steps=8, max_steps=6, config="a_a",
-                  refiner=None, ordering="learned"):
+                  refiner=None, ordering="learned", refiner_input="emitted"):
     features = ScriptedDecoder.features(len(probs), maps.shape[-2:])
     losses = []
     decoder = ScriptedDecoder(probs, maps)
     options = TrainingOptions(passes=1, batch_steps=batch_steps, max_steps=max_steps,
-                              loss_config=config, ordering=ordering)
+                              loss_config=config, ordering=ordering,
+                              refiner_input=refiner_input)
     run = within_image_batching(features, gt_of(present, maps), present, decoder,
                                 lambda loss: losses.append(loss.detach()), options,
                                 refiner=refiner)
@@ -248,6 +249,35 @@ def test_refiner_gets_the_matched_persons_in_order_against_reordered_ground_trut
         refined, _ = refiner(torch.zeros(1, 1, 6, 6), sequence)
     expected = heatmap_l2(refined.flatten(0, 1), targets.flatten(0, 1)).sum().item()
     assert run.losses["refined_loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_refiner_is_trained_on_the_persons_inference_feeds_it():
+    """Over-counting (z = 1, z_hat = 2, (a')): inference feeds LSTM2 both emitted persons,
+    so training does too (refiner_input=emitted, the default), with Eq. 4's loss on the
+    matched one only; refiner_input=matched feeds the matched one alone (issue 16 point 15).
+    With the inverse order the matched person's refinement depends on what came first."""
+    torch.manual_seed(0)
+    refiner = PoseRefinerLSTM(feature_channels=1, num_joints=1, hidden=4, layers=2)
+    probs = [[0.9, 0.9, 0.1]]
+    maps = _maps([GT[0] * 0.8, GT[1] * 0.7, ZERO])  # step 1 -> A (the first z steps)
+    present = torch.tensor([[True, False]])
+    features = torch.zeros(1, 1, 6, 6)
+    emitted, _ = _scripted_run(probs, maps, present, refiner=refiner, ordering="inverse")
+    matched, _ = _scripted_run(probs, maps, present, refiner=refiner, ordering="inverse",
+                               refiner_input="matched")
+    with torch.no_grad():
+        persons = emit_persons(features, ScriptedDecoder(probs, maps), 1, OMEGA, 6)
+        assert len(persons[0][0]) == 2  # inference emits steps 1 and 2
+        inference = refine_persons(features, refiner, persons, "inverse")[0]
+        alone, _ = refiner(features, maps[0, :1, None])
+    # One chunk (T = 8): training's sequence is inference's.
+    assert emitted.losses["refined_loss"] == pytest.approx(
+        heatmap_l2(inference[:1], GT[:1]).item(), rel=1e-5)
+    assert matched.losses["refined_loss"] == pytest.approx(
+        heatmap_l2(alone[0], GT[:1]).item(), rel=1e-5)
+    assert emitted.losses["refined_loss"] != pytest.approx(matched.losses["refined_loss"])
+    with pytest.raises(ValueError, match="refiner input"):
+        _scripted_run(probs, maps, present, refiner=refiner, refiner_input="all")
 
 
 class RecordingDecoder(PoseDecoderLSTM):

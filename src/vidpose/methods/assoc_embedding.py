@@ -41,7 +41,7 @@ from vidpose.errors import ConfigError
 from vidpose.grouping import GroupingConfig, ae_joint_order, group_batch
 from vidpose.keypoints import get_schema
 from vidpose.methods import check_positive, check_stride, model_config
-from vidpose.methods.bottom_up import BottomUpEvaluation
+from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae
 from vidpose.pose import Pose
@@ -242,13 +242,17 @@ class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
     @torch.no_grad()
     def group(self, outputs: list[Tensor]) -> list[list[Pose]]:
         """AE grouping of the last stack's heatmaps and tags, per image; keypoints in input
-        pixels (x, y, detection value), ``Pose.score`` the mean detection value."""
+        pixels (x, y, detection value; a joint not found has value 0 and sits at the mean of
+        the person's found joints), ``Pose.score`` the mean detection value."""
         heatmaps, tags = split_maps(outputs[-1], self.num_joints, self.cfg.tag_dim)
         grouped = group_batch(heatmaps, tags, self.grouping)
         return [[self._to_input(pose) for pose in poses] for poses in grouped]
 
     def _to_input(self, pose: Pose) -> Pose:
-        keypoints = pose.keypoints.copy()
+        """A grouped person in input pixels; a joint it lacks (0, 0, 0 from the grouping)
+        goes where pose-ae-train writes it, the mean of its found joints
+        (:func:`place_dropped_joints`), not to the map's corner."""
+        keypoints = place_dropped_joints(pose.keypoints)
         keypoints[:, :2] = heatmap_to_crop(keypoints[:, :2], self.stride)
         return Pose(keypoints, score=pose.score)
 

@@ -40,6 +40,25 @@ def metric_name(stage: str, set_name: str, decoder: str, primary: str, stat: str
     return f"{stage}/{prefix}{stat}{suffix}"
 
 
+def place_dropped_joints(keypoints: np.ndarray) -> np.ndarray:
+    """A person's (K, 3) keypoints (x, y, score) with every joint of score 0 (dropped by a
+    decoder's threshold, or not found) moved to the mean position of its scored joints.
+
+    A COCO results file cannot leave a joint out, and pycocotools scores every joint of a
+    detection by its coordinates whatever its third value. pose-ae-train, on which the RNN
+    decoder paper's code is built, writes a joint a person lacks at the mean of that
+    person's other joints (``test.py``, ``genDtByPred``); so a dropped joint is not scored
+    where its weak heatmap maximum happened to be, and it leaves the box of the person's
+    joints, from which pycocotools takes the detection's area, unchanged. A person without
+    a scored joint is returned as it is (decoders do not emit it).
+    """
+    out = np.array(keypoints, dtype=np.float64, copy=True)
+    scored = out[:, 2] > 0
+    if scored.any() and not scored.all():
+        out[~scored, :2] = out[scored, :2].mean(0)
+    return out
+
+
 def to_image_pixels(poses: list[Pose], image_to_input: np.ndarray) -> list[Pose]:
     """Poses with keypoints in input pixels -> the same poses in image pixels."""
     to_image = invert_affine(image_to_input)

@@ -22,7 +22,10 @@ the per-backward gradient sync is off and the decoder's gradients are averaged o
 ranks once per optimiser step.
 
 Inference: a joint is the heatmap argmax with the quarter-pixel refinement of
-``decode.decode_heatmaps``; a joint whose maximum is below tau (0.015) gets score 0. The
+``decode.decode_heatmaps``; a joint whose maximum is below tau (0.015) is discarded: score
+0, and, since a COCO results file cannot omit it and pycocotools scores every joint by its
+coordinates, placed at the mean of the person's kept joints, as pose-ae-train (on which the
+paper's code is built) writes a missing joint (``bottom_up.place_dropped_joints``). The
 person score (the paper leaves it open) is p_t times the mean maximum of the person's kept
 joints; a person with no kept joint is not emitted. Validation scores both this decoder
 (``rnn``) and AE's own grouping (``ae``) on the same AE forward pass.
@@ -45,10 +48,10 @@ from vidpose.keypoints import get_schema
 from vidpose.methods import (check_choices, check_positive, check_stride, load_trained,
                              model_config)
 from vidpose.methods.assoc_embedding import FEATURE_SETS
-from vidpose.methods.bottom_up import BottomUpEvaluation
+from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.methods.rnn_loss import (LOSS_CONFIGS, ORDERINGS, REDUCTIONS, TrainingOptions,
-                                      refiner_inputs, within_image_batching)
+from vidpose.methods.rnn_loss import (LOSS_CONFIGS, ORDERINGS, REDUCTIONS, REFINER_INPUTS,
+                                      TrainingOptions, refiner_inputs, within_image_batching)
 from vidpose.nn.convlstm import State
 from vidpose.nn.hourglass import check_input_size
 from vidpose.nn.rnn_decoder import PoseDecoderLSTM, PoseRefinerLSTM, RunningNorm, halved_sizes
@@ -74,6 +77,11 @@ class RNNDecoderConfig:
     refiner_layers: int = 2  # LSTM2's ConvLSTM layers (paper: 2; Table 7: 2, 3, 4)
     # LSTM2's input order (Table 3): learned | random | confidence | inverse | canonical
     ordering: str = "learned"
+    # The persons LSTM2 is fed in training: emitted (those inference would emit, as it is
+    # fed at inference) | matched (only those matched to a GT person, the r steps Eq. 4
+    # indexes; inference still feeds every emitted person). Eq. 4's loss is on the matched
+    # persons either way (methods/rnn_loss.py, REFINER_INPUTS).
+    refiner_input: str = "emitted"
     # Table 4: a_a = (a, a') (paper's best), a_b, b_a, b_b; see methods/rnn_loss.py.
     loss_config: str = "a_a"
     within_image_batch: int = 8  # T, steps per back-propagation (Alg. 1; paper: 8)
@@ -99,7 +107,8 @@ class RNNDecoderConfig:
 def _model_config(model: dict[str, Any]) -> RNNDecoderConfig:
     cfg = model_config(RNNDecoderConfig, model, "rnn_decoder")
     check_choices(cfg, {"ordering": ORDERINGS, "loss_config": LOSS_CONFIGS,
-                        "heatmap_reduction": REDUCTIONS, "input_features": FEATURE_SETS})
+                        "heatmap_reduction": REDUCTIONS, "input_features": FEATURE_SETS,
+                        "refiner_input": REFINER_INPUTS})
     check_positive(cfg, ("hidden", "layers", "kernel", "passes", "refiner_layers",
                          "within_image_batch", "lr"))
     if cfg.kernel % 2 == 0:
@@ -183,7 +192,8 @@ def refine_persons(features: Tensor, refiner: PoseRefinerLSTM,
 def heatmaps_to_poses(heatmaps: Tensor, stop_prob: Tensor, tau: float, stride: int) -> list[Pose]:
     """One image's persons (n, J, h, w) with their p_t (n,) -> Poses in input pixels.
 
-    Joints: argmax + quarter-pixel shift, score = heatmap maximum, 0 below ``tau``. Person
+    Joints: argmax + quarter-pixel shift, score = heatmap maximum; below ``tau`` a joint is
+    dropped: score 0, at the mean of the kept joints (:func:`place_dropped_joints`). Person
     score: p_t x the mean maximum of the kept joints; a person without one is dropped.
     """
     if not len(heatmaps):
@@ -194,7 +204,7 @@ def heatmaps_to_poses(heatmaps: Tensor, stop_prob: Tensor, tau: float, stride: i
     joint_mean = scores.sum(-1) / kept.sum(-1).clamp_min(1)
     keypoints = torch.cat([heatmap_to_crop(coords, stride), scores[..., None]], -1)
     person_scores = stop_prob.float() * joint_mean
-    return [Pose(keypoints[n].cpu().numpy(), score=float(person_scores[n]))
+    return [Pose(place_dropped_joints(keypoints[n].cpu().numpy()), score=float(person_scores[n]))
             for n in range(len(heatmaps)) if kept[n].any()]
 
 
@@ -205,6 +215,9 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
     the RNN decoder and of AE's grouping per validation set."""
 
     DECODERS = ("rnn", "ae")
+    # Model keys that only change how a trained decoder is run: `vidpose eval` applies the
+    # experiment's values of these to a loaded checkpoint (Fig. 6's omega on one model).
+    INFERENCE_KEYS = ("omega", "tau")
 
     def __init__(self, model: dict, data: dict, schema: str = "coco17",
                  feature_model: Optional[dict] = None) -> None:
@@ -234,7 +247,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         self.max_steps = cfg.max_steps or int(data_cfg.max_persons) + 1
         self.options = TrainingOptions(cfg.passes, cfg.within_image_batch, cfg.omega_train,
                                        self.max_steps, cfg.loss_config, cfg.ordering,
-                                       cfg.heatmap_reduction)
+                                       cfg.heatmap_reduction, cfg.refiner_input)
 
     def _feature_model(self, model: dict, feature_model: Optional[dict], schema: str) -> nn.Module:
         """The frozen AE: loaded from ``model.features``, or rebuilt from ``feature_model``
@@ -260,6 +273,13 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
                               "(e.g. model.features=run:assoc_embedding)")
         ae.requires_grad_(False)
         return ae.eval()
+
+    def use_settings(self, model: dict[str, Any], data: dict[str, Any]) -> None:
+        """Run this trained decoder with ``model``'s values of INFERENCE_KEYS (the data and
+        every trained setting stay the checkpoint's)."""
+        changed = {k: model[k] for k in self.INFERENCE_KEYS if k in model}
+        self.hparams["model"] = {**self.hparams["model"], **changed}
+        self.cfg = _model_config(self.hparams["model"])
 
     def train(self, mode: bool = True) -> "RNNPoseDecoder":
         """Lightning's train mode for the decoder; the frozen AE stays in eval mode."""

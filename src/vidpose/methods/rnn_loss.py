@@ -39,6 +39,11 @@ from vidpose.nn.rnn_decoder import PoseDecoderLSTM, PoseRefinerLSTM, RunningNorm
 LOSS_CONFIGS = ("a_a", "a_b", "b_a", "b_b")  # (a, a'), (a, b'), (b, a'), (b, b')
 REDUCTIONS = ("mean", "sum")  # the per-joint l_2 over pixels
 ORDERINGS = ("learned", "random", "confidence", "inverse", "canonical")  # Table 3
+# The persons LSTM2 is fed in training: ``emitted``, those inference would emit (the steps
+# before the first p_t < omega), as inference feeds it; ``matched``, only those matched to a
+# GT person (Eq. 4 indexes LSTM2's steps by the r matched pairs). Either way Eq. 4's loss is
+# over the matched persons only: a fed person without a GT person adds none.
+REFINER_INPUTS = ("emitted", "matched")
 
 
 def stop_targets(z_hat: int, z: int) -> Tensor:
@@ -183,6 +188,7 @@ class TrainingOptions:
     loss_config: str = "a_a"  # Table 4 [loss_config]
     ordering: str = "learned"  # LSTM2's input order, Table 3 [ordering]
     heatmap_reduction: str = "mean"  # l_2 over pixels: mean | sum [heatmap_reduction]
+    refiner_input: str = "emitted"  # LSTM2's training input: emitted | matched [refiner_input]
 
 
 @dataclass
@@ -228,13 +234,18 @@ def within_image_batching(features: Tensor, gt_heatmaps: Tensor, gt_present: Ten
     the others' at the batch's next boundary, which gives the same gradients as a separate
     back-propagation (its loss depends on none of the later steps) with one backward pass.
 
-    With ``refiner`` (LSTM2) the matched steps of each image's chunk are fed to it in
-    ``options.ordering`` (within the chunk) and its output is compared with their GT persons
-    in the same order (Eq. 4); its state is carried across chunks, detached, too. LSTM1's
-    heatmaps are not detached there: LSTM2's loss trains LSTM1 as well.
+    With ``refiner`` (LSTM2) each image's chunk feeds it the persons of
+    ``options.refiner_input`` (:data:`REFINER_INPUTS`: by default those inference would
+    emit, so that LSTM2 sees in training the sequences it sees at inference) in
+    ``options.ordering`` (within the chunk); its outputs for the persons matched to GT are
+    compared with their GT persons in the same order (Eq. 4). Its state is carried across
+    chunks, detached, too. LSTM1's heatmaps are not detached there: LSTM2's loss trains
+    LSTM1 as well.
     """
     if options.loss_config not in LOSS_CONFIGS:
         raise ValueError(f"loss configuration {options.loss_config!r} is not one of {LOSS_CONFIGS}")
+    if options.refiner_input not in REFINER_INPUTS:
+        raise ValueError(f"refiner input {options.refiner_input!r} is not one of {REFINER_INPUTS}")
     if options.batch_steps < 1 or options.max_steps < 1:
         raise ValueError("batch_steps (T) and max_steps must be at least 1")
     batch = features.shape[0]
@@ -297,8 +308,9 @@ def _chunk_terms(chunks: dict[int, _Chunk], history: list[list[float]], z: list[
                  remaining: list[Tensor], gt_heatmaps: Tensor,
                  options: TrainingOptions) -> dict:
     """Eq. 2 and 3 summed over the images' chunks; removes the assigned GT persons from
-    ``remaining`` and returns under ``refine`` each image's matched (heatmaps, stop
-    probabilities, GT heatmaps) for LSTM2."""
+    ``remaining`` and returns under ``refine`` LSTM2's input of each image: the heatmaps and
+    stop probabilities of the persons ``options.refiner_input`` feeds it, in LSTM1's order,
+    their GT heatmaps (zeros for a person matched to none) and which are matched."""
     heatmap_loss = stop_loss = gt_heatmaps.new_zeros(())
     refine = {}
     for i, chunk in chunks.items():
@@ -316,10 +328,20 @@ def _chunk_terms(chunks: dict[int, _Chunk], history: list[list[float]], z: list[
                            options.heatmap_reduction)
         heatmap_loss = heatmap_loss + terms.heatmap_loss
         stop_loss = stop_loss + terms.stop_loss
-        if len(terms.steps):
-            steps = terms.steps.to(heatmaps.device)
-            refine[i] = (heatmaps[steps], probs[first:][terms.steps],
-                         gt[terms.persons.to(gt.device)])
+        if options.refiner_input == "matched":
+            fed = terms.steps
+        else:  # the chunk's steps before the first p_t < omega: what inference emits
+            fed = torch.arange(max(0, min(count, predicted_count(probs, options.omega) - first)))
+        if len(fed):
+            targets_fed = gt.new_zeros((len(fed), *gt.shape[1:]))
+            matched = torch.zeros(len(fed), dtype=torch.bool)
+            position = {int(step): k for k, step in enumerate(fed)}
+            for step, person in zip(terms.steps.tolist(), terms.persons.tolist()):
+                if step in position:
+                    targets_fed[position[step]] = gt[person]
+                    matched[position[step]] = True
+            refine[i] = (heatmaps[fed.to(heatmaps.device)], probs[first:][fed], targets_fed,
+                         matched)
         assigned = torch.ones(len(remaining[i]), dtype=torch.bool)
         assigned[terms.persons] = False
         remaining[i] = remaining[i][assigned]
@@ -349,17 +371,19 @@ def refiner_inputs(persons: dict[int, tuple[Tensor, Tensor]], batch: int, orderi
 
 
 def _refiner_term(refiner: PoseRefinerLSTM, features: Tensor, state: Optional[State],
-                  matched: dict[int, tuple[Tensor, Tensor, Tensor]],
+                  fed: dict[int, tuple[Tensor, Tensor, Tensor, Tensor]],
                   options: TrainingOptions) -> tuple[Tensor, Optional[State]]:
-    """Eq. 4: LSTM2 over each image's matched persons in ``ordering``, all images at once,
-    against their GT persons reordered the same way."""
-    if not matched:
+    """Eq. 4: LSTM2 over each image's fed persons in ``ordering``, all images at once; the
+    outputs of the matched ones against their GT persons reordered the same way."""
+    if not fed:
         return features.new_zeros(()), state
     sequence, active, orders = refiner_inputs(
-        {i: (heatmaps, probs) for i, (heatmaps, probs, _) in matched.items()},
+        {i: (heatmaps, probs) for i, (heatmaps, probs, _, _) in fed.items()},
         features.shape[0], options.ordering, features.device)
     targets = torch.zeros_like(sequence)
-    for i, (_, _, gt) in matched.items():
+    scored = torch.zeros_like(active)
+    for i, (_, _, gt, matched) in fed.items():
         targets[: len(orders[i]), i] = gt[orders[i]].to(targets)
+        scored[: len(orders[i]), i] = matched.to(scored.device)[orders[i].to(scored.device)]
     refined, state = refiner(features, sequence, state, active)
-    return heatmap_l2(refined[active], targets[active], options.heatmap_reduction).sum(), state
+    return heatmap_l2(refined[scored], targets[scored], options.heatmap_reduction).sum(), state
