@@ -27,6 +27,18 @@ def test_list_shows_experiments_with_their_rows(capsys):
     assert " stm " in stm_row and "?" not in stm_row
 
 
+def test_list_shows_aliases_with_their_own_rows(capsys):
+    """One configuration, several paper rows: the duplicates are aliases (issue 16 point 16)."""
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 4}
+    for alias, target in (("rnn_t3_learned", "rnn_t1_ours"), ("rnn_t7_h2_learned", "rnn_t1_ours"),
+                          ("rnn_t4_aa", "rnn_association"), ("rnn_t5_loop2", "rnn_association"),
+                          ("rnn_t7_h2_random", "rnn_t3_random")):
+        assert f"alias of {target}" in rows[alias] and " rnn_decoder " in rows[alias]
+    assert "alias of" not in rows["rnn_t1_ours"] and "alias of" not in rows["rnn_t3_random"]
+
+
 def test_unknown_experiment_exits_2_with_one_line():
     proc = subprocess.run([sys.executable, "-m", "vidpose.cli", "train", "simple_baselin"],
                           capture_output=True, text=True)

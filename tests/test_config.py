@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vidpose.config import compose, find_experiment, list_experiments
+from vidpose.config import canonical_name, compose, find_experiment, list_experiments, to_dict
 from vidpose.errors import ConfigError
 
 
@@ -15,7 +15,7 @@ def test_every_experiment_composes_at_both_scales():
     for name in names:
         for scale in ("compact", "paper"):
             cfg = compose(name, [f"experiment.scale={scale}"])
-            assert cfg.experiment.name == name
+            assert cfg.experiment.name == canonical_name(name)  # an alias: its target's
             assert cfg.experiment.reproduces, f"{name} must say which paper row it reproduces"
 
 
@@ -99,3 +99,57 @@ def test_unknown_method_is_an_error(tmp_path):
     _write(tmp_path, "m.yaml", "experiment:\n  method: nomethod\n")
     with pytest.raises(ConfigError, match="nomethod"):
         compose("m", root=tmp_path)
+
+
+# --- aliases: one configuration, several paper rows ------------------------------------
+
+# The paper's duplicate rows (issue 16 point 16): each alias composes its target.
+ALIASES = {"rnn_t3_learned": "rnn_t1_ours", "rnn_t7_h2_learned": "rnn_t1_ours",
+           "rnn_t4_aa": "rnn_association", "rnn_t5_loop2": "rnn_association",
+           "rnn_f6_omega0p27": "rnn_association", "rnn_t7_h2_random": "rnn_t3_random"}
+
+
+@pytest.mark.parametrize("alias, target", sorted(ALIASES.items()))
+def test_an_alias_composes_its_targets_config(alias, target):
+    assert canonical_name(alias) == target and canonical_name(target) == target
+    for scale in ("compact", "paper"):
+        overrides = [f"experiment.scale={scale}", "trainer.max_epochs=1"]
+        assert to_dict(compose(alias, overrides)) == to_dict(compose(target, overrides))
+
+
+def test_no_two_rnn_experiments_are_one_configuration_unless_aliased():
+    """Two rows of one configuration would be two runs of it: name the second an alias."""
+    seen: dict[str, str] = {}
+    for name in sorted(list_experiments()):
+        if not name.startswith(("rnn_", "assoc_")) or canonical_name(name) != name:
+            continue
+        cfg = to_dict(compose(name))
+        cfg.pop("experiment")
+        key = repr(cfg)
+        assert key not in seen, f"{name} is {seen.get(key)}'s configuration: make it an alias"
+        seen[key] = name
+
+
+def test_alias_files_are_checked(tmp_path):
+    _write(tmp_path, "t.yaml", "experiment:\n  method: simple_baseline\n  reproduces: row\n")
+    _write(tmp_path, "a.yaml", "alias_of: t\nreproduces: another row\n")
+    assert compose("a", root=tmp_path).experiment.name == "t"
+    assert canonical_name("a", tmp_path) == "t" and canonical_name("gone", tmp_path) == "gone"
+    _write(tmp_path, "b.yaml", "alias_of: a\nreproduces: x\n")
+    with pytest.raises(ConfigError, match="b.yaml: field 'alias_of': 'a' is itself an alias"):
+        compose("b", root=tmp_path)
+    _write(tmp_path, "b.yaml", "alias_of: nowhere\nreproduces: x\n")
+    with pytest.raises(ConfigError, match="b.yaml: field 'alias_of': unknown experiment"):
+        compose("b", root=tmp_path)
+    _write(tmp_path, "b.yaml", "alias_of: t\nmodel:\n  backbone: resnet50\n")
+    with pytest.raises(ConfigError, match="b.yaml: field 'model': an alias file holds only"):
+        compose("b", root=tmp_path)
+
+
+def test_run_lookups_of_an_alias_find_its_targets_runs(tmp_path):
+    from vidpose.run import resolve_init_from
+
+    ckpt = tmp_path / "rnn_t1_ours" / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"")
+    assert resolve_init_from("run:rnn_t3_learned", tmp_path) == ckpt

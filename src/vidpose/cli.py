@@ -169,18 +169,26 @@ def _cmd_list() -> None:
     from rich.table import Table
     from omegaconf import OmegaConf
 
-    from vidpose.config import chain, experiments_dir, list_experiments
+    from vidpose.config import alias_target, chain, experiments_dir, list_experiments
 
     table = Table(title="vidpose experiments (make train EXP=<name>)")
     for col in ("name", "method", "scale", "reproduces"):
         table.add_column(col, overflow="fold")
     root = experiments_dir()
-    for name, path in list_experiments(root).items():
+    experiments = list_experiments(root)
+    for name, path in experiments.items():
+        # An alias (a paper row that is another experiment's configuration) shows its own
+        # row, its target's method and scale, and whose runs it shares.
+        target = alias_target(path, root)
         # The experiment section as its chain of bases gives it (no validation: fast).
-        merged = OmegaConf.merge(*(part for _, part in chain(path, root)))
+        merged = OmegaConf.merge(*(part for _, part in chain(experiments[target or name], root)))
         raw = merged.get("experiment", {}) or {}
+        reproduces = str(raw.get("reproduces", ""))
+        if target is not None:
+            own = OmegaConf.merge(*(part for _, part in chain(path, root)))
+            reproduces = f"alias of {target}: {own.get('reproduces', '')}"
         table.add_row(name, str(raw.get("method", "?")), str(raw.get("scale", "compact")),
-                      str(raw.get("reproduces", "")))
+                      reproduces)
     Console(width=max(120, Console().width)).print(table)
 
 

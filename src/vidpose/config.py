@@ -13,6 +13,12 @@ dotted overrides, so one file states both the CPU-sized and the paper-sized run.
 
 The result is validated against structured dataclasses: an unknown key or a wrong type is a
 ``ConfigError`` naming the key and where it came from.
+
+An experiment file may instead be an alias of another, when two paper rows are one
+configuration (Table 3 'learned' is Table 1 'Ours'): it holds only ``alias_of: <name>`` and
+the ``reproduces`` line of its own row. Composing an alias gives the named experiment's
+config, name included, so training it trains (and ``RESUME``, ``run:`` and reports find)
+that experiment's runs; ``vidpose list`` shows it as "alias of <name>".
 """
 from __future__ import annotations
 
@@ -138,6 +144,55 @@ def find_experiment(name: str, root: Path | None = None) -> Path:
                       f"{len(known)} experiments.")
 
 
+# The keys an alias file may hold (see the module docstring).
+ALIAS_KEYS = ("alias_of", "reproduces")
+
+
+def alias_target(path: Path, root: Path | None = None) -> Optional[str]:
+    """The experiment the file at ``path`` is an alias of, or None when it is none.
+
+    ``ConfigError`` naming the file when it holds other keys, names an unknown experiment
+    or an alias (one step only, so that an alias always names where its runs are)."""
+    cfg = _load_yaml(path)
+    if "alias_of" not in cfg:
+        return None
+    extra = [str(key) for key in cfg if key not in ALIAS_KEYS]
+    if extra:
+        raise ConfigError(f"{path}: field {extra[0]!r}: an alias file holds only "
+                          f"{' and '.join(ALIAS_KEYS)} (the config is its target's)")
+    target = str(cfg.alias_of)
+    try:
+        target_path = find_experiment(target, root)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: field 'alias_of': {err}") from None
+    if "alias_of" in _load_yaml(target_path):
+        raise ConfigError(f"{path}: field 'alias_of': {target!r} is itself an alias; name "
+                          "the experiment it aliases")
+    return target
+
+
+def canonical_name(name: str, root: Path | None = None) -> str:
+    """``name``, or the experiment it is an alias of (unknown names are returned as given:
+    a ``run:`` folder may outlive its file)."""
+    known = list_experiments(root)
+    if name not in known:
+        return name
+    return alias_target(known[name], root) or name
+
+
+def _one_line(err: Exception, position: bool = True) -> str:
+    """A YAML or OmegaConf error in one line: yaml's problem, where and in what; OmegaConf's
+    message without its full_key / object_type lines."""
+    problem = getattr(err, "problem", None)
+    if problem:  # yaml's MarkedYAMLError
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark and position else ""
+        context = getattr(err, "context", None)
+        return f"{problem}{where}" + (f" ({context})" if context else "")
+    lines = str(getattr(err, "msg", None) or err).strip().splitlines()
+    return lines[0].strip() if lines else type(err).__name__
+
+
 def _load_yaml(path: Path) -> DictConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
@@ -226,6 +281,9 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
     """The validated config of experiment ``name`` with ``overrides`` applied."""
     root = root or experiments_dir()
     path = find_experiment(name, root)
+    target = alias_target(path, root)
+    if target is not None:  # one configuration, one name: the alias composes its target
+        path = find_experiment(target, root)
     parts = chain(path, root)
     groups, dotted = _split_overrides(list(overrides or []))
     try:

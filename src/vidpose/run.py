@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from vidpose.callbacks.checkpoint import LastCheckpoint
 from vidpose.callbacks.distribution import trainer_kwargs
 from vidpose.callbacks.rng_state import RNGStateCallback
-from vidpose.config import to_dict
+from vidpose.config import canonical_name, to_dict
 from vidpose.data_modules.sources import DATASET_SCHEMA, sample_schema
 from vidpose.errors import ConfigError, InputError
 from vidpose.methods import get_datamodule_cls, get_method
@@ -91,10 +91,11 @@ def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
 
 
 def resolve_init_from(value: str, runs_dir: Path) -> Path:
-    """A checkpoint path, or ``run:<experiment>``: the last.ckpt of its newest run."""
+    """A checkpoint path, or ``run:<experiment>``: the last.ckpt of its newest run (an
+    alias's runs are its target's)."""
     if not value.startswith("run:"):
         return Path(value)
-    experiment = value[len("run:"):]
+    experiment = canonical_name(value[len("run:"):])
     runs = sorted(p for p in (runs_dir / experiment).glob("*/checkpoints/last.ckpt")
                   if not p.parts[-3].startswith("eval-"))
     if not runs:
