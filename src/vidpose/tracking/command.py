@@ -14,14 +14,12 @@ from typing import Optional
 from omegaconf import DictConfig
 from rich.progress import track as progress_track
 
-from vidpose.crowd import persons_per_frame
 from vidpose.errors import ConfigError, InputError
 from vidpose.formats.jsonio import dump_json
 from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.pose import Frame, PoseDataset
 from vidpose.tracking.boxes import (BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes,
                                    load_detector)
-from vidpose.tracking.online import OnlineTopDown
 from vidpose.tracking.video import image_id, open_video, write_overlay
 
 BOX_CHOICES = ("detector", "detections", "gt")
@@ -83,7 +81,6 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
         {image_id(frames.video_number, i) for i in range(len(frames))}
     pipeline = model.pipeline(_box_source(model, boxes, detections, detector, ids))
 
-    crowd = persons_per_frame(truth).popitem()[1] if truth else None
     tracked: list[Frame] = []
 
     def tracked_images():
@@ -100,10 +97,9 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
 
     out_dir = Path(out)
     overlay = out_dir / f"{frames.name}.mp4"
-    if isinstance(pipeline, OnlineTopDown):
-        pipeline.reset(crowd)
-    else:
-        pipeline.reset()
+    # Both pipelines start the video afresh; the memory pipeline's CoDA switch counts the
+    # boxes it is given, not the annotations' persons.
+    pipeline.reset()
     start = time.perf_counter()
     if getattr(pipeline.cfg, "merge", False):
         # Track merging relabels tracks after the last frame: the overlay needs the final
