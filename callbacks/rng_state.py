@@ -1,8 +1,10 @@
-"""Save and restore the random number generators with each checkpoint.
+"""Save and restore the random number generators and the training order with each checkpoint.
 
 Lightning restores weights, optimizer, scheduler and loop counters; with the RNG states
-too, `RESUME=last` continues a run with the same augmentation and dropout draws it would
-have made without the interruption.
+(the model's draws: dropout) and the sampler's position (``data_modules/sampling.py``: which
+samples come next and their augmentation seeds), `RESUME=last` continues a run, even from
+the middle of an epoch, with the same batches and draws it would have made without the
+interruption.
 """
 from __future__ import annotations
 
@@ -19,7 +21,29 @@ def _numpy_state() -> tuple:
     return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
 
 
+def _mark_consumed(trainer: L.Trainer, epoch: int, batches: int | None) -> None:
+    """Tell each resumable training sampler how far training got (``None``: epoch done)."""
+    from vidpose.data_modules.sampling import resumable_sampler
+
+    loaders = trainer.train_dataloader
+    for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+        sampler = resumable_sampler(loader)
+        if sampler is not None:
+            samples = (sampler.size if batches is None
+                       else batches * int(loader.batch_size or 1) * trainer.world_size)
+            sampler.mark_consumed(epoch, samples)
+
+
 class RNGStateCallback(L.Callback):
+    # Lightning runs checkpoint callbacks after the others, so the position is marked before
+    # last.ckpt (every N steps, at epoch end, on SIGTERM) is written.
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        _mark_consumed(trainer, trainer.current_epoch, batch_idx + 1)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        _mark_consumed(trainer, trainer.current_epoch, None)
+
     def state_dict(self) -> dict[str, Any]:
         state = {
             "python": random.getstate(),

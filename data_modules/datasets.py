@@ -16,6 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset
 
 from vidpose.data_modules.config import BOX_SOURCES, DATASETS, DataConfig
+from vidpose.data_modules.sampling import training_loader
 from vidpose.data_modules.sources import load_split, sample_schema, validation_source
 from vidpose.errors import ConfigError, InputError
 from vidpose.keypoints import SCHEMAS, convert, get_schema
@@ -138,9 +139,12 @@ class PoseDataModule(L.LightningDataModule, abc.ABC):
         if dataset is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         workers = int(self.cfg.num_workers)
-        return DataLoader(dataset, batch_size=int(self.cfg.batch_size), shuffle=shuffle,
-                          drop_last=False, num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=torch.cuda.is_available())
+        options = dict(batch_size=int(self.cfg.batch_size), drop_last=False, num_workers=workers,
+                       persistent_workers=workers > 0, pin_memory=torch.cuda.is_available())
+        if shuffle:
+            # Order and augmentations a mid-epoch resume repeats exactly (sampling.py).
+            return training_loader(dataset, **options)
+        return DataLoader(dataset, shuffle=False, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, shuffle=True)

@@ -120,11 +120,17 @@ def _files_parser(kind: str) -> argparse.ArgumentParser:
 
 def _cmd_eval_files(kind: str, argv: list[str]) -> None:
     args = _files_parser(kind).parse_args(argv)
+    if args.out:
+        from vidpose.formats.jsonio import check_output
+
+        check_output(args.out)  # before the evaluation, not after it
     if kind == "posetrack":
         from vidpose.metrics.posetrack import evaluate_posetrack
 
+        # A progress bar only where someone watches (importing rich costs more than a
+        # typical evaluation).
         result = evaluate_posetrack(args.gt, args.pred, per_video=args.per_video, out=args.out,
-                                    progress=True, video_order=args.video_order)
+                                    progress=sys.stderr.isatty(), video_order=args.video_order)
         if args.per_video:
             for name in sorted(result.per_video):
                 print(f"\n== {name}\n{result.per_video[name].tables()}")
@@ -244,6 +250,13 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
     return f"vidpose: warning: {message}\n"
 
 
+def _report(err: VidposeError) -> int:
+    """The error as one line on stderr (a message that spans lines is joined), status 2."""
+    text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+    print(f"vidpose: error: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -253,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             _cmd_eval_files(argv[1], argv[2:])
         except VidposeError as err:
-            print(f"vidpose: error: {err}", file=sys.stderr)
-            return 2
+            return _report(err)
         return 0
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
@@ -266,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         if args.command == "train":
+            from lightning.pytorch.utilities.exceptions import SIGTERMException
+
             from vidpose.config import compose
             from vidpose.run import train, train_prerequisites
 
@@ -273,7 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             if not args.resume:
                 for needed in train_prerequisites(cfg, args.overrides):
                     _print_metrics(needed.run_dir, needed.metrics)
-            result = train(cfg, resume=args.resume)
+            try:
+                result = train(cfg, resume=args.resume, overrides=args.overrides)
+            except SIGTERMException:
+                # Lightning stopped between two batches and LastCheckpoint saved last.ckpt.
+                print("vidpose: stopped by SIGTERM; checkpoints/last.ckpt holds the last step: "
+                      "continue with --resume last (make train ... RESUME=last)", file=sys.stderr)
+                return 143  # 128 + SIGTERM, what a shell reports for a terminated job
             _print_metrics(result.run_dir, result.metrics)
             _print_summary(cfg, result.metrics)
         elif args.command == "eval":
@@ -302,8 +322,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "bench":
             _cmd_bench(args)
     except VidposeError as err:
-        print(f"vidpose: error: {err}", file=sys.stderr)
-        return 2
+        return _report(err)
     return 0
 
 

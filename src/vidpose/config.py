@@ -199,7 +199,7 @@ def _load_yaml(path: Path) -> DictConfig:
     try:
         cfg = OmegaConf.load(path)
     except Exception as err:  # yaml.YAMLError and OmegaConf's own
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(err)}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     # An emptied section ("model:" with nothing under it) would replace the whole section.
@@ -261,7 +261,7 @@ def _merge(cfg: DictConfig, other: DictConfig, source: str) -> DictConfig:
         key = getattr(err, "full_key", None) or ""
         if "not in" in str(err) or "Key" in type(err).__name__:
             raise ConfigError(f"{source}: unknown key '{key}'{_close_key(cfg, key)}") from None
-        raise ConfigError(f"{source}: bad value for '{key}': {err.msg if hasattr(err, 'msg') else err}") from None
+        raise ConfigError(f"{source}: bad value for '{key}': {_one_line(err)}") from None
 
 
 def _split_overrides(overrides: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -286,10 +286,13 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
         path = find_experiment(target, root)
     parts = chain(path, root)
     groups, dotted = _split_overrides(list(overrides or []))
-    try:
-        dotted_cfg = OmegaConf.from_dotlist(dotted)
-    except OmegaConfBaseException as err:
-        raise ConfigError(f"command-line overrides: {err}") from None
+    for item in dotted:  # each value alone first, so that an error names its override
+        try:
+            OmegaConf.from_dotlist([item])
+        except Exception as err:  # yaml.YAMLError for the value, OmegaConf's for the key
+            raise ConfigError(f"override {item!r}: not a valid key=value (the value is read as "
+                              f"YAML): {_one_line(err, position=False)}") from None
+    dotted_cfg = OmegaConf.from_dotlist(dotted)
 
     group_cfgs = []
     for group, choice in groups:
@@ -335,3 +338,12 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
 
 def to_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def validated(cfg: DictConfig, source: str) -> DictConfig:
+    """A composed config read back (a run's ``config.yaml``), checked against the schemas
+    again so that it has the types and defaults ``compose`` gives."""
+    method = OmegaConf.select(cfg, "experiment.method")
+    if not method:
+        raise ConfigError(f"{source}: field 'experiment.method' is missing")
+    return _merge(_schema(str(method)), cfg, source)

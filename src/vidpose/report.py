@@ -1,7 +1,9 @@
 """`vidpose report RUN_DIR... --out report.md`: compare runs the way a paper table does.
 
 Each run folder (``runs/<experiment>/<time>/``, see ``run.py``) gives its composed
-``config.yaml`` and its Lightning CSV log ``csv/metrics.csv``. The report is one Markdown
+``config.yaml`` and its Lightning CSV log ``csv/metrics.csv``, joined with the logs of its
+resumes (``csv/resume-<n>/metrics.csv``, each resumed from the step its ``resume-<n>.yaml``
+records): a resume's rows replace the earlier attempts' rows from that step on. The report is one Markdown
 file: rows are runs, labelled by experiment and by the config values that differ between the
 runs compared; columns are the ``val/*`` metrics, final (last logged) and best, with the
 paper's number beside ours where the experiment records one (``experiment.paper_metrics``).
@@ -103,8 +105,8 @@ def _number(text: str, file: Path, line: int, column: str) -> float:
                          field=column) from None
 
 
-def read_metrics(path: Path) -> dict[str, MetricLog]:
-    """The ``val/*`` metrics of a Lightning CSVLogger file (sparse rows: one metric group each)."""
+def read_metrics(path: Path, prefix: str = "val/") -> dict[str, MetricLog]:
+    """The ``prefix`` metrics of a Lightning CSVLogger file (sparse rows: one metric group each)."""
     with path.open(newline="") as handle:
         rows = list(csv.reader(handle))
     if not rows:
@@ -120,7 +122,7 @@ def read_metrics(path: Path) -> dict[str, MetricLog]:
     epoch_col, step_col = header.index("epoch"), header.index("step")
     logs: dict[str, MetricLog] = {}
     for col, name in enumerate(header):
-        if not name.startswith("val/"):
+        if not name.startswith(prefix):
             continue
         filled = [(line, row) for line, row in enumerate(body, start=2) if row[col] != ""]
         if not filled:
@@ -131,6 +133,55 @@ def read_metrics(path: Path) -> dict[str, MetricLog]:
             values=np.array([_number(r[col], path, n, name) for n, r in filled], dtype=float),
         )
     return logs
+
+
+RESUME_RECORD = re.compile(r"resume-(\d+)\.yaml")
+
+
+def _resumed_step(record: Path) -> int:
+    try:
+        value = OmegaConf.select(OmegaConf.load(record), "step")
+    except Exception as err:  # yaml.YAMLError and OmegaConf's own
+        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=str(record)) from None
+    if not isinstance(value, int):
+        raise InputError(f"expected the step the resume started from, got {value!r}",
+                         file=str(record), field="step")
+    return value
+
+
+def run_metrics(folder: Path, prefix: str = "val/") -> dict[str, MetricLog]:
+    """A run's logged ``prefix`` metrics over all its attempts, in step order.
+
+    Attempt 0 is ``csv/metrics.csv``; resume n logged ``csv/resume-<n>/metrics.csv`` from the
+    step its ``resume-<n>.yaml`` records. The steps an attempt logged after the step a later
+    attempt (one that logged anything) resumed from were trained again by that one, whose
+    rows are the run's: they stand for the weights that were kept.
+    """
+    attempts = [(0, folder / CSV_LOG, 0)]
+    for record in folder.glob("resume-*.yaml"):
+        match = RESUME_RECORD.fullmatch(record.name)
+        if match:
+            n = int(match.group(1))
+            attempts.append((n, folder / "csv" / f"resume-{n}" / "metrics.csv", _resumed_step(record)))
+    attempts.sort()  # by attempt number, never by listing order
+    logs = [(read_metrics(path, prefix) if path.is_file() else {}, start)
+            for _, path, start in attempts]
+    joined: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
+    for i, (log, _) in enumerate(logs):
+        later = [start for other, start in logs[i + 1:] if other]
+        end = min(later, default=None)
+        for name, metric in log.items():
+            keep = np.ones(len(metric.steps), bool) if end is None else metric.steps < end
+            joined.setdefault(name, []).append((metric.epochs[keep], metric.steps[keep],
+                                                metric.values[keep]))
+    return {name: MetricLog(*(np.concatenate(column) for column in zip(*parts)))
+            for name, parts in joined.items()}
+
+
+def started(folder: Path) -> bool:
+    """Whether a run folder got as far as logging or checkpointing (a run killed before its
+    first step, e.g. by kill -9 during set-up, leaves only its config.yaml)."""
+    return (folder / CSV_LOG).is_file() or any((folder / "checkpoints").glob("*.ckpt"))
 
 
 def load_run(folder: Path) -> Run:
@@ -159,7 +210,7 @@ def load_run(folder: Path) -> Run:
     return Run(
         folder=folder, name=str(info["name"]), reproduces=str(info.get("reproduces") or ""),
         monitor=str(info.get("monitor") or ""), monitor_mode=str(info.get("monitor_mode") or "max"),
-        paper=paper, config=flatten(tree), metrics=read_metrics(folder / CSV_LOG),
+        paper=paper, config=flatten(tree), metrics=run_metrics(folder),
     )
 
 
@@ -291,6 +342,14 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     """Write the Markdown report of ``run_dirs`` to ``out`` (PNGs beside it); return ``out``."""
     if not run_dirs:
         raise InputError("no run folders given (expected runs/<experiment>/<time> folders)")
+    # `make report` globs runs/*/*: a run that never started (killed during set-up) is
+    # skipped, said once, rather than failing the whole report.
+    skipped = [Path(d) for d in run_dirs if Path(d, CONFIG_FILE).is_file() and not started(Path(d))]
+    for folder in skipped:
+        print(f"vidpose: warning: {folder}: skipped, the run stopped before its first step")
+    run_dirs = [Path(d) for d in run_dirs if Path(d) not in skipped]
+    if not run_dirs:
+        raise InputError("none of the run folders given got to its first step")
     runs = [load_run(Path(d)) for d in run_dirs]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,9 @@ the method writes (predictions, media).
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -19,7 +22,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, Ri
 from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from omegaconf import DictConfig, OmegaConf, read_write
 
-from vidpose.callbacks.checkpoint import LastCheckpoint
+from vidpose.callbacks.checkpoint import (RESUMABLE_KEYS, AtomicCheckpointIO, LastCheckpoint,
+                                          atomic_write_text, read_checkpoint)
 from vidpose.callbacks.distribution import trainer_kwargs
 from vidpose.callbacks.rng_state import RNGStateCallback
 from vidpose.config import canonical_name, to_dict
@@ -44,7 +48,10 @@ def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
 
     ``data.root`` (and ``data.crowded_root``, when set) of a synthetic experiment is
     ``<out>/<layout>``; ``<out>/manifest.json`` is written last, so a half-written set (a
-    crash mid-generation) is generated again.
+    crash mid-generation) is generated again. Data is generated only into a folder named
+    after the preset (``data/synth/<preset>/<layout>``): any other root without a manifest
+    is taken for a real data set, whose mistyped path must be an error, not a synthetic set
+    written into the user's data folder.
     """
     roots = [("data.root", Path(cfg.data.root))]
     for key in ("val_root", "crowded_root"):
@@ -64,9 +71,14 @@ def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
         out = root.parent
         if (out / "manifest.json").is_file():
             continue
+        if out.name != preset:
+            raise InputError(f"no synthetic set here ({out / 'manifest.json'} missing), and "
+                             f"synthetic data '{preset}' is only generated into a folder named "
+                             f"'{preset}' (.../{preset}/{root.name}); for real data select it "
+                             f"(data={root.name} data.root=...)", file=str(root), field=field)
         from vidpose.synth import synthesize
 
-        print(f"Generating synthetic data '{preset}' into {out} (once) ...", flush=True)
+        print(f"Generating synthetic data '{preset}' into {out.resolve()} (once) ...", flush=True)
         synthesize(out, preset=preset, seed=int(cfg.seed), progress=progress)
 
 
@@ -80,11 +92,14 @@ def _new_model(cfg: DictConfig) -> L.LightningModule:
         schema=sample_schema(cfg.data))
 
 
-def build(cfg: DictConfig) -> tuple[L.LightningModule, L.LightningDataModule]:
+def build(cfg: DictConfig, *, init_weights: bool = True
+          ) -> tuple[L.LightningModule, L.LightningDataModule]:
+    """Model and data module; ``init_weights=False`` skips ``init_from`` (a resumed run's
+    checkpoint holds every weight)."""
     spec = get_method(cfg.experiment.method)
     model = _new_model(cfg)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
-    if cfg.init_from:
+    if cfg.init_from and init_weights:
         _init_weights(model, resolve_init_from(str(cfg.init_from), Path(cfg.runs_dir)),
                       list(cfg.init_from_skip))
     return model, datamodule
@@ -117,11 +132,7 @@ def _init_weights(model: L.LightningModule, ckpt: Path, skip: Sequence[str] = ()
     the checkpoint the model has no place for, is an error naming the checkpoint and the first
     such tensors: a partial load would train on random weights without saying so.
     """
-    import torch
-
-    if not ckpt.is_file():
-        raise InputError("checkpoint not found", file=str(ckpt), field="init_from")
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state = read_checkpoint(ckpt, field="init_from", needs=())
     state = state.get("state_dict", state)
     own = model.state_dict()
     prefixes = tuple(str(p) for p in skip)
@@ -167,26 +178,165 @@ def new_run_dir(cfg: DictConfig) -> Path:
     return run_dir
 
 
-def find_resume(cfg: DictConfig, resume: str) -> tuple[Path, Path]:
-    """(run folder, checkpoint) for ``--resume last`` or ``--resume PATH``."""
-    if resume != "last":
-        ckpt = Path(resume)
-        if not ckpt.is_file():
-            raise InputError("checkpoint to resume from not found", file=resume, field="RESUME")
-        run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-        return run_dir, ckpt
-    candidates = sorted(Path(cfg.runs_dir, cfg.experiment.name).glob("*/checkpoints/last.ckpt"),
-                        key=lambda p: p.stat().st_mtime)
-    if not candidates:
-        raise ConfigError(f"RESUME=last: no run of '{cfg.experiment.name}' with a "
-                          f"checkpoints/last.ckpt under {cfg.runs_dir}/{cfg.experiment.name}/")
-    return candidates[-1].parent.parent, candidates[-1]
+# What a resumed run may change: how long it trains, how it validates, logs and checkpoints,
+# and on what hardware. Anything else (model, data, optimisation, seed) would make the
+# checkpoint and the run's config.yaml disagree. A key matches an entry equal to or below it.
+RESUMABLE_OVERRIDES = (
+    "trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "trainer.limit_train_batches",
+    "trainer.limit_val_batches", "trainer.val_check_interval", "trainer.check_val_every_n_epoch",
+    "trainer.num_sanity_val_steps", "trainer.log_every_n_steps",
+    "trainer.checkpoint_every_n_steps", "trainer.progress_bar", "trainer.accelerator",
+    "trainer.devices", "trainer.num_nodes", "logger", "data.num_workers", "runs_dir",
+)
+RESUME_RECORD = re.compile(r"resume-(\d+)\.yaml")
 
 
-def _loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
+@dataclass
+class ResumePlan:
+    """Where a resumed run continues: its folder, config, checkpoint and attempt number."""
+
+    run_dir: Path
+    cfg: DictConfig  # the run's config.yaml with the resumable overrides applied
+    checkpoint: Path
+    step: int  # the checkpoint's global step
+    attempt: int  # 1 for the first resume; its record is resume-<attempt>.yaml
+    overrides: dict[str, Any]  # the resumable values changed on this resume
+
+
+def _flat(cfg: DictConfig) -> dict[str, Any]:
+    from vidpose.report import flatten
+
+    return flatten(OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False))
+
+
+def _run_order(run_dir: Path) -> tuple[str, int]:
+    """Run folders ``<YYYYmmdd-HHMMSS>[-n]`` in the order they were made (by name, not by
+    file times or listing order)."""
+    parts = run_dir.name.split("-")
+    return "-".join(parts[:2]), int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else 0
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    """A run's checkpoint files in name order (temporary files of a cut write excluded)."""
+    return sorted(p for p in (run_dir / "checkpoints").glob("*.ckpt") if not p.name.startswith("."))
+
+
+def _run_of(ckpt: Path) -> Path:
+    """The run folder of a checkpoint given to ``--resume``; only ``<run>/checkpoints/*.ckpt``."""
+    run_dir = ckpt.parent.parent
+    if ckpt.parent.name != "checkpoints" or not (run_dir / "config.yaml").is_file():
+        raise InputError("not a checkpoint inside a run folder (expected runs/<experiment>/"
+                         "<time>/checkpoints/<name>.ckpt beside that run's config.yaml)",
+                         file=str(ckpt), field="RESUME")
+    if not ckpt.is_file():
+        raise InputError("checkpoint to resume from not found", file=str(ckpt), field="RESUME")
+    return run_dir
+
+
+def newest_run(runs_dir: Path, experiment: str) -> Path:
+    """The newest run folder of ``experiment`` that holds a checkpoint (runs that stopped
+    before their first checkpoint, and eval/infer folders, are skipped)."""
+    base = runs_dir / experiment
+    runs = [p for p in base.glob("*") if p.is_dir() and p.name[:1].isdigit()
+            and (p / "config.yaml").is_file() and _checkpoints(p)]
+    if not runs:
+        raise ConfigError(f"RESUME=last: no run of '{experiment}' with a checkpoint under "
+                          f"{base}/")
+    return max(runs, key=_run_order)
+
+
+def _loadable_checkpoint(run_dir: Path, first: Path, fallback: bool) -> tuple[Path, int]:
+    """(checkpoint, its global step): ``first`` when it loads, else (with ``fallback``) the
+    run's checkpoint that loads with the highest step, said on stderr."""
+    try:
+        return first, int(read_checkpoint(first, field="RESUME", needs=RESUMABLE_KEYS)["global_step"])
+    except InputError as err:
+        if not fallback:
+            raise
+        problem = err
+    loadable = []
+    for path in _checkpoints(run_dir):
+        if path != first:
+            try:
+                step = int(read_checkpoint(path, field="RESUME", needs=RESUMABLE_KEYS)["global_step"])
+            except InputError:
+                continue
+            loadable.append((step, path.name, path))
+    if not loadable:
+        raise InputError(f"{problem.reason}; no other checkpoint of this run loads either",
+                         file=problem.file, field="RESUME")
+    step, _, path = max(loadable)
+    print(f"vidpose: warning: {problem}; resuming from {path} (step {step}) instead",
+          file=sys.stderr, flush=True)
+    return path, step
+
+
+def plan_resume(cfg: DictConfig, resume: str, overrides: list[str] | None = None) -> ResumePlan:
+    """The run ``resume`` names (``last``: the experiment's newest) and how to continue it.
+
+    The run continues from its own ``config.yaml``. ``cfg`` is the current command line's
+    config, ``overrides`` that command line's ``key=value`` items: the keys they name, and
+    those whose value differs from the experiment's defaults, must either be in
+    ``RESUMABLE_OVERRIDES`` (applied, and recorded in ``resume-<n>.yaml``) or equal the run's
+    value; anything else is a ``ConfigError`` naming the key. The checkpoint is read before
+    anything is written.
+    """
+    from vidpose.config import compose, validated
+
+    name = str(cfg.experiment.name)
+    if resume == "last":
+        run_dir = newest_run(Path(cfg.runs_dir), name)
+        first, fallback = run_dir / "checkpoints" / "last.ckpt", True
+        if not first.is_file():
+            first = _checkpoints(run_dir)[-1]
+    else:
+        first, fallback = Path(resume), False
+        run_dir = _run_of(first)
+    config_path = run_dir / "config.yaml"
+    try:
+        saved = OmegaConf.load(config_path)
+    except Exception as err:  # yaml.YAMLError and OmegaConf's own
+        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=str(config_path)) from None
+    if OmegaConf.select(saved, "experiment.name") != name:
+        raise ConfigError(f"RESUME: {config_path} is a run of "
+                          f"{OmegaConf.select(saved, 'experiment.name')!r}, not of {name!r}")
+    saved = validated(saved, str(config_path))
+    given, default, old = _flat(cfg), _flat(compose(name)), _flat(saved)
+    named = [item.split("=", 1)[0] for item in overrides or [] if "=" in item]
+    changed = {k: v for k, v in given.items() if default.get(k, v) != v or k not in default
+               or any(k == n or k.startswith(f"{n}.") for n in named)}
+    applied = {}
+    for key, value in changed.items():
+        if any(key == r or key.startswith(f"{r}.") for r in RESUMABLE_OVERRIDES):
+            if old.get(key) != value:
+                applied[key] = value
+        elif key in old and old[key] != value:
+            raise ConfigError(f"RESUME: {key} cannot change when a run is resumed (the run has "
+                              f"{old[key]!r}, the command line gives {value!r}); only trainer "
+                              "limits, logging and devices can. Start a new run instead")
+    for key, value in applied.items():
+        OmegaConf.update(saved, key, value, force_add=False)
+    ckpt, step = _loadable_checkpoint(run_dir, first, fallback)
+    done = [int(m.group(1)) for p in run_dir.glob("resume-*.yaml")
+            if (m := RESUME_RECORD.fullmatch(p.name))]
+    # DDP workers re-run the command after the launching process wrote its record.
+    attempt = max(done, default=0) + (0 if os.environ.get(RUN_DIR_ENV) else 1)
+    return ResumePlan(run_dir, saved, ckpt, step, max(attempt, 1), applied)
+
+
+def csv_version(attempt: int) -> str:
+    """The CSV log folder of an attempt under ``<run>/csv/``: the first run writes
+    ``csv/metrics.csv``, resume n ``csv/resume-<n>/metrics.csv`` (``report`` joins them), so a
+    resume never rewrites what was logged before it."""
+    return "" if attempt == 0 else f"resume-{attempt}"
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, attempt: int = 0) -> list[Logger]:
     loggers: list[Logger] = []
     if cfg.logger.csv:
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        # Every logged row goes to disk at once: a kill -9 loses no row a checkpoint covers.
+        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=csv_version(attempt),
+                                 flush_logs_every_n_steps=1))
     if cfg.logger.wandb and cfg.logger.mode != "disabled":
         mode = os.environ.get("WANDB_MODE", cfg.logger.mode)
         id_file = run_dir / "wandb_id.txt"
@@ -230,7 +380,8 @@ for _message in (r"Found \d+ module\(s\) in eval mode at the start of training",
     warnings.filterwarnings("ignore", message=_message)
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> L.Trainer:
+def build_trainer(cfg: DictConfig, run_dir: Path, attempt: int = 0, **extra: Any) -> L.Trainer:
+    """The Trainer of a run folder; ``attempt`` n > 0 is the n-th resume (its own CSV log)."""
     t = cfg.trainer
     optional = {k: t[k] for k in ("limit_train_batches", "limit_val_batches",
                                   "val_check_interval", "gradient_clip_val", "max_time")
@@ -239,14 +390,17 @@ def build_trainer(cfg: DictConfig, run_dir: Path, **extra: Any) -> L.Trainer:
         value = optional.get(key)
         if isinstance(value, float) and value.is_integer() and value > 1:
             optional[key] = int(value)  # 5.0 from YAML means five batches, not 500%
+    # precision=auto depends on the CPU and on the method (its FP32_REASON)
+    device = trainer_kwargs(t, get_method(cfg.experiment.method).model_cls)
+    callbacks = _callbacks(cfg, run_dir) + device.pop("callbacks", [])
     return L.Trainer(
         default_root_dir=str(run_dir),
         max_epochs=t.max_epochs, max_steps=t.max_steps,
         check_val_every_n_epoch=t.check_val_every_n_epoch,
         num_sanity_val_steps=t.num_sanity_val_steps, log_every_n_steps=t.log_every_n_steps,
         accumulate_grad_batches=t.accumulate_grad_batches, deterministic=t.deterministic,
-        enable_progress_bar=t.progress_bar, logger=_loggers(cfg, run_dir),
-        callbacks=_callbacks(cfg, run_dir), **trainer_kwargs(t), **optional, **extra,
+        enable_progress_bar=t.progress_bar, logger=_loggers(cfg, run_dir, attempt),
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], **device, **optional, **extra,
     )
 
 
@@ -254,37 +408,58 @@ def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
-def train(cfg: DictConfig, resume: str | None = None) -> RunResult:
-    """Fit the experiment; with ``resume`` continue the run it names (``last`` or a path)."""
-    ckpt_path = None
-    if resume:
-        run_dir, ckpt_path = find_resume(cfg, resume)
+def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | None = None
+          ) -> RunResult:
+    """Fit the experiment; with ``resume`` continue the run it names (``last`` or a
+    checkpoint path) from its own config, changed only by the resumable ones of the command
+    line's ``overrides`` (see :func:`plan_resume`).
+
+    A new run that stops before its first optimizer step (bad data, a wrong key found late,
+    Ctrl-C during setup) removes its folder again, so that no empty run is left for
+    ``report`` or ``RESUME=last`` to trip on.
+    """
+    plan = plan_resume(cfg, resume, overrides) if resume else None  # checks the checkpoint first
+    if plan is not None:
+        cfg, run_dir, ckpt_path = plan.cfg, plan.run_dir, plan.checkpoint
+        print(f"Resuming {run_dir} from {ckpt_path.name} (step {plan.step})"
+              + (f" with {plan.overrides}" if plan.overrides else ""), flush=True)
     else:
-        run_dir = new_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir, ckpt_path = new_run_dir(cfg), None
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     resolve_checkpoints(cfg)  # the run's config.yaml names the checkpoints it used
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
-    model, datamodule = build(cfg)
+    model, datamodule = build(cfg, init_weights=plan is None)
     trainable = getattr(model, "TRAINABLE", True)
-    if resume and not trainable:
+    if plan is not None and not trainable:
         raise ConfigError(f"RESUME: {cfg.experiment.name!r} trains nothing (it evaluates trained "
                           "models), so there is no run to continue")
     inherited = os.environ.get(RUN_DIR_ENV)
+    created = inherited is None and not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if inherited is None:
+        if plan is None:
+            atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        else:  # config.yaml stays the run's own; what this resume changed goes beside it
+            record = {"checkpoint": str(ckpt_path), "step": plan.step, "overrides": plan.overrides}
+            atomic_write_text(run_dir / f"resume-{plan.attempt}.yaml", OmegaConf.to_yaml(record))
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers start inside fit and read this
+    trainer = None
     try:
-        trainer = build_trainer(cfg, run_dir)
+        trainer = build_trainer(cfg, run_dir, plan.attempt if plan else 0)
         if trainer.is_global_zero:
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    (run_dir / "wandb_id.txt").write_text(logger.experiment.id)
+                    atomic_write_text(run_dir / "wandb_id.txt", logger.experiment.id)
             print(f"Run folder: {run_dir}", flush=True)
         if trainable:
             trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
         else:
             # Pipelines of trained models (correspondence tracking): one validation pass.
             trainer.validate(model, datamodule=datamodule)
+    except BaseException:
+        if created and not (trainable and trainer is not None and trainer.global_step > 0):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     finally:
         if inherited is None:
             os.environ.pop(RUN_DIR_ENV, None)
@@ -294,8 +469,7 @@ def train(cfg: DictConfig, resume: str | None = None) -> RunResult:
 def _load_checkpoint(cfg: DictConfig, ckpt: str) -> L.LightningModule:
     """The experiment's method rebuilt from ``ckpt`` (its data generated first if missing)."""
     path = Path(ckpt)
-    if not path.is_file():
-        raise InputError("checkpoint not found", file=ckpt, field="CKPT")
+    read_checkpoint(path, field="CKPT")  # one line for a missing, truncated or foreign file
     ensure_data(cfg, progress=cfg.trainer.progress_bar)
     resolve_checkpoints(cfg)
     model = get_method(cfg.experiment.method).model_cls.load_from_checkpoint(str(path), map_location="cpu")
@@ -393,7 +567,7 @@ def evaluate(cfg: DictConfig, ckpt: str | None) -> RunResult:
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(cfg.runs_dir) / cfg.experiment.name /
                    f"eval-{time.strftime('%Y%m%d-%H%M%S')}")
     run_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     inherited = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers join this folder
     try:
@@ -425,6 +599,6 @@ def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
                                      / f"infer-{time.strftime('%Y%m%d-%H%M%S')}")
     folder = run_dir / "predictions" / split
     folder.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, run_dir / "config.yaml", resolve=True)
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     metrics = infer_split(model, data, data_cfg, folder, progress=cfg.trainer.progress_bar)
     return RunResult(run_dir, {f"{split}/{k}": v for k, v in metrics.items()})
