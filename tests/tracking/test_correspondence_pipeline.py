@@ -15,6 +15,7 @@ from torch import nn
 from vidpose.data_modules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidpose.errors import ConfigError
 from vidpose.keypoints import POSETRACK18
+from vidpose.nn.correspondence import CALIBRATION_LEVELS, AffinityCalibration
 from vidpose.pose import Frame, Pose
 from vidpose.tracking.affinity import Affinities
 from vidpose.tracking.boxes import GroundTruthBoxes
@@ -48,10 +49,19 @@ def _frame_number(image: torch.Tensor) -> int:
     return int(round(value * 255))
 
 
+# The fake's maps at a correct match: refined values spread over [0.3, 0.9]; its Siamese
+# maps are the refined ones times 5/9 (peak 0.5), and its calibration says so.
+_REFINED_QUANTILES = tuple(0.3 + 0.6 * CALIBRATION_LEVELS)
+FAKE_CALIBRATION = AffinityCalibration(
+    joint_siamese=tuple(v * 5 / 9 for v in _REFINED_QUANTILES), joint_refined=_REFINED_QUANTILES,
+    person_siamese=tuple(v * 5 / 9 for v in _REFINED_QUANTILES), person_refined=_REFINED_QUANTILES)
+
+
 class FakeNet(nn.Module):
     """Propagates joints by the scene's known motion between the two frames."""
 
     stride = STRIDE
+    calibration = FAKE_CALIBRATION
 
     def __init__(self) -> None:
         super().__init__()
@@ -191,12 +201,56 @@ def test_tracks_sharing_a_frame_are_never_merged():
 
 def test_refined_or_siamese_maps_are_read_as_configured():
     frames = [frame_at(t, [person_box(10, t)]) for t in range(3)]
-    # The fake's Siamese maps peak at 0.5: above an affinity threshold of 0.6 nothing counts,
-    # so without the refinement every frame starts a new track.
-    siamese, _ = run(frames, refinement=False, affinity_threshold=0.6)
+    # The fake's Siamese maps peak at 0.5: above an affinity threshold of 0.6 applied as set
+    # nothing counts, so without the refinement every frame starts a new track.
+    siamese, _ = run(frames, refinement=False, affinity_threshold=0.6, calibrated_thresholds=False)
     refined, _ = run(frames, refinement=True, affinity_threshold=0.6)
     assert len({p.track_id for f in siamese for p in f.poses}) == 3
     assert len({p.track_id for f in refined for p in f.poses}) == 1
+    # Mapped onto the Siamese maps' scale, the same thresholds keep the track.
+    calibrated, _ = run(frames, refinement=False, affinity_threshold=0.6)
+    assert len({p.track_id for f in calibrated for p in f.poses}) == 1
+
+
+def test_thresholds_on_siamese_maps_are_the_calibrated_ones():
+    settings = {"affinity_threshold": 0.6, "track_threshold": 0.5, "recovery": True}
+    siamese = CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(),
+                                     PipelineConfig(refinement=False, **settings), FakeNet(), (H, W))
+    # 0.6 and 0.5 pass the refined maps' top 50% and 66.7% of correct matches; the same
+    # shares of the Siamese maps' (5/9 of the refined) lie above 5/9 of each.
+    assert siamese.thresholds.affinity == pytest.approx(0.6 * 5 / 9)
+    assert siamese.thresholds.track == pytest.approx(0.5 * 5 / 9)
+    assert siamese.tracker.cue.affinity_threshold == siamese.thresholds.affinity
+    assert siamese.tracker.threshold == siamese.thresholds.track
+    refined = CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(),
+                                     PipelineConfig(refinement=True, **settings), FakeNet(), (H, W))
+    assert (refined.thresholds.affinity, refined.thresholds.track) == (0.6, 0.5)
+    assert refined.tracker.cue.affinity_threshold == 0.6 and refined.tracker.threshold == 0.5
+    # Other cues' similarities are not affinities: their track threshold stays as set.
+    oks = CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(),
+                                 PipelineConfig(tracker="oks", refinement=False, **settings),
+                                 FakeNet(), (H, W))
+    assert oks.thresholds.affinity == pytest.approx(0.6 * 5 / 9) and oks.thresholds.track == 0.5
+
+
+def test_siamese_maps_without_a_calibration_or_refined_maps_without_a_module_are_refused():
+    class Uncalibrated(FakeNet):
+        calibration = None
+
+    with pytest.raises(ConfigError, match="calibrated_thresholds=false"):
+        CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(),
+                               PipelineConfig(refinement=False), Uncalibrated(), (H, W))
+    as_set = CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(),
+                                    PipelineConfig(refinement=False, calibrated_thresholds=False),
+                                    Uncalibrated(), (H, W))
+    assert as_set.thresholds.affinity == PipelineConfig().affinity_threshold
+
+    class SiameseOnly(FakeNet):
+        refinement = None
+
+    with pytest.raises(ConfigError, match="no refinement module"):
+        CorrespondencePipeline(FakeEstimator(), GroundTruthBoxes(), PipelineConfig(),
+                               SiameseOnly(), (H, W))
 
 
 def test_settings_that_need_correspondences_refuse_to_run_without_them():

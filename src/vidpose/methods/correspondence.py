@@ -15,6 +15,11 @@ refinement stage), ``val/accuracy_siamese`` (the same for the Siamese maps, in b
 and ``val/truncated_peak`` (the mean maximum affinity of truncated keypoints, whose maps
 should be empty: it should fall for the refined maps; a softmax map cannot be empty, so
 the Siamese value rises as its maps sharpen). The tracker uses ``model.net.propagate``.
+
+The refinement stage's validation also measures how the Siamese maps' values at correct
+matches are distributed against the refined maps' (``nn.correspondence.AffinityCalibration``,
+kept on ``net.calibration`` and in the checkpoint), so that the tracker can read the Siamese
+maps (Table 7, "w/o refinement") with thresholds that pass as many correct matches.
 """
 from __future__ import annotations
 
@@ -24,19 +29,24 @@ from typing import Any, Optional
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MeanMetric
+from torchmetrics import CatMetric, MeanMetric
 
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import check_choices, check_positive, model_config
 from vidpose.methods.common import adam_with_steps
-from vidpose.nn.correspondence import (CorrespondenceNet, affinity_targets, nearest_cell,
-                                       refinement_loss, siamese_loss)
+from vidpose.nn.correspondence import (AffinityCalibration, CorrespondenceNet,
+                                       affinity_targets, nearest_cell, refinement_loss,
+                                       siamese_loss, values_at)
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
 
 STAGES = ("siamese", "refinement")
 METRICS = ("accuracy", "accuracy_siamese", "truncated_peak")
+# Correct-match values the refinement stage's validation gathers for the calibration.
+MATCH_VALUES = ("joint_siamese", "joint_refined", "person_siamese", "person_refined")
+# Where a checkpoint keeps the calibration.
+CALIBRATION_KEY = "affinity_calibration"
 
 
 @dataclass
@@ -109,6 +119,7 @@ class KeypointCorrespondence(L.LightningModule):
         if net.refinement is not None:
             net.freeze_siamese()
         self.metrics = nn.ModuleDict({name: MeanMetric() for name in METRICS})
+        self.match_values = nn.ModuleDict({name: CatMetric() for name in MATCH_VALUES})
 
     @property
     def trained_module(self) -> nn.Module:
@@ -168,7 +179,7 @@ class KeypointCorrespondence(L.LightningModule):
         # At the start, not the end, of an epoch: the metric states are then made under the
         # running loop's grad mode (a trainer.validate() before fit() runs in inference mode,
         # whose tensors fit's validation could not update in place).
-        for metric in self.metrics.values():
+        for metric in [*self.metrics.values(), *self.match_values.values()]:
             metric.reset()
 
     def on_validation_epoch_start(self) -> None:
@@ -179,6 +190,25 @@ class KeypointCorrespondence(L.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
+        if self.net.refinement is not None and not self.trainer.sanity_checking:
+            self._calibrate()
+
+    def _calibrate(self) -> None:
+        """``net.calibration`` from this validation's correct-match values (of all
+        processes); left as it was when no keypoint was present in both images."""
+        values = [self.match_values[name].compute() if self.match_values[name].update_count
+                  else torch.zeros(0) for name in MATCH_VALUES]
+        values = [torch.atleast_1d(torch.as_tensor(v)) for v in values]
+        if all(v.numel() for v in values):
+            self.net.calibration = AffinityCalibration.measure(*values)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.net.calibration is not None:
+            checkpoint[CALIBRATION_KEY] = self.net.calibration.to_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if CALIBRATION_KEY in checkpoint:
+            self.net.calibration = AffinityCalibration.from_dict(checkpoint[CALIBRATION_KEY])
 
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
@@ -188,6 +218,20 @@ class KeypointCorrespondence(L.LightningModule):
         counted, e.g. no truncated keypoint in the split)."""
         for name, metric in self.metrics.items():
             self.log(f"{stage}/{name}", metric.compute())
+
+    def _gather_match_values(self, siamese: Tensor, refined: Tensor, correspondences: Tensor,
+                             both: Tensor) -> None:
+        """Both map types' values at the warped keypoints' cells, per keypoint present in both
+        images and as each person's mean over them (for ``AffinityCalibration``)."""
+        cells = nearest_cell(correspondences[..., :2], self.net.stride, siamese.shape[-2:])
+        weight = both.float()
+        persons = both.any(-1)
+        for kind, maps in (("siamese", siamese), ("refined", refined)):
+            values = values_at(maps, cells).float()
+            mean = (values * weight).sum(-1) / weight.sum(-1).clamp_min(1.0)
+            # Updated even when empty, so that every process has updated every metric.
+            self.match_values[f"joint_{kind}"].update(values[both])
+            self.match_values[f"person_{kind}"].update(mean[persons])
 
     def _hits(self, maps: Tensor, correspondences: Tensor) -> Tensor:
         """(..., K) bool: each map's argmax within one cell (Chebyshev) of the warped
@@ -210,5 +254,7 @@ class KeypointCorrespondence(L.LightningModule):
             final = torch.zeros_like(maps.siamese)
             final[maps.persons] = torch.sigmoid(maps.refined).to(final.dtype)
         metrics["accuracy"].update(self._hits(final, correspondences)[both].float())
+        if maps.refined is not None:
+            self._gather_match_values(maps.siamese, final, correspondences, both)
         # Updated even when empty, so that every process has updated every metric.
         metrics["truncated_peak"].update(final.flatten(-2).amax(-1)[batch["truncated"]].float())

@@ -23,8 +23,10 @@ are multiples of 16, the network's stride.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -34,6 +36,8 @@ from vidpose.targets import render_heatmaps
 
 # The refinement module starts at GoogLeNet layer 3, whose input is at stride 4.
 REFINEMENT_INPUT_STRIDE = 4
+# Quantile levels an AffinityCalibration keeps: every percentile.
+CALIBRATION_LEVELS = np.linspace(0.0, 1.0, 101)
 
 
 def input_to_cell(points: Tensor, stride: float) -> Tensor:
@@ -88,6 +92,74 @@ def refinement_loss(logits: Tensor, targets: Tensor, counted: Tensor) -> Tensor:
     :func:`siamese_loss`."""
     bce = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
     return _masked_mean(bce.mean((-2, -1)), counted)
+
+
+def values_at(maps: Tensor, cells: Tensor) -> Tensor:
+    """(..., h, w) maps read at (..., 2) long (u, v) cells -> (...)."""
+    index = (cells[..., 1] * maps.shape[-1] + cells[..., 0])[..., None]
+    return maps.flatten(-2).gather(-1, index)[..., 0]
+
+
+def _cdf(quantiles: np.ndarray, value: float) -> float:
+    """The share of a distribution below ``value``, read off its CALIBRATION_LEVELS quantiles
+    (linear between them; ties, common where maps saturate, are stepped over)."""
+    i = int(np.searchsorted(quantiles, value, side="right"))
+    if i == 0:
+        return 0.0
+    if i == len(quantiles):
+        return 1.0
+    low, high = quantiles[i - 1], quantiles[i]  # low <= value < high
+    step = CALIBRATION_LEVELS[i] - CALIBRATION_LEVELS[i - 1]
+    return float(CALIBRATION_LEVELS[i - 1] + step * (value - low) / (high - low))
+
+
+@dataclass(frozen=True)
+class AffinityCalibration:
+    """How the Siamese softmax maps' values relate to the refined sigmoid maps' values.
+
+    A softmax spreads one unit of mass over the whole map, so a Siamese map's value at a
+    correct match is far below a refined map's (a sigmoid per position). Thresholds stated
+    for refined maps (Eq. 6's affinity threshold, the least track similarity) mean something
+    else on Siamese maps; this maps them by matching quantiles, so that a threshold passes
+    the same share of correct matches on both map types (paper Table 7, "w/o refinement").
+
+    Measured by the refinement stage's validation on held-out self-supervised pairs, over the
+    keypoints present in both images: ``joint_*`` are the quantiles (at CALIBRATION_LEVELS)
+    of each map's value at the cell holding its warped keypoint (what Eq. 6 reads for the
+    right person), ``person_*`` those of each person's mean of them (Eq. 6's similarity of a
+    pose to its own track, without the affinity threshold).
+    """
+
+    joint_siamese: tuple[float, ...]
+    joint_refined: tuple[float, ...]
+    person_siamese: tuple[float, ...]
+    person_refined: tuple[float, ...]
+
+    @classmethod
+    def measure(cls, joint_siamese: Tensor, joint_refined: Tensor, person_siamese: Tensor,
+                person_refined: Tensor) -> "AffinityCalibration":
+        levels = torch.from_numpy(CALIBRATION_LEVELS)
+        quantiles = [tuple(torch.quantile(v.detach().double().cpu().flatten(), levels).tolist())
+                     for v in (joint_siamese, joint_refined, person_siamese, person_refined)]
+        return cls(*quantiles)
+
+    def siamese_threshold(self, refined_threshold: float, level: str = "joint") -> float:
+        """The Siamese-map threshold passing the share of correct matches that
+        ``refined_threshold`` passes on refined maps: ``level`` joint (an affinity threshold)
+        or person (a similarity threshold)."""
+        if level not in ("joint", "person"):
+            raise ValueError(f"level must be joint or person, got {level!r}")
+        refined = np.asarray(getattr(self, f"{level}_refined"))
+        siamese = np.asarray(getattr(self, f"{level}_siamese"))
+        return float(np.interp(_cdf(refined, refined_threshold), CALIBRATION_LEVELS, siamese))
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {name: list(getattr(self, name)) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Sequence[float]]) -> "AffinityCalibration":
+        return cls(**{name: tuple(float(v) for v in values[name])
+                      for name in cls.__dataclass_fields__})
 
 
 class SiameseMatching(nn.Module):
@@ -198,6 +270,9 @@ class CorrespondenceNet(nn.Module):
         self.refinement = AffinityRefinement(num_keypoints, width) if refinement else None
         self.stride = self.siamese.stride
         self.siamese_frozen = False
+        # Set by the refinement stage's validation and kept in its checkpoints; the tracker
+        # reads it to run on the Siamese maps with thresholds stated for refined ones.
+        self.calibration: AffinityCalibration | None = None
 
     def freeze_siamese(self) -> None:
         """Module-wise training's second step: the Siamese module gets no gradients and its

@@ -14,6 +14,12 @@ Per frame:
    OKS, optical flow + OKS or appearance re-id (Table 2), with or without duplicate
    removal (Table 7).
 
+The affinity and track thresholds are stated for the refined (sigmoid) maps. Read on the
+Siamese (softmax) maps (``refinement: false``, Table 7), they are mapped onto those maps'
+scale by the network's ``AffinityCalibration`` (matched quantiles of correct-match values),
+so that the row measures the refinement and not a threshold that suits one map type only;
+``calibrated_thresholds: false`` applies them as set.
+
 After the last frame, ``finish`` merges broken tracks (Eq. 8) when asked to.
 """
 from __future__ import annotations
@@ -62,6 +68,9 @@ class PipelineConfig:
     joint_threshold: float = 0.3  # the paper's trade-off (Table 3)
     recovery: bool = False  # Sec. 5.1 (Table 3 turns it on)
     refinement: bool = True  # read refined maps (False: the Siamese maps, Table 7)
+    # On Siamese maps, map affinity_threshold and track_threshold (stated for refined maps)
+    # through the network's calibration; False applies them as set.
+    calibrated_thresholds: bool = True
     remove_duplicates: bool = True  # Table 7
     merge: bool = False  # Eq. 8 post-processing ("Ours + Merge")
     merge_threshold: float = 0.5
@@ -84,6 +93,39 @@ class PipelineConfig:
         return self.tracker == "correspondence" or self.recovery or self.merge
 
 
+@dataclass(frozen=True)
+class AppliedThresholds:
+    """The thresholds the pipeline applies to the maps it reads."""
+
+    affinity: float  # Eq. 6's tau and recovery's propagated-joint threshold
+    track: float  # least similarity to continue a track (and to call a pose a duplicate)
+
+
+def applied_thresholds(cfg: PipelineConfig, correspondence: Any | None) -> AppliedThresholds:
+    """``cfg``'s thresholds, mapped onto the Siamese maps' scale when the pipeline reads them
+    (refinement off) and ``cfg.calibrated_thresholds`` asks for it. The track threshold is a
+    similarity of the correspondence cue only; the other cues' similarities keep it as set."""
+    as_set = AppliedThresholds(cfg.affinity_threshold, cfg.track_threshold)
+    if not cfg.needs_correspondences:
+        return as_set
+    if cfg.refinement and getattr(correspondence, "refinement", True) is None:
+        raise ConfigError("model.correspondence: model.refinement is on but the network has no "
+                          "refinement module (a correspondence_siamese run?); name a "
+                          "correspondence_refinement run or set model.refinement=false")
+    if cfg.refinement or not cfg.calibrated_thresholds:
+        return as_set
+    calibration = getattr(correspondence, "calibration", None)
+    if calibration is None:
+        raise ConfigError("model.correspondence: reading the Siamese maps (model.refinement="
+                          "false) maps the thresholds onto their scale with the calibration a "
+                          "correspondence_refinement run records at validation, and this network "
+                          "has none (trained before it was recorded?); train that run again, or "
+                          "set model.calibrated_thresholds=false to apply the thresholds as set")
+    track = (calibration.siamese_threshold(cfg.track_threshold, "person")
+             if cfg.tracker == "correspondence" else cfg.track_threshold)
+    return AppliedThresholds(calibration.siamese_threshold(cfg.affinity_threshold, "joint"), track)
+
+
 class CorrespondencePipeline:
     """Pipeline state for one video at a time (``reset`` between videos)."""
 
@@ -96,6 +138,7 @@ class CorrespondencePipeline:
         self.estimator = estimator
         self.boxes = boxes
         self.cfg = cfg
+        self.thresholds = applied_thresholds(cfg, correspondence)
         self.schema = estimator.schema
         self.crop = CropTransform(estimator.input_size, estimator.schema, cfg.box_padding)
         # Frames reach the network only when a setting reads correspondences.
@@ -108,11 +151,11 @@ class CorrespondencePipeline:
                        if self.propagator is not None else None)
         cfg = self.cfg
         if cfg.tracker == "correspondence":
-            cue: Any = CorrespondenceCue(self.memory, cfg.affinity_threshold)
+            cue: Any = CorrespondenceCue(self.memory, self.thresholds.affinity)
         else:
             options = {"scale": cfg.flow_scale} if cfg.tracker == "flow" else {}
             cue = make_cue(cfg.tracker, self.schema.sigmas, **options)
-        self.tracker = GreedyTracker(cue, cfg.track_threshold, cfg.max_age, self.schema.sigmas,
+        self.tracker = GreedyTracker(cue, self.thresholds.track, cfg.max_age, self.schema.sigmas,
                                      remove_duplicates=cfg.remove_duplicates)
         self.previous: list[Pose] = []
         self.calls = 0
@@ -134,7 +177,7 @@ class CorrespondencePipeline:
                      score=float(rescored[i])) for i in range(len(boxes))]
 
     def _recover(self, image: np.ndarray) -> list[Pose]:
-        cfg = RecoveryConfig(self.cfg.affinity_threshold, self.cfg.recovery_min_joints,
+        cfg = RecoveryConfig(self.thresholds.affinity, self.cfg.recovery_min_joints,
                              self.cfg.recovery_min_score)
         boxes, scores = propagated_boxes(self.memory, self.previous, cfg)
         return keep_recovered(self.poses_in_boxes(image, boxes, scores), cfg)
