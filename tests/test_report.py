@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from vidpose.config import compose
 from vidpose.errors import ConfigError, InputError
-from vidpose.report import MISSING, Run, build_report, differing_keys, read_metrics
+from vidpose.report import MISSING, Run, build_report, differing_keys, read_metrics, run_metrics
 from vidpose.sweeps import check_sweep, list_sweeps, train_argv, wandb_args
 
 # Run A (resnet18, monitor val/PCKh max): PCKh 30 -> 50 -> 45, loss 0.5 -> 0.2 -> 0.3.
@@ -146,12 +146,46 @@ def test_folder_that_is_not_a_run_is_named_with_what_it_lacks(two_runs, tmp_path
         build_report([two_runs[0], bare], tmp_path / "r.md")
     assert err.value.file == str(bare)
     (bare / "config.yaml").write_text((two_runs[0] / "config.yaml").read_text())
+    (bare / "checkpoints").mkdir()
+    (bare / "checkpoints" / "last.ckpt").write_bytes(b"")
     with pytest.raises(InputError, match=r"missing csv/metrics\.csv$"):
         build_report([bare], tmp_path / "r.md")
     with pytest.raises(InputError, match="no such run folder"):
         build_report([tmp_path / "absent"], tmp_path / "r.md")
     with pytest.raises(InputError, match="no run folders"):
         build_report([], tmp_path / "r.md")
+
+
+def test_a_run_killed_before_its_first_step_is_skipped(two_runs, tmp_path, capsys):
+    # kill -9 during set-up leaves config.yaml alone: `make report` (runs/*/*) goes on.
+    orphan = two_runs[0].parent / "20990101-000000"
+    orphan.mkdir()
+    (orphan / "config.yaml").write_text((two_runs[0] / "config.yaml").read_text())
+    out = build_report([*two_runs, orphan], tmp_path / "r.md")
+    assert f"{orphan}: skipped" in capsys.readouterr().out
+    assert orphan.name not in out.read_text()
+    with pytest.raises(InputError, match="none of the run folders given got to its first step"):
+        build_report([orphan], tmp_path / "r.md")
+
+
+def test_resumed_attempts_join_into_one_curve(tmp_path):
+    # Attempt 0 logged steps 0-6 and checkpointed at 4; resume 1 went on from 4 (it trained
+    # 4-6 again, and those rows are the ones whose weights were kept) and logged 4-7;
+    # resume 2 started from 8 but was killed before logging: it hides nothing.
+    run = tmp_path / "run"
+    (run / "csv" / "resume-1").mkdir(parents=True)
+    (run / "csv" / "metrics.csv").write_text(
+        "epoch,step,train/loss_step\n" + "".join(f"0,{s},{s}.0\n" for s in range(7)))
+    (run / "csv" / "resume-1" / "metrics.csv").write_text(
+        "epoch,step,train/loss_step\n" + "".join(f"0,{s},{s}.5\n" for s in range(4, 8)))
+    (run / "resume-1.yaml").write_text("checkpoint: last.ckpt\nstep: 4\noverrides: {}\n")
+    (run / "resume-2.yaml").write_text("checkpoint: last.ckpt\nstep: 8\noverrides: {}\n")
+    log = run_metrics(run, prefix="train/")["train/loss_step"]
+    np.testing.assert_array_equal(log.steps, range(8))
+    np.testing.assert_allclose(log.values, [0, 1, 2, 3, 4.5, 5.5, 6.5, 7.5])
+    (run / "resume-2.yaml").write_text("step: [8]\n")
+    with pytest.raises(InputError, match="resume-2.yaml: field 'step'"):
+        run_metrics(run)
 
 
 def test_bad_csv_value_names_file_line_and_column(tmp_path):

@@ -130,13 +130,10 @@ def check_stride(stride: int, network_stride: int, network: str) -> None:
 
 def load_trained(method: str, checkpoint: str, field: str, device: Any = "cpu") -> Any:
     """A trained ``method`` model from a checkpoint file, in eval mode; ``InputError`` naming
-    the config ``field`` when the file is missing."""
-    from pathlib import Path
+    the config ``field`` when the file is missing, truncated or not a checkpoint."""
+    from vidpose.callbacks.checkpoint import read_checkpoint
 
-    from vidpose.errors import InputError
-
-    if not Path(checkpoint).is_file():
-        raise InputError("checkpoint not found", file=str(checkpoint), field=field)
+    read_checkpoint(checkpoint, field=field)
     model = get_method(method).model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
     return model.eval()
 
