@@ -5,8 +5,26 @@ The CLI prints ``str(error)`` alone (no traceback) and exits with status 2.
 from __future__ import annotations
 
 
+def _unwrapped(message: object, cls: type) -> object:
+    """The worker's own message, where torch's DataLoader re-raised a worker's error.
+
+    torch re-raises an exception from a DataLoader worker as ``cls("Caught <cls> in
+    DataLoader worker process N.\nOriginal Traceback ...")``; the traceback's last line is
+    ``<module>.<cls>: <message>``, the one-line message the user should see.
+    """
+    if not (isinstance(message, str) and message.startswith(f"Caught {cls.__name__} ")
+            and "\nOriginal Traceback" in message):
+        return message
+    marker = f"\n{cls.__module__}.{cls.__qualname__}: "
+    at = message.rfind(marker)
+    return message[at + len(marker):].rstrip("\n") if at >= 0 else message
+
+
 class VidposeError(Exception):
     """A problem with what the user gave us (a file, a config, an argument)."""
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(_unwrapped(message, type(self)), *args)
 
 
 class InputError(VidposeError):
@@ -14,6 +32,7 @@ class InputError(VidposeError):
 
     def __init__(self, message: str, *, file: str | None = None, record: str | int | None = None,
                  field: str | None = None) -> None:
+        message = str(_unwrapped(message, type(self)))
         self.file, self.record, self.field, self.reason = file, record, field, message
         where = []
         if file is not None:
@@ -22,7 +41,7 @@ class InputError(VidposeError):
             where.append(f"record {record}")
         if field is not None:
             where.append(f"field '{field}'")
-        super().__init__(f"{': '.join(where)}: {message}" if where else message)
+        Exception.__init__(self, f"{': '.join(where)}: {message}" if where else message)
 
 
 class ConfigError(VidposeError):

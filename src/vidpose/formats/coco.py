@@ -8,12 +8,13 @@ from vidpose.formats.cocostyle import (
     PERSON_CATEGORY, annotation_ids, box_of, category_record, coco_index, flat_keypoints,
     read_images, read_poses, read_schema, require_keys, segmentation_record,
 )
-from vidpose.formats.jsonio import dump_json, load_json
+from vidpose.formats.jsonio import dump_json, load_json, reports_deep_nesting
 from vidpose.pose import PoseDataset
 
 TOP_LEVEL_KEYS = ("images", "annotations", "categories")
 
 
+@reports_deep_nesting
 def read_coco(ann_file: str | os.PathLike, image_root: str | os.PathLike, *,
               check_images: bool = True, outside_tolerance: float = 1.0) -> PoseDataset:
     """Read and validate a COCO keypoints file; frames keep the file's image order.

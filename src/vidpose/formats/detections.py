@@ -14,11 +14,12 @@ from vidpose.errors import InputError
 from vidpose.formats.cocostyle import (
     PERSON_CATEGORY, read_box, read_result_record, read_results_list,
 )
-from vidpose.formats.jsonio import dump_json
+from vidpose.formats.jsonio import dump_json, reports_deep_nesting
 from vidpose.keypoints import COCO17
 from vidpose.pose import Pose
 
 
+@reports_deep_nesting
 def read_detections(path: str | os.PathLike, *,
                     image_ids: set[int] | None = None) -> dict[int, list[Pose]]:
     """Detections per image id, in file order.

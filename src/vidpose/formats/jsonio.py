@@ -1,12 +1,13 @@
 """JSON in and out: errors that point at the line, writes that never leave half a file."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -16,6 +17,8 @@ try:  # a C parser several times faster than the standard library's on large fil
     import orjson
 except ImportError:  # pragma: no cover - orjson is a dependency; the standard library suffices
     orjson = None
+
+T = TypeVar("T")
 
 
 def load_json(path: str | os.PathLike) -> Any:
@@ -49,6 +52,43 @@ def load_json(path: str | os.PathLike) -> Any:
         raise InputError("JSON nested too deeply to read (arrays or objects more than about "
                          f"{sys.getrecursionlimit()} levels inside each other)",
                          file=str(path)) from None
+
+
+def reports_deep_nesting(reader: Callable[..., T]) -> Callable[..., T]:
+    """A file reader whose RecursionError (a value nested nearly as deep as the parser
+    allows, met while checking or naming it) becomes an ``InputError`` naming the file
+    (its first argument)."""
+    @functools.wraps(reader)
+    def read(path, *args, **kwargs):
+        try:
+            return reader(path, *args, **kwargs)
+        except RecursionError:
+            raise InputError("values nested too deeply (arrays or objects hundreds of levels "
+                             "inside each other)", file=str(path)) from None
+    return read
+
+
+def check_output(path: str | os.PathLike, *, folder: bool = False,
+                 option: str = "--out") -> Path:
+    """Refuse, before any work is done, an output that cannot be written: a path under a
+    file, a file where a folder is asked for (or the reverse), or a folder without write
+    permission. Returns the path; missing folders are created later by the writer."""
+    path = Path(path)
+    if folder and path.exists() and not path.is_dir():
+        raise InputError("exists and is not a folder; give a folder for the outputs",
+                         file=str(path), field=option)
+    if not folder and path.is_dir():
+        raise InputError("is a folder; give a file name", file=str(path), field=option)
+    existing = path if folder else path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise InputError(f"{existing} is a file, so nothing can be written under it",
+                         file=str(path), field=option)
+    target = path if path.exists() else existing
+    if not os.access(target, os.W_OK | (os.X_OK if target.is_dir() else 0)):
+        raise InputError(f"{target} is not writable", file=str(path), field=option)
+    return path
 
 
 def _to_builtin(value: Any) -> Any:

@@ -9,9 +9,11 @@ import os
 
 from vidpose.errors import InputError
 from vidpose.formats.coco import read_coco
+from vidpose.formats.jsonio import reports_deep_nesting
 from vidpose.pose import PoseDataset
 
 
+@reports_deep_nesting
 def read_ochuman(ann_file: str | os.PathLike, image_root: str | os.PathLike, *,
                  check_images: bool = True, outside_tolerance: float = 1.0) -> PoseDataset:
     """Read and validate an OCHuman COCO-format file (see ``read_coco``); masks are required.

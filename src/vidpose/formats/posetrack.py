@@ -21,7 +21,7 @@ from vidpose.formats.cocostyle import (
     flat_keypoints, is_int, is_int64, is_number, read_box, read_images, read_poses, read_schema,
     record_name, require_keys,
 )
-from vidpose.formats.jsonio import dump_json, load_json
+from vidpose.formats.jsonio import dump_json, load_json, reports_deep_nesting
 from vidpose.keypoints import POSETRACK18, Schema
 from vidpose.pose import Frame, Pose, PoseDataset
 
@@ -100,6 +100,7 @@ def _read_posetrack_fields(ann: dict, pose: Pose, file: str, record: str) -> Non
         pose.score = float(ann["score"])
 
 
+@reports_deep_nesting
 def read_video(file: Path, image_root: Path, *, check_images: bool = True,
                outside_tolerance: float = 1.0, data: dict | None = None,
                require_ids: bool = True, image_sizes: bool = True) -> tuple[Schema, list[Frame]]:

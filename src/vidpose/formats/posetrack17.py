@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from vidpose.errors import InputError
-from vidpose.formats.cocostyle import is_int, is_number
+from vidpose.formats.cocostyle import is_int, is_int64, is_number
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Frame, Pose
 
@@ -75,6 +75,9 @@ def _read_rect(rect: Any, file: str, record: str) -> Pose:
     if "track_id" not in rect:
         raise InputError("every person needs a track id", file=file, record=record, field="track_id")
     track_id = _one(rect["track_id"], file, record, "track_id", is_int)
+    if not is_int64(track_id):  # tracks are int64 arrays in evaluation
+        raise InputError(f"track id {track_id} is outside the 64-bit integer range", file=file,
+                         record=record, field="track_id")
     keypoints, scored, scores = _read_points(rect, file, record)
     head_box = None
     if all(k in rect for k in ("x1", "y1", "x2", "y2")):

@@ -14,7 +14,7 @@ from vidpose.errors import InputError
 from vidpose.formats.cocostyle import (
     PERSON_CATEGORY, is_number, read_box, read_result_record, read_results_list,
 )
-from vidpose.formats.jsonio import dump_json
+from vidpose.formats.jsonio import dump_json, reports_deep_nesting
 from vidpose.keypoints import COCO17
 from vidpose.pose import Frame, Pose
 
@@ -34,6 +34,7 @@ def write_coco_results(path: str | os.PathLike, frames: list[Frame]) -> None:
     dump_json(Path(path), records)
 
 
+@reports_deep_nesting
 def read_coco_results(path: str | os.PathLike) -> dict[int, list[Pose]]:
     """Predicted poses per image id, in file order; third keypoint column = confidence."""
     file, data = read_results_list(path)

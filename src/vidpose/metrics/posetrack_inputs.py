@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from vidpose.errors import InputError
-from vidpose.formats.jsonio import load_json
+from vidpose.formats.jsonio import load_json, reports_deep_nesting
 from vidpose.formats.posetrack import VideoArrays, read_video, read_video_arrays
 from vidpose.formats.posetrack17 import is_annolist, read_annolist
 from vidpose.keypoints import POSETRACK18, Schema
@@ -282,6 +282,7 @@ def eval_video(name: str, gt_frames: list[Frame], pred_frames: list[list[Pose]],
                        VideoArrays.from_frames(gt_frames, pred_frames), gt_file, pred_file)
 
 
+@reports_deep_nesting
 def read_eval_file(path: Path) -> list[Frame]:
     """A PoseTrack18 ``<video>.json`` or a 2017 ``annolist`` file as Frames (POSETRACK18
     order), by the per-record walk. Nothing is checked against images: evaluation needs
@@ -303,6 +304,7 @@ def _require_posetrack18(schema: Schema, path: Path) -> None:
                          f"this file has {schema.name}", file=str(path), field="categories")
 
 
+@reports_deep_nesting
 def read_eval_arrays(path: Path) -> VideoArrays:
     """``read_eval_file`` as arrays: PoseTrack18 files are checked on whole arrays
     (``read_video_arrays``), 2017 files by the walk."""

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 from rich.progress import track as progress_track
 
 from vidpose.errors import ConfigError, InputError
-from vidpose.formats.jsonio import dump_json
+from vidpose.formats.jsonio import check_output, dump_json
 from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.pose import Frame, PoseDataset
 from vidpose.tracking.boxes import (BoxSource, DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes,
@@ -61,6 +61,7 @@ def track_command(cfg: DictConfig, ckpt: str, video: str, out: str, *, boxes: st
                   detections: Optional[str] = None, detector: Optional[str] = None,
                   annotations: Optional[str] = None, progress: bool = True) -> TrackResult:
     """Track ``video`` with experiment ``cfg``'s model from ``ckpt``; write into ``out``."""
+    check_output(out, folder=True)  # before the model is loaded and the video decoded
     from vidpose.methods.scoring import score_poses
     from vidpose.run import load_model, resolve_init_from
 
