@@ -72,7 +72,10 @@ def tracking_models(tiny_synth, tmp_path_factory) -> list[str]:
               "trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1"]
     pose = train(compose("correspondence_pose", common + ["data.input_size=[64,48]"]))
     pairs = [f"data.root={tiny_synth / 'coco'}", "data.dataset=coco", "data.input_size=[64,64]"]
-    net = train(compose("correspondence_refinement", common + pairs + ["init_from=null"]))
+    # A whole (two-batch) epoch, so that its validation records the affinity calibration the
+    # Table 7 "w/o refinement" row reads.
+    net = train(compose("correspondence_refinement",
+                        common + pairs + ["init_from=null", "trainer.limit_train_batches=2"]))
     assert pose.run_dir.parent.parent == net.run_dir.parent.parent == runs
     # The tracking experiments name run:correspondence_pose and run:correspondence_refinement:
     # pointing runs_dir here resolves them to these runs.
