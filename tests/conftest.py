@@ -15,6 +15,25 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 
+def pytest_addoption(parser) -> None:
+    parser.addoption("--bf16", action="store_true",
+                     help="run every test under CPU bf16 autocast, as trainer.precision="
+                          "bf16-mixed trains and validates: `pytest -m slow tests/methods --bf16` "
+                          "checks that each method still learns (FP32_REASON otherwise)")
+
+
+@pytest.fixture(autouse=True)
+def _bf16_autocast(request):
+    """With --bf16, the whole test runs inside torch.autocast(cpu, bfloat16)."""
+    if not request.config.getoption("--bf16"):
+        yield
+        return
+    import torch
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        yield
+
+
 @pytest.fixture()
 def fixtures() -> Path:
     """The real-data fixtures folder beside the repo (../shared/fixtures); skips without it."""

@@ -69,7 +69,7 @@ class TrainerConfig:
     devices: Any = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "auto"  # auto: bf16-mixed / 16-mixed on GPUs that support it, else 32-true
+    precision: str = "auto"  # auto: callbacks/distribution.py (GPU, CPU bf16 flags, method)
     limit_train_batches: Optional[float] = None
     limit_val_batches: Optional[float] = None
     val_check_interval: Optional[float] = None
