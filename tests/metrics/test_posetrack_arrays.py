@@ -13,7 +13,7 @@ import pytest
 
 from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
-from vidpose.formats.posetrack import VideoArrays, read_video, read_video_arrays
+from vidpose.formats.posetrack import VideoArrays
 from vidpose.metrics.posetrack import evaluate_videos
 from vidpose.metrics.posetrack_inputs import inside_regions, read_eval_arrays, read_eval_file
 from vidpose.metrics.posetrack_reference import (evaluate_reference, random_videos,

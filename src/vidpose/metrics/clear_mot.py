@@ -5,10 +5,13 @@ matched to last time when that pair is still a candidate; the others are matched
 minimum-cost assignment, and a GT object matched to a different hypothesis than before
 is an ID switch. Unmatched objects are misses, unmatched hypotheses false positives.
 
-poseval runs one motmetrics accumulator per joint; here the 15 accumulators advance together:
-GT tracks and predicted tracks of the video get dense indices and every joint's state
-(last hypothesis of each object, last object of each hypothesis) lives in flat arrays, so a
-frame costs a few array operations plus one small assignment per joint that needs one.
+poseval runs one motmetrics accumulator per joint. Here every joint of a video is counted at
+once: in a (frame, joint) cell whose candidate pairs already form an assignment (no object
+or hypothesis with two candidates, nearly all cells), motmetrics matches exactly those
+pairs whatever its state; the few contested cells are solved one by one in time order from
+the state the earlier matches leave. Whether a match continues its object's previous one,
+is an ID switch, a transfer, ... depends only on the earlier matches, so all matches are
+classified together by sorting them by object and by hypothesis.
 
 Two details reproduce poseval's published numbers exactly:
 
@@ -168,7 +171,8 @@ def video_counts(video: EvalVideo, match: VideoMatch) -> MotCounts:
     contested = in_contested_cell[cell]
     matched = [np.flatnonzero(~contested)]  # rows of ``t, j, g, p, d`` that are matches
     if contested.any():
-        solved = _solve_contested(video, match, rows, t, j, g, p, o, h, contested, matched[0])
+        solved = _solve_contested(video, match, rows, (t, j, o, h), (gt_id, pr_id), contested,
+                                  matched[0])
         t, j, g, p, d, o, h = (np.concatenate([a, b]) for a, b in zip((t, j, g, p, d, o, h), solved))
         matched.append(np.arange(len(t) - len(solved[0]), len(t)))
     m = np.concatenate(matched)
@@ -197,12 +201,16 @@ def video_counts(video: EvalVideo, match: VideoMatch) -> MotCounts:
     return counts
 
 
-def _solve_contested(video, match, rows, t, j, g, p, o, h, contested, settled):
+def _solve_contested(video: EvalVideo, match: VideoMatch, rows: np.ndarray,
+                     candidates: tuple[np.ndarray, ...], ids: tuple[np.ndarray, np.ndarray],
+                     contested: np.ndarray, settled: np.ndarray) -> tuple[np.ndarray, ...]:
     """The matches of the contested cells, in time order, each from the state its earlier
-    matches (settled ones and those solved before it) leave; arrays like ``t, j, g, ...``."""
+    matches (the settled ones, and those solved before it) leave. ``candidates`` holds
+    frame, joint, object and hypothesis of the candidate ``rows``; returns frame, joint,
+    GT row, predicted row, distance, object and hypothesis of each match."""
+    t, j, o, h = candidates
+    gt_id, pr_id = ids
     starts = video.bounds()
-    gt_id, _ = _dense(video.gt_track)
-    pr_id, _ = _dense(video.pr_track)
     num_objects = int(gt_id.max(initial=0)) + 1
     # Settled matches by (joint, object, time), to find an object's last hypothesis.
     key = (j[settled] * num_objects + o[settled]) * video.num_frames + t[settled]
