@@ -13,12 +13,13 @@ RUNS ?= runs/*/*
 export WANDB_MODE ?= offline
 export WANDB_SILENT ?= true
 
-.PHONY: install train eval list data preview test bench report clean help
+.PHONY: install train eval list config data preview test bench report clean help
 
 help:
 	@echo "make train EXP=<name> [ARGS='key=value ...'] [RESUME=last]   train an experiment"
 	@echo "make eval EXP=<name> CKPT=<path>                            evaluate a checkpoint"
 	@echo "make list                                                   list experiments"
+	@echo "make config EXP=<name> [ARGS='key=value ... --diff OTHER']    print the resolved config"
 	@echo "make data / make preview                                    synthesise default data / contact sheet"
 	@echo "make test | make bench | make report"
 
@@ -39,6 +40,9 @@ eval: $(STAMP)
 
 list: $(STAMP)
 	@$(BIN)/vidpose list
+
+config: $(STAMP)
+	@$(BIN)/vidpose config $(EXP) $(ARGS)
 
 data: $(STAMP)
 	$(BIN)/vidpose data synth

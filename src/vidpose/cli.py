@@ -1,4 +1,4 @@
-"""`vidpose train|eval|report|list|data|bench ...`: the one entry point (the Makefile calls it).
+"""`vidpose train|eval|report|list|config|data|bench ...`: the one entry point (the Makefile calls it).
 
 Errors about the user's input (unknown experiment, bad key, malformed file) print one
 readable line and exit with status 2; anything else is a bug and keeps its traceback.
@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default="report/report.md", help="Markdown file (PNGs beside it)")
 
     sub.add_parser("list", help="list experiments and the paper rows they reproduce")
+
+    c = sub.add_parser("config", help="print an experiment's resolved config (make config EXP=...), "
+                       "or with --diff what differs from another experiment's")
+    c.add_argument("experiment")
+    c.add_argument("overrides", nargs="*", help="dotted.key=value or group=name (this experiment's)")
+    c.add_argument("--diff", metavar="OTHER_EXP", default=None,
+                   help="show only the keys whose values differ from OTHER_EXP's (as it ships)")
 
     d = sub.add_parser("data", help="synthetic data")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -198,6 +205,58 @@ def _cmd_list() -> None:
     Console(width=max(120, Console().width)).print(table)
 
 
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {dotted.key: leaf value}; an empty mapping or list is one leaf."""
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items()
+                for k, v in _flatten(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
+
+
+def config_tree(cfg: dict[str, Any], label: str) -> Any:
+    """The resolved config as a rich Tree: one branch per section, ``key: value`` leaves."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    def add(node: Tree, mapping: dict[str, Any]) -> None:
+        for key, value in mapping.items():
+            if isinstance(value, dict) and value:
+                add(node.add(f"[bold]{escape(str(key))}[/bold]"), value)
+            else:
+                node.add(f"{escape(str(key))}: [cyan]{escape(repr(value))}[/cyan]")
+
+    tree = Tree(f"[bold]{escape(label)}[/bold]")
+    add(tree, cfg)
+    return tree
+
+
+def _cmd_config(args: argparse.Namespace) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from vidpose.config import compose, to_dict
+
+    this = to_dict(compose(args.experiment, args.overrides))
+    console = Console(width=max(120, Console().width))
+    if args.diff is None:
+        label = " ".join([args.experiment, *args.overrides])
+        console.print(config_tree(this, f"{label} ({this['experiment']['method']})"))
+        return
+    other = _flatten(to_dict(compose(args.diff)))
+    mine = _flatten(this)
+    # Keys of both, in this config's order then the other's own (a different method's model).
+    keys = list(mine) + [k for k in other if k not in mine]
+    missing = "(absent)"
+    differing = [k for k in keys if mine.get(k, missing) != other.get(k, missing)]
+    table = Table(title=f"{args.experiment} vs {args.diff}: {len(differing)} keys differ")
+    for col in ("key", args.experiment, args.diff):
+        table.add_column(col, overflow="fold")
+    for key in differing:
+        table.add_row(key, *(escape(repr(c[key])) if key in c else missing for c in (mine, other)))
+    console.print(table)
+
+
 def _cmd_data(args: argparse.Namespace) -> None:
     if args.data_command == "synth":
         from vidpose.synth import synthesize
@@ -317,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_report(args)
         elif args.command == "list":
             _cmd_list()
+        elif args.command == "config":
+            _cmd_config(args)
         elif args.command == "data":
             _cmd_data(args)
         elif args.command == "bench":
