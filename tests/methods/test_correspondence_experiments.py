@@ -1,6 +1,10 @@
 """The keypoint-correspondence experiments validate as the paper rows they cite do."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from vidpose.config import compose, list_experiments
 
 PAPER = "Keypoint correspondences"
@@ -31,3 +35,27 @@ def test_validation_boxes_match_the_cited_paper_rows():
             wrong.append(f"{name}: cites {sorted(cited)} but validates on {cfg.data.box_source} boxes")
     assert "correspondence_pose" in checked and len(checked) > 20, checked
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.slow
+def test_the_no_refinement_row_applies_thresholds_calibrated_for_siamese_maps(
+        quick_overrides, tracking_models):
+    """Table 7 "w/o refinement": the thresholds stated for refined maps reach the Siamese
+    maps mapped through the calibration the refinement run recorded."""
+    from vidpose.methods.correspondence import KeypointCorrespondence
+    from vidpose.run import train
+
+    shrink = ["trainer.limit_val_batches=1", "data.input_size=[64,48]"]
+    cfg = compose("correspondence_t7_no_refinement", quick_overrides + shrink + tracking_models)
+    assert not cfg.model.refinement and cfg.model.calibrated_thresholds
+    result = train(cfg)
+    runs = Path(tracking_models[0].removeprefix("runs_dir=")) / "correspondence_refinement"
+    (checkpoint,) = runs.glob("*/checkpoints/last.ckpt")
+    calibration = KeypointCorrespondence.load_from_checkpoint(str(checkpoint)).net.calibration
+    affinity = calibration.siamese_threshold(cfg.model.affinity_threshold)
+    track = calibration.siamese_threshold(cfg.model.track_threshold, "person")
+    assert result.metrics["val/applied_affinity_threshold"] == pytest.approx(affinity, abs=1e-6)
+    assert result.metrics["val/applied_track_threshold"] == pytest.approx(track, abs=1e-6)
+    # The full row reads refined maps with the thresholds as set: nothing mapped to log.
+    full = train(compose("correspondence_t7_full", quick_overrides + shrink + tracking_models))
+    assert "val/applied_affinity_threshold" not in full.metrics

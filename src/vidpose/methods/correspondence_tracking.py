@@ -27,9 +27,10 @@ from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import load_trained, model_config
 from vidpose.methods.video_validation import VideoValidation
-from vidpose.pose import Frame, PoseDataset
+from vidpose.pose import Frame, Pose, PoseDataset
 from vidpose.tracking.boxes import BoxSource, configured_boxes
-from vidpose.tracking.pipeline import CorrespondencePipeline, PipelineConfig, track_video
+from vidpose.tracking.pipeline import (CorrespondencePipeline, PipelineConfig, applied_thresholds,
+                                       track_video)
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,16 @@ class CorrespondenceTracking(VideoValidation, L.LightningModule):
         size = (tuple(int(v) for v in self.correspondence.hparams["data"]["input_size"])
                 if self.correspondence is not None else None)
         return CorrespondencePipeline(self.estimator, boxes, self.cfg.pipeline(), net, size)
+
+    def extra_scores(self, data: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
+        """The thresholds applied where they were mapped onto the Siamese maps' scale
+        (Table 7 w/o refinement), logged beside the scores they produced."""
+        net = self.correspondence.net if self.correspondence is not None else None
+        applied = applied_thresholds(self.cfg.pipeline(), net)
+        if (applied.affinity, applied.track) == (self.cfg.affinity_threshold, self.cfg.track_threshold):
+            return {}
+        return {"applied_affinity_threshold": applied.affinity,
+                "applied_track_threshold": applied.track}
 
     def make_pipeline(self, data: PoseDataset) -> CorrespondencePipeline:
         boxes = configured_boxes(self.data_cfg, {f.image_id for f in data.frames},
