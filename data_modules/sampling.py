@@ -40,6 +40,7 @@ class ResumableSampler(Sampler):
         self.size, self.seed = int(size), int(seed) % 2**63
         self.epoch = 0
         self.skip = 0  # samples the next pass leaves out (a mid-epoch resume)
+        self.rotate = False  # ... by moving them to its end instead (see load_state_dict)
         self.consumed = (0, 0)  # (epoch, samples) training has finished, for the checkpoint
 
     def __len__(self) -> int:
@@ -58,7 +59,9 @@ class ResumableSampler(Sampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         epoch, skip, self.skip = self.epoch, self.skip, 0
-        for index in self.order(epoch)[skip:]:
+        order = self.order(epoch)
+        order = order[skip:] + order[:skip] if self.rotate else order[skip:]
+        for index in order:
             yield index, sample_seed(self.seed, epoch, index)
 
     def mark_consumed(self, epoch: int, samples: int) -> None:
@@ -70,13 +73,17 @@ class ResumableSampler(Sampler):
         epoch, samples = self.consumed
         return {"seed": self.seed, "epoch": epoch, "consumed": samples, "size": self.size}
 
-    def load_state_dict(self, state: dict[str, int]) -> None:
+    def load_state_dict(self, state: dict[str, int], wrapped: bool = False) -> None:
+        """Continue where ``state`` left off. ``wrapped``: Lightning's distributed wrapper
+        shards this sampler's pass and needs all ``size`` indices; the consumed ones go to the
+        end, which the epoch (``num_training_batches`` long) never reaches, and each rank's
+        shard continues as before (the skip is a multiple of the number of ranks)."""
         if int(state["size"]) != self.size:
             raise ConfigError(f"the checkpoint's training set had {state['size']} samples, "
                               f"this run's has {self.size}: resume with the run's own data")
         self.seed = int(state["seed"])
         self.epoch, self.skip = int(state["epoch"]), int(state["consumed"])
-        self.consumed = (self.epoch, self.skip)
+        self.consumed, self.rotate = (self.epoch, self.skip), wrapped
 
 
 class SeededSamples(Dataset):
@@ -123,7 +130,7 @@ class ResumableDataLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         sampler = resumable_sampler(self)
         if sampler is not None and state:
-            sampler.load_state_dict(state)
+            sampler.load_state_dict(state, wrapped=sampler is not self.sampler)
 
 
 def training_loader(dataset: Dataset, **kwargs: Any) -> ResumableDataLoader:
