@@ -139,5 +139,6 @@ class LastCheckpoint(ModelCheckpoint):
         # is whole. Any other exception may come mid-step (Ctrl-C inside backward): saving
         # that would overwrite a good last.ckpt with a half-updated one, so those keep the
         # last periodic checkpoint.
-        if isinstance(exception, SIGTERMException) and not self._should_skip_saving_checkpoint(trainer):
+        if (isinstance(exception, SIGTERMException)
+                and not self._should_skip_saving_checkpoint(trainer)):
             self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

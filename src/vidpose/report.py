@@ -3,10 +3,11 @@
 Each run folder (``runs/<experiment>/<time>/``, see ``run.py``) gives its composed
 ``config.yaml`` and its Lightning CSV log ``csv/metrics.csv``, joined with the logs of its
 resumes (``csv/resume-<n>/metrics.csv``, each resumed from the step its ``resume-<n>.yaml``
-records): a resume's rows replace the earlier attempts' rows from that step on. The report is one Markdown
-file: rows are runs, labelled by experiment and by the config values that differ between the
-runs compared; columns are the ``val/*`` metrics, final (last logged) and best, with the
-paper's number beside ours where the experiment records one (``experiment.paper_metrics``).
+records): a resume's rows replace the earlier attempts' rows from that step on. The report
+is one Markdown file: rows are runs, labelled by experiment and by the config values that
+differ between the runs compared; columns are the ``val/*`` metrics, final (last logged) and
+best, with the paper's number beside ours where the experiment records one
+(``experiment.paper_metrics``).
 Metrics logged per part (``val/AP/head_top``) get one breakdown table per metric. PNG plots
 (each metric over the epochs, final metrics per run) are written next to it and linked.
 """
@@ -162,7 +163,8 @@ def run_metrics(folder: Path, prefix: str = "val/") -> dict[str, MetricLog]:
         match = RESUME_RECORD.fullmatch(record.name)
         if match:
             n = int(match.group(1))
-            attempts.append((n, folder / "csv" / f"resume-{n}" / "metrics.csv", _resumed_step(record)))
+            log = folder / "csv" / f"resume-{n}" / "metrics.csv"
+            attempts.append((n, log, _resumed_step(record)))
     attempts.sort()  # by attempt number, never by listing order
     logs = [(read_metrics(path, prefix) if path.is_file() else {}, start)
             for _, path, start in attempts]

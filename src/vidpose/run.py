@@ -248,8 +248,11 @@ def newest_run(runs_dir: Path, experiment: str) -> Path:
 def _loadable_checkpoint(run_dir: Path, first: Path, fallback: bool) -> tuple[Path, int]:
     """(checkpoint, its global step): ``first`` when it loads, else (with ``fallback``) the
     run's checkpoint that loads with the highest step, said on stderr."""
+    def step_of(path: Path) -> int:
+        return int(read_checkpoint(path, field="RESUME", needs=RESUMABLE_KEYS)["global_step"])
+
     try:
-        return first, int(read_checkpoint(first, field="RESUME", needs=RESUMABLE_KEYS)["global_step"])
+        return first, step_of(first)
     except InputError as err:
         if not fallback:
             raise
@@ -258,7 +261,7 @@ def _loadable_checkpoint(run_dir: Path, first: Path, fallback: bool) -> tuple[Pa
     for path in _checkpoints(run_dir):
         if path != first:
             try:
-                step = int(read_checkpoint(path, field="RESUME", needs=RESUMABLE_KEYS)["global_step"])
+                step = step_of(path)
             except InputError:
                 continue
             loadable.append((step, path.name, path))
@@ -296,7 +299,8 @@ def plan_resume(cfg: DictConfig, resume: str, overrides: list[str] | None = None
     try:
         saved = OmegaConf.load(config_path)
     except Exception as err:  # yaml.YAMLError and OmegaConf's own
-        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=str(config_path)) from None
+        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}",
+                         file=str(config_path)) from None
     if OmegaConf.select(saved, "experiment.name") != name:
         raise ConfigError(f"RESUME: {config_path} is a run of "
                           f"{OmegaConf.select(saved, 'experiment.name')!r}, not of {name!r}")
