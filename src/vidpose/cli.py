@@ -72,8 +72,16 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--diff", metavar="OTHER_EXP", default=None,
                    help="show only the keys whose values differ from OTHER_EXP's (as it ships)")
 
-    d = sub.add_parser("data", help="synthetic data")
+    d = sub.add_parser("data", help="synthetic data; check a real dataset's layout")
     dsub = d.add_subparsers(dest="data_command", required=True)
+    ck = dsub.add_parser("check", help="validate a dataset folder's layout and count what it holds "
+                         "(vidpose data check data=posetrack18 data.root=/path/to/posetrack18)")
+    ck.add_argument("overrides", nargs="*", help="data=<name> and data.<key>=value, as for train")
+    ck.add_argument("--exp", dest="experiment", default="simple_baseline",
+                    help="the experiment whose data section the overrides change (default "
+                    "simple_baseline; e.g. rnn_association also checks data.crowded_root)")
+    ck.add_argument("--split", action="append", default=None,
+                    help="check only this split (repeatable; default: every split the config reads)")
     s = dsub.add_parser("synth", help="generate a synthetic data set")
     s.add_argument("--out", default=None, help=f"output folder (default {DEFAULT_SYNTH}, "
                    "or data/synth/<preset>)")
@@ -266,6 +274,15 @@ def _cmd_data(args: argparse.Namespace) -> None:
         print(f"wrote {out}: {manifest.get('counts', {})}")
     elif args.data_command == "refinement":
         print(f"wrote {_refinement_preview(args)}")
+    elif args.data_command == "check":
+        from vidpose.config import compose, experiments_dir
+        from vidpose.data_check import check_data, data_config, unset_required
+
+        unset_required(args.overrides, experiments_dir())
+        cfg = data_config(compose(args.experiment, args.overrides).data)
+        for counts in check_data(cfg, args.split):
+            print(counts.line())
+        print("ok: the layout reads as the suite expects")
     else:
         from vidpose.viz import contact_sheet
 
