@@ -43,7 +43,7 @@ def test_a_weak_peak_scores_below_a_confident_one_of_the_same_shape():
 
 
 def test_low_quality_keypoints_get_the_saved_high_quality_feature_vector():
-    policy = MemoryWritePolicy(capacity=4, high=1.2, low=0.9)
+    policy = MemoryWritePolicy(capacity=4, heatmap_threshold=0.0, high=1.2, low=0.9)
     memory = PersonMemory(policy)
     good = _peak_maps([(4, 4), (8, 12)])  # both keypoints clean: saved
     first = torch.randn(3, 16, 12)
@@ -66,7 +66,7 @@ def test_low_quality_keypoints_get_the_saved_high_quality_feature_vector():
 
 
 def test_without_replacement_features_are_stored_as_they_are():
-    memory = PersonMemory(MemoryWritePolicy(replacement=False))
+    memory = PersonMemory(MemoryWritePolicy(heatmap_threshold=0.0, replacement=False))
     features = torch.randn(3, 16, 12)
     memory.write(features, _peak_maps([(4, 4)]))
     assert torch.equal(memory.features[0], features) and memory.saved is None
@@ -83,7 +83,7 @@ def test_the_heatmap_score_gates_the_write():
 
 
 def test_fifo_capacity_drops_the_oldest():
-    memory = PersonMemory(MemoryWritePolicy(capacity=2, replacement=False))
+    memory = PersonMemory(MemoryWritePolicy(capacity=2, heatmap_threshold=0.0, replacement=False))
     maps = _peak_maps([(4, 4)])
     for value in range(3):
         memory.write(torch.full((1, 16, 12), float(value)), maps)
@@ -128,7 +128,7 @@ def test_storing_projected_rows_equals_projecting_the_stored_maps():
 
     torch.manual_seed(0)
     read = MemoryRead(6, 4, heads=2)
-    policy = MemoryWritePolicy(capacity=3, high=1.2, low=0.9)
+    policy = MemoryWritePolicy(capacity=3, heatmap_threshold=0.0, high=1.2, low=0.9)
     maps_memory, rows_memory = PersonMemory(policy), PersonMemory(policy)
     for features, heatmaps in _quality_sequence():
         maps_memory.write(features, heatmaps)
@@ -138,7 +138,7 @@ def test_storing_projected_rows_equals_projecting_the_stored_maps():
 
 
 def test_the_mirrored_stream_saves_and_replaces_at_the_mirrored_cells():
-    policy = MemoryWritePolicy(capacity=3, high=1.2, low=0.9)
+    policy = MemoryWritePolicy(capacity=3, heatmap_threshold=0.0, high=1.2, low=0.9)
     single, streams = PersonMemory(policy), PersonMemory(policy)
     for features, heatmaps in _quality_sequence():
         single.write(features, heatmaps)

@@ -45,8 +45,8 @@ def test_coda_by_hand():
 def test_coda_weights_may_be_negative_and_need_not_sum_to_one():
     keys = torch.tensor([[1.0, -1.0], [0.0, 0.0]])[None, None]  # (1, 1, d=2, l=2)
     queries = torch.tensor([[1.0], [0.0]])[None, None]           # (1, 1, 2, n=1)
-    coda = correlation_weights(keys, queries, torch.tensor([True]))[0, 0, :, 0]
-    vanilla = correlation_weights(keys, queries, torch.tensor([False]))[0, 0, :, 0]
+    coda = correlation_weights(keys, queries, torch.tensor([True]))[0, 0, 0]
+    vanilla = correlation_weights(keys, queries, torch.tensor([False]))[0, 0, 0]
     assert coda[1] < 0 and not torch.isclose(coda.sum(), torch.tensor(1.0))
     assert torch.isclose(vanilla.sum(), torch.tensor(1.0)) and (vanilla > 0).all()
 
@@ -128,3 +128,5 @@ def test_reading_stored_projections_equals_reprojecting_every_stored_map(crowded
     new = read(x, stored, flags, valid)
     old = _reprojecting_read(read, x, maps, flags, valid)
     torch.testing.assert_close(new, old, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference computes CoDA's weights in place
+        torch.testing.assert_close(read(x, stored, flags, valid), old, rtol=1e-5, atol=1e-5)

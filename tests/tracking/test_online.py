@@ -185,3 +185,30 @@ def test_detector_boxes_pass_the_threshold_to_the_detector():
     frame = Frame(1, "a.jpg", 10, 10)
     assert DetectorBoxes(Detector())(frame, None)[1].tolist() == [0.9]  # the detector's default
     assert DetectorBoxes(Detector(), 0.2)(frame, None)[1].tolist() == [0.9, 0.25]
+
+
+class WeakJointEstimator(FakeEstimator):
+    """FakeEstimator whose joint 0 peaks at 0.3 (the others at 1)."""
+
+    def estimate(self, crops, memories, crowded):
+        heatmaps, enhanced = super().estimate(crops, memories, crowded)
+        heatmaps[:, 0] *= 0.3
+        return heatmaps, enhanced
+
+
+@pytest.mark.parametrize("threshold, kept", [(0.0, True), (0.5, False)])
+def test_joints_below_the_joint_threshold_are_dropped_and_zero_keeps_them(threshold, kept):
+    frames = [frame_with([[10, 10, 30, 60]], 0)]
+    tracked, _, _ = run(frames, TrackingConfig(joint_threshold=threshold), WeakJointEstimator())
+    scores = tracked[0].poses[0].keypoints[:, 2]
+    assert (scores[0] > 0) == kept and (scores[1:] > 0.5).all()
+
+
+def test_memory_experiments_drop_low_confidence_joints_as_lighttrack_does():
+    from vidpose.config import compose
+
+    for name in ("memory_t3_simple_baseline_memory", "memory_t3_cpn_memory", "memory_t2_coda"):
+        paper = compose(name, ["experiment.scale=paper"]).model.joint_threshold
+        compact = compose(name, ["experiment.scale=compact"]).model.joint_threshold
+        assert paper == 0.8  # LightTrack's keypoint drop with detector boxes
+        assert 0 < compact < paper  # the compact models' scores are lower

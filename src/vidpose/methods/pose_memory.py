@@ -77,7 +77,7 @@ class PoseMemoryConfig:
     embed_channels: int = 256  # c_bar of W_K, W_Q
     alpha: float = 0.5  # initial balance of the current map against the aligned memory
     capacity: int = 16
-    heatmap_threshold: float = 0.0  # the write gate (sum of keypoint quality scores)
+    heatmap_threshold: float = 11.5  # the write gate (sum of keypoint scores; MemoryWritePolicy)
     replacement: bool = True  # keypoint feature replacement
     high: float = 1.0  # keypoint quality thresholds of the replacement (see MemoryWritePolicy)
     low: float = 0.75

@@ -30,33 +30,40 @@ from torch import Tensor, nn
 
 def correlation_weights(keys: Tensor, queries: Tensor, crowded: Tensor,
                         valid: Tensor | None = None) -> Tensor:
-    """Eq. 1 per head: keys (B, N, d, l), queries (B, N, d, n) -> weights (B, N, l, n).
+    """Eq. 1 per head: keys (B, N, d, l), queries (B, N, d, n) -> weights (B, N, n, l), the
+    memory rows last (so that the softmax runs over contiguous memory).
 
     ``crowded`` (B,) bool picks CoDA for those samples, vanilla attention for the others;
-    ``valid`` (B, l) bool marks real memory rows (padding gets weight 0). Only the form a
-    sample uses is computed.
+    ``valid`` (B, l) bool marks real memory rows (padding gets weight 0; default all). Only
+    the form a sample uses is computed.
     """
-    s = keys.transpose(-1, -2) @ queries  # (B, N, l, n)
-    valid = torch.ones(s.shape[0], s.shape[2], dtype=torch.bool, device=s.device) \
-        if valid is None else valid
-    mask = valid[:, None, :, None]
+    queries_t = queries.transpose(-1, -2)  # (B, N, n, d)
+    s = queries_t @ keys  # (B, N, n, l): s_ij for memory row i, position j
+    mask = None if valid is None or bool(valid.all()) else valid[:, None, None, :]
     if not bool(crowded.any()):
         return _vanilla(s, mask)
     if bool(crowded.all()):
-        return _coda(s, keys, queries, mask)
-    return torch.where(crowded[:, None, None, None], _coda(s, keys, queries, mask), _vanilla(s, mask))
+        return _coda(s, keys, queries_t, mask)
+    return torch.where(crowded[:, None, None, None], _coda(s, keys, queries_t, mask),
+                       _vanilla(s, mask))
 
 
-def _vanilla(s: Tensor, mask: Tensor) -> Tensor:
-    weights = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-2)
+def _vanilla(s: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return torch.softmax(s, dim=-1)
+    weights = torch.softmax(s.masked_fill(~mask, float("-inf")), dim=-1)
     return torch.nan_to_num(weights, nan=0.0)  # a sample with no memory row at all
 
 
-def _coda(s: Tensor, keys: Tensor, queries: Tensor, mask: Tensor) -> Tensor:
+def _coda(s: Tensor, keys: Tensor, queries_t: Tensor, mask: Tensor | None) -> Tensor:
     # d_ij = -||k_i - q_j||_1 by cdist: the broadcast difference (B, N, d, l, n) it replaces
     # held 1.5 GB for 8 persons at capacity 16 and took 40x longer.
-    d = -torch.cdist(keys.transpose(-1, -2).contiguous(), queries.transpose(-1, -2).contiguous(), p=1)
-    return torch.tanh(s) * (2 * torch.sigmoid(d)) * mask
+    d = torch.cdist(queries_t.contiguous(), keys.transpose(-1, -2).contiguous(), p=1)
+    if torch.is_grad_enabled():
+        weights = torch.tanh(s) * (2 * torch.sigmoid(-d))
+    else:  # inference: in place, no graph to keep (each pass over n x l weights costs)
+        weights = torch.tanh(s).mul_(torch.sigmoid_(d.neg_())).mul_(2)
+    return weights if mask is None else weights * mask
 
 
 class MemoryRead(nn.Module):
@@ -116,8 +123,8 @@ class MemoryRead(nn.Module):
         if valid is not None:
             positions = memory.shape[-2] * memory.shape[-1]
             row_valid = valid[:, :, None].expand(batch, frames, positions).flatten(1)
-        weights = correlation_weights(keys, queries, crowded, row_valid)  # (B, N, l, n)
-        aligned = (values @ weights).reshape(x.shape)  # Eq. 2, heads concatenated
+        weights = correlation_weights(keys, queries, crowded, row_valid)  # (B, N, n, l)
+        aligned = (values @ weights.transpose(-1, -2)).reshape(x.shape)  # Eq. 2, heads concatenated
         y = self.alpha * x + (1 - self.alpha) * aligned  # Eq. 3
         if valid is not None:
             y = torch.where(valid.any(1)[:, None, None, None], y, x)
