@@ -109,11 +109,12 @@ def resolve_precision(precision: str, accelerator: str, module_cls: type | None 
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
-    """Every 4-D parameter and buffer (convolution weights) in channels_last, in place; the
-    activations follow from the first convolution on. 5-D ones (Conv3d) have no such layout."""
-    for tensor in [*module.parameters(), *module.buffers()]:
-        if tensor.dim() == 4:
-            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    """The 2-D (de)convolutions' weights in channels_last, in place: oneDNN then runs them, and
+    the activations they produce, in NHWC. Other 4-D tensors (buffers, learned maps a method
+    may ``view``) keep their layout."""
+    for layer in module.modules():
+        if isinstance(layer, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
+            layer.weight.data = layer.weight.data.contiguous(memory_format=torch.channels_last)
     return module
 
 

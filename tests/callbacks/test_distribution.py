@@ -93,11 +93,11 @@ def test_channels_last_converts_4d_weights_and_a_bf16_step_trains():
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.BatchNorm2d(8),
                               torch.nn.ReLU(), torch.nn.Conv2d(8, 1, 1))
-    volume = torch.nn.Conv3d(1, 1, 1)
-    to_channels_last(torch.nn.ModuleList([net, volume]))
+    volume, table = torch.nn.Conv3d(1, 1, 1), torch.nn.ParameterList([torch.rand(2, 3, 4, 5)])
+    to_channels_last(torch.nn.ModuleList([net, volume, table]))
     assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
     assert not net[0].weight.is_contiguous()
-    assert volume.weight.is_contiguous()  # 5-D: left as it is
+    assert volume.weight.is_contiguous() and table[0].is_contiguous()  # not 2-D convolutions
     x = torch.rand(2, 3, 16, 16)
     reference = torch.nn.Sequential(*[copy.deepcopy(m) for m in net])
     with torch.no_grad():
