@@ -220,3 +220,15 @@ def test_table3_wrists_and_ankles_are_scored_under_their_paper_metrics_names(tin
     for name in ("memory_t3_simple_baseline_memory", "memory_t3_cpn_baseline"):
         wanted = set(compose(name).experiment.paper_metrics)
         assert {"AP/wrists", "AP/ankles"} <= wanted and wanted <= set(scores)
+
+
+def test_a_step_whose_maps_the_gate_drops_still_gives_the_read_a_gradient():
+    # An untrained net's maps are near blank: the measured gate writes none, nothing is read,
+    # and DDP (find_unused_parameters off) still needs a gradient on every parameter.
+    model = PoseMemory({**MODEL, "heatmap_threshold": 100.0}, DATA)
+    seen = []
+    model.read.register_forward_hook(lambda *args: seen.append(1))
+    model.training_step(clip_batch(model), 0).backward()
+    assert seen == []
+    for param in model.read.parameters():
+        assert param.grad is not None and float(param.grad.abs().sum()) == 0.0

@@ -284,17 +284,25 @@ class PoseMemory(VideoValidation, L.LightningModule):
         crowded = batch["persons_per_frame"] > self.cfg.crowd_threshold
         memories = [PersonMemory(self.policy) for _ in range(batch_size)] if self.read else []
         loss = images.new_zeros(())
+        read_any = False
         for t in range(length):
-            enhanced = self._read(top[:, t], [m.stacked() for m in memories], crowded)
+            stored = [m.stacked() for m in memories]
+            read_any = read_any or any(m is not None for m in stored)
+            enhanced = self._read(top[:, t], stored, crowded)
             intermediate, heatmaps = self.decode(enhanced, [s[:, t] for s in skips])
             loss = loss + self._loss(intermediate, heatmaps, batch["heatmaps"][:, t],
                                      batch["target_weight"][:, t])
-            if memories:
+            if memories and t < length - 1:  # the last frame's map is never read
                 # Stored maps are detached (as online); their rows keep W_K / W_V's graph.
                 rows = self.read.project(enhanced.detach())
                 scores, xy = keypoint_quality(heatmaps.detach(), self.policy.blur_sigma)
                 for b, memory in enumerate(memories):
                     memory.write(rows[b], heatmaps[b].detach(), (scores[b], xy[b]))
+        if self.read is not None and not read_any:
+            # The gate wrote nothing to read (early training: near-blank maps): the read's
+            # weights join the graph at zero weight, as DDP (find_unused_parameters off)
+            # expects every parameter to receive a gradient.
+            loss = loss + 0.0 * sum(p.sum() for p in self.read.parameters())
         loss = loss / length
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch_size)
