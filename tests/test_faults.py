@@ -206,7 +206,8 @@ def test_mid_epoch_resume_repeats_the_uninterrupted_run_step_by_step(tiny_synth,
                                                                       monkeypatch):
     # 6 batches an epoch, last.ckpt every 2 steps, a crash after step 9: resumed from step 8,
     # two batches into the second epoch, with augmentation on.
-    limits = ["trainer.max_steps=11", "trainer.max_epochs=5", "trainer.checkpoint_every_n_steps=2"]
+    limits = ["trainer.max_steps=11", "trainer.max_epochs=5", "trainer.checkpoint_every_n_steps=2",
+              "trainer.limit_val_batches=0"]
     args = _tiny(tiny_synth, tmp_path / "runs") + limits
     monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
     whole = train(compose(EXP, _tiny(tiny_synth, tmp_path / "whole") + limits))
