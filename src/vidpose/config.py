@@ -108,12 +108,19 @@ class RunConfig:
 
 
 def experiments_dir() -> Path:
-    """The experiments folder: $VIDPOSE_EXPERIMENTS, else the repository's ``experiments/``."""
+    """The experiments folder: $VIDPOSE_EXPERIMENTS, else the repository's ``experiments/``
+    in a source checkout (editable install, ``make train``), else the copy installed as the
+    package data ``vidpose/experiments`` (``pip install .``, from any directory)."""
     import os
+    from importlib.resources import files
 
     env = os.environ.get("VIDPOSE_EXPERIMENTS")
     if env:
         return Path(env)
+    # A checkout's src/vidpose/ has no experiments/ of its own; an installed package has.
+    packaged = Path(str(files("vidpose") / "experiments"))
+    if packaged.is_dir():
+        return packaged
     return Path(__file__).resolve().parents[2] / "experiments"
 
 
