@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from vidpose.keypoints import POSETRACK18
-from vidpose.tracking.greedy import GreedyTracker, make_cue
+from vidpose.tracking.cues import make_cue
+from vidpose.tracking.greedy import GreedyTracker
 
 FRAMES = 10
 

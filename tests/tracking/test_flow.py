@@ -6,8 +6,9 @@ import pytest
 
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Pose
+from vidpose.tracking.cues import make_cue
 from vidpose.tracking.flow import FlowCue, dense_flow, gray_frame, warp_pose
-from vidpose.tracking.greedy import GreedyTracker, make_cue
+from vidpose.tracking.greedy import GreedyTracker
 
 SIGMAS = POSETRACK18.sigmas
 

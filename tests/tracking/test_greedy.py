@@ -12,9 +12,10 @@ from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.pose import Pose
 from vidpose.tracking.flow import FlowCue
-from vidpose.tracking.greedy import (TRACKER_CUES, Cue, GreedyTracker, IoUCue, OKSCue, box_iou,
-                                     make_cue, track_frames)
+from vidpose.tracking.cues import TRACKER_CUES, Cue, IoUCue, OKSCue, make_cue
+from vidpose.tracking.greedy import GreedyTracker, track_frames
 from vidpose.tracking.reid import ReIDCue
+from vidpose.tracking.similarity import box_iou
 
 
 def _pose(x: float, y: float = 50.0) -> Pose:

@@ -7,7 +7,8 @@ import pytest
 
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Pose
-from vidpose.tracking.greedy import GreedyTracker, make_cue
+from vidpose.tracking.cues import make_cue
+from vidpose.tracking.greedy import GreedyTracker
 from vidpose.tracking.reid import ReIDCue, appearance_descriptors, histogram_intersection
 
 BINS = (8, 4, 4)  # 128 HSV bins per half

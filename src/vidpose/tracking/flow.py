@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from vidpose.pose import Pose
-from vidpose.tracking.greedy import track_oks
+from vidpose.tracking.similarity import track_oks
 
 
 def warp_pose(pose: Pose, flow: np.ndarray, scale: float = 1.0) -> Pose:

@@ -39,13 +39,12 @@ from vidpose.keypoints import Schema
 from vidpose.pose import Frame, Pose
 from vidpose.tracking.affinity import PreparedFrame, Propagator
 from vidpose.tracking.boxes import BoxSource
-from vidpose.tracking.correspondence import CorrespondenceCue, CorrespondenceMemory
-from vidpose.tracking.greedy import GreedyTracker, make_cue
+from vidpose.tracking.correspondence import CorrespondenceMemory
+from vidpose.tracking.cues import CUES, make_cue
+from vidpose.tracking.greedy import GreedyTracker
 from vidpose.tracking.merging import MergeConfig, merge_tracks
 from vidpose.tracking.online import crop_boxes
 from vidpose.tracking.recovery import RecoveryConfig, keep_recovered, propagated_boxes
-
-CUES = ("correspondence", "oks", "flow", "reid")
 
 
 class PoseEstimator(Protocol):
@@ -62,7 +61,7 @@ class PoseEstimator(Protocol):
 class PipelineConfig:
     """How poses are recovered, thresholded and associated (defaults: ours unless said)."""
 
-    tracker: str = "correspondence"  # the association cue: correspondence | oks | flow | reid
+    tracker: str = "correspondence"  # the association cue, a name in tracking.cues.CUES
     track_threshold: float = 0.2  # least similarity to continue a track
     affinity_threshold: float = 0.3  # Eq. 6's tau (paper Table 6: 0.1-0.5)
     joint_threshold: float = 0.3  # the paper's trade-off (Table 3)
@@ -150,11 +149,10 @@ class CorrespondencePipeline:
         self.memory = (CorrespondenceMemory(self.propagator, self.cfg.max_age)
                        if self.propagator is not None else None)
         cfg = self.cfg
-        if cfg.tracker == "correspondence":
-            cue: Any = CorrespondenceCue(self.memory, self.thresholds.affinity)
-        else:
-            options = {"scale": cfg.flow_scale} if cfg.tracker == "flow" else {}
-            cue = make_cue(cfg.tracker, self.schema.sigmas, **options)
+        options: dict[str, Any] = {
+            "correspondence": {"memory": self.memory, "affinity_threshold": self.thresholds.affinity},
+            "flow": {"scale": cfg.flow_scale}}.get(cfg.tracker, {})
+        cue = make_cue(cfg.tracker, self.schema.sigmas, **options)
         self.tracker = GreedyTracker(cue, self.thresholds.track, cfg.max_age, self.schema.sigmas,
                                      remove_duplicates=cfg.remove_duplicates)
         self.previous: list[Pose] = []

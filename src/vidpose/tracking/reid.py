@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from vidpose.pose import Pose
-from vidpose.tracking.greedy import tracking_box
+from vidpose.tracking.similarity import tracking_box
 
 _RANGES = [0, 180, 0, 256, 0, 256]  # OpenCV's uint8 HSV: hue in [0, 180)
 
