@@ -227,3 +227,37 @@ def test_real_posetrack_clip_opens_as_folder_and_file(fixtures):
         same = np.abs(jpg.astype(int) - mp4).mean()
         next_jpg = folder_items[jpg_frame.frame_index + 1][1]
         assert same < 6 < np.abs(next_jpg.astype(int) - mp4).mean(), jpg_frame.frame_index
+
+
+def _video_codec(path: Path) -> str:
+    """The first video stream's codec name, as the ffmpeg that imageio-ffmpeg ships reads it."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                           capture_output=True, text=True)
+    streams = [line for line in probe.stderr.splitlines() if "Video:" in line]
+    assert streams, probe.stderr
+    return streams[0].split("Video:")[1].split()[0].rstrip(",")
+
+
+def test_overlay_is_h264_which_browsers_and_wandb_play(tmp_path):
+    path = tmp_path / "overlay.mp4"
+    frames = [(_rgb_image(colour, 65, 47), [_pose(5, track_id=0)]) for colour in COLOURS]
+    assert write_overlay(path, frames, POSETRACK18, 10.0) == 5
+    assert _video_codec(path) == "h264"
+    assert len(_read_back(path)) == 5
+
+
+def test_overlay_falls_back_to_mp4v_with_one_warning(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if the package were missing
+    path = tmp_path / "fallback.mp4"
+    with pytest.warns(UserWarning, match="no H.264 encoder") as warned:
+        assert write_overlay(path, [(_rgb_image(COLOURS[0]), [])] * 3, POSETRACK18, 10.0) == 3
+    assert len(warned) == 1 and "\n" not in str(warned[0].message)
+    monkeypatch.undo()
+    assert _video_codec(path) == "mpeg4"
+    assert len(_read_back(path)) == 3

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -167,20 +168,73 @@ def open_video(path: str | os.PathLike, *, video_number: int | None = None) -> V
                        video_number, None)
 
 
+class _H264Writer:
+    """H.264 (libx264, yuv420p) through the ffmpeg binary that the ``imageio-ffmpeg`` wheel
+    ships, so browsers and W&B play the overlay (OpenCV's wheels encode only ``mp4v``)."""
+
+    codec = "h264"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        import imageio_ffmpeg  # a dependency; imported here so that a broken install falls back
+
+        # macro_block_size=1: sizes are already even (yuv420p's only need), never rescaled;
+        # crf 18 is visually lossless, so joints and ids stay sharp.
+        self._frames = imageio_ffmpeg.write_frames(
+            str(path), size, fps=fps, codec="libx264", pix_fmt_in="bgr24", pix_fmt_out="yuv420p",
+            macro_block_size=1, quality=None, ffmpeg_log_level="error",
+            output_params=["-crf", "18", "-movflags", "+faststart"])
+        self._frames.send(None)  # starts ffmpeg: a missing binary or encoder raises here
+
+    def write(self, bgr: np.ndarray) -> None:
+        self._frames.send(np.ascontiguousarray(bgr))
+
+    def release(self) -> None:
+        self._frames.close()
+
+
+class _Mp4vWriter:
+    """OpenCV's own ``mp4v`` writer, the fallback when no H.264 encoder starts."""
+
+    codec = "mpeg4"
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        self._writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        if not self._writer.isOpened():
+            raise OSError(f"cannot write an mp4v video at {path}")
+
+    def write(self, bgr: np.ndarray) -> None:
+        self._writer.write(bgr)
+
+    def release(self) -> None:
+        self._writer.release()
+
+
+def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> _H264Writer | _Mp4vWriter:
+    """An H.264 writer, else (one-line warning) OpenCV's mp4v writer."""
+    try:
+        return _H264Writer(path, fps, size)
+    except (ImportError, OSError, RuntimeError, StopIteration) as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        warnings.warn(f"no H.264 encoder ({reason}); writing {path.name} as mp4v, which browsers "
+                      "and W&B do not play (pip install imageio-ffmpeg)", stacklevel=3)
+        return _Mp4vWriter(path, fps, size)
+
+
 def write_overlay(path: str | os.PathLike, frames: Iterable[tuple[np.ndarray, list[Pose]]],
                   schema: Schema, fps: float) -> int:
-    """Write RGB frames with their poses drawn as an mp4 (``mp4v``); returns the frame count.
+    """Write RGB frames with their poses drawn as an H.264 mp4; returns the frame count.
 
-    Each pose is drawn by ``viz.draw_pose`` in its track's colour (box, dot rims, label)
-    with ``id <track_id>`` as its label. Frames are written as they come, so the input can
-    be a generator over a long video. Odd widths or heights get one replicated edge
-    row/column, as the mp4v encoder needs even sizes.
+    H.264 through imageio-ffmpeg's bundled ffmpeg; if that cannot start, OpenCV's ``mp4v``
+    with a one-line warning. Each pose is drawn by ``viz.draw_pose`` in its track's colour
+    (box, dot rims, label) with ``id <track_id>`` as its label. Frames are written as they
+    come, so the input can be a generator over a long video. Odd widths or heights get one
+    replicated edge row/column, as both encoders' yuv420p needs even sizes.
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"expected a positive frame rate; got {fps}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer: cv2.VideoWriter | None = None
+    writer: _H264Writer | _Mp4vWriter | None = None
     size: tuple[int, int] | None = None
     count = 0
     try:
@@ -190,10 +244,7 @@ def write_overlay(path: str | os.PathLike, frames: Iterable[tuple[np.ndarray, li
                                  f"{image.dtype} {image.shape}")
             if writer is None:
                 size = image.shape[1], image.shape[0]
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps,
-                                         (size[0] + size[0] % 2, size[1] + size[1] % 2))
-                if not writer.isOpened():
-                    raise OSError(f"cannot write an mp4v video at {path}")
+                writer = _video_writer(path, fps, (size[0] + size[0] % 2, size[1] + size[1] % 2))
             elif (image.shape[1], image.shape[0]) != size:
                 # The writer would silently drop a frame of another size.
                 raise ValueError(f"frame {count} is {image.shape[1]}x{image.shape[0]}; the video "
