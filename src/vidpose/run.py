@@ -471,10 +471,12 @@ def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | Non
 
 
 def _load_checkpoint(cfg: DictConfig, ckpt: str) -> L.LightningModule:
-    """The experiment's method rebuilt from ``ckpt`` (its data generated first if missing)."""
+    """The experiment's method rebuilt from ``ckpt``. No data is read or generated here: a
+    model needs none of the config's data roots, and ``vidpose track`` on the user's own video
+    must not render the synthetic set first; the commands that read the roots (eval, infer)
+    call :func:`ensure_data` themselves."""
     path = Path(ckpt)
     read_checkpoint(path, field="CKPT")  # one line for a missing, truncated or foreign file
-    ensure_data(cfg, progress=cfg.trainer.progress_bar)
     resolve_checkpoints(cfg)
     model = get_method(cfg.experiment.method).model_cls.load_from_checkpoint(str(path), map_location="cpu")
     # Methods whose inference has knobs of its own (memory capacity, tracker, box source)
@@ -493,7 +495,6 @@ def load_model(cfg: DictConfig, ckpt: str | None) -> L.LightningModule:
     if getattr(spec.model_cls, "TRAINABLE", True):
         raise ConfigError(f"--ckpt: {cfg.experiment.name!r} is a trained {cfg.experiment.method} "
                           "model; name its checkpoint (e.g. runs/<exp>/<run>/checkpoints/last.ckpt)")
-    ensure_data(cfg, progress=cfg.trainer.progress_bar)
     return _new_model(cfg).eval()
 
 
@@ -566,7 +567,8 @@ def resolve_checkpoints(cfg: DictConfig) -> None:
 def evaluate(cfg: DictConfig, ckpt: str | None) -> RunResult:
     """Validate a checkpoint (or a pipeline of trained models) on the validation data."""
     spec = get_method(cfg.experiment.method)
-    model = load_model(cfg, ckpt)
+    model = load_model(cfg, ckpt)  # checks the checkpoint before any data is generated
+    ensure_data(cfg, progress=cfg.trainer.progress_bar)
     datamodule = get_datamodule_cls(spec, cfg.experiment.datamodule)(to_dict(cfg.data))
     run_dir = Path(os.environ.get(RUN_DIR_ENV) or Path(cfg.runs_dir) / cfg.experiment.name /
                    f"eval-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -594,6 +596,7 @@ def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
     from vidpose.methods.stm_video import infer_split
 
     model = _load_checkpoint(cfg, ckpt)
+    ensure_data(cfg, progress=cfg.trainer.progress_bar)
     data_cfg = as_data_config(cfg.data)
     # The validation split lives in data.val_root when that is set (pre-training on COCO
     # images, validating on PoseTrack18 videos).

@@ -129,3 +129,27 @@ def test_a_trained_method_still_needs_its_checkpoint(trained, tiny_synth, tmp_pa
                  "--video", str(root / "images" / "val" / VIDEO), *trained["quick"]])
     assert code == 2
     assert "--ckpt" in capsys.readouterr().err
+
+
+def test_track_on_the_users_own_video_generates_no_synthetic_data(trained, tiny_synth, tmp_path,
+                                                                  capsys):
+    # The user's own frames and annotations, copied away from the synthetic set; the config's
+    # data root points at an empty folder where the synthetic set would be generated
+    # (data.synth_preset=tiny, a folder named tiny): tracking must leave it empty.
+    import shutil
+
+    root = tiny_synth / "posetrack18"
+    video = shutil.copytree(root / "images" / "val" / VIDEO, tmp_path / "mine" / VIDEO)
+    annotations = tmp_path / "mine" / f"{VIDEO}.json"
+    shutil.copy(root / "annotations" / "val" / f"{VIDEO}.json", annotations)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "out"
+    code = main(["track", "--exp", EXP, "--ckpt", str(trained["pose"]), "--out", str(out),
+                 "--video", str(video), "--boxes", "gt", "--annotations", str(annotations),
+                 "data=synth_tiny", f"data.root={empty / 'tiny' / 'posetrack18'}",
+                 f"runs_dir={empty / 'runs'}", "trainer.progress_bar=false"])
+    assert code == 0, capsys.readouterr().err
+    assert "Generating synthetic data" not in capsys.readouterr().out
+    assert list(empty.iterdir()) == []
+    assert {"mAP", "MOTA"} <= set(json.loads((out / "scores.json").read_text()))
