@@ -38,6 +38,14 @@ def test_data_group_switches_dataset_and_scale():
     assert cfg.model.backbone == "resnet18"
 
 
+@pytest.mark.parametrize("group", ["posetrack18", "coco", "ochuman", "coco_posetrack18"])
+def test_a_real_data_group_without_its_root_is_refused(group):
+    # ``root: ???`` merged over the experiment's synthetic root kept that root: a run meant
+    # for real data trained on the synthetic files.
+    with pytest.raises(ConfigError, match=r"data\.(val_)?root must be given"):
+        compose("simple_baseline", [f"data={group}"])
+
+
 def test_unknown_key_names_the_key_and_a_close_one():
     with pytest.raises(ConfigError) as err:
         compose("simple_baseline", ["trainer.max_epoch=3"])

@@ -106,6 +106,6 @@ def test_broken_layout_malformed_field_names_it(tiny_synth, tmp_path, capsys):
 def test_missing_root_is_named_not_replaced_by_the_synthetic_set(tmp_path, capsys):
     code, out, err = _check(capsys, "data=posetrack18")
     assert code == 2 and not out
-    assert "data.root: data=posetrack18 needs it" in err
+    assert "data.root must be given" in err
     code, _, err = _check(capsys, "data=posetrack18", f"data.root={tmp_path / 'nowhere'}")
     assert code == 2 and "dataset root not found" in err and str(tmp_path / "nowhere") in err

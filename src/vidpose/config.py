@@ -311,7 +311,15 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
                                   f"group nor a top-level key; use dotted keys like {group}.x=1")
             raise ConfigError(f"override '{group}={choice}': no such {group} choice; "
                               f"choose from {', '.join(options)}")
-        group_cfgs.append((gpath, _load_yaml(gpath)))
+        group_cfg = _load_yaml(gpath)
+        # A group's required value (``root: ???``) must come from the command line: merging
+        # ``???`` over the experiment's synthetic root would otherwise keep that root, and a
+        # run meant for real data would train on synthetic files.
+        for key in sorted(OmegaConf.missing_keys(group_cfg)):
+            if OmegaConf.select(dotted_cfg, key, default=None) is None:
+                raise ConfigError(f"override '{group}={choice}': {key} must be given too "
+                                  f"({key}=/path/to/your/{choice}); see docs/DATA.md")
+        group_cfgs.append((gpath, group_cfg))
 
     # The method decides the model schema; the scale decides the scale block. Either may be
     # set anywhere in the chain, so peek at the plain merge first.

@@ -41,22 +41,6 @@ class SplitCounts:
                 f"({self.labelled} labelled), {self.persons} persons{crowd}  [{self.annotations}]")
 
 
-def unset_required(overrides: list[str], root: Path) -> None:
-    """ConfigError naming the first key a chosen group file leaves '???' (``data.root`` of
-    ``data=posetrack18``) that no override sets: merging '???' keeps the value before it (the
-    synthetic root), which a check of the real layout must not mistake for the user's folder."""
-    given = {item.split("=", 1)[0] for item in overrides if "=" in item}
-    for item in overrides:
-        group, _, choice = item.partition("=")
-        path = root / "_base" / group / f"{choice}.yaml"
-        if "." in group or not path.is_file():
-            continue  # compose names bad groups and choices
-        for key in sorted(OmegaConf.missing_keys(OmegaConf.load(path))):
-            if key not in given:
-                raise ConfigError(f"{key}: {group}={choice} needs it; point it at the dataset "
-                                  f"folder ({key}=/path/to/{choice}, see docs/DATA.md)")
-
-
 def data_config(section: DictConfig) -> DataConfig:
     """The composed config's data section as a DataConfig; a root still '???' is named."""
     for key in ("root", "val_root"):
