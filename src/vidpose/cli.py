@@ -275,10 +275,9 @@ def _cmd_data(args: argparse.Namespace) -> None:
     elif args.data_command == "refinement":
         print(f"wrote {_refinement_preview(args)}")
     elif args.data_command == "check":
-        from vidpose.config import compose, experiments_dir
-        from vidpose.data_check import check_data, data_config, unset_required
+        from vidpose.config import compose
+        from vidpose.data_check import check_data, data_config
 
-        unset_required(args.overrides, experiments_dir())
         cfg = data_config(compose(args.experiment, args.overrides).data)
         for counts in check_data(cfg, args.split):
             print(counts.line())
