@@ -91,6 +91,9 @@ class LoggerConfig:
     entity: Optional[str] = None
     mode: str = "offline"  # offline | online | disabled; WANDB_MODE in the environment wins
     csv: bool = True
+    # Frames drawn as ground truth | prediction after each validation, saved under
+    # <run>/media/val/ and logged to W&B with per-joint/per-video/per-image tables; 0 = off.
+    media: int = 4
 
 
 @dataclass

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf, read_write
 from vidpose.callbacks.checkpoint import (RESUMABLE_KEYS, AtomicCheckpointIO, LastCheckpoint,
                                           atomic_write_text, read_checkpoint)
 from vidpose.callbacks.distribution import trainer_kwargs
+from vidpose.callbacks.media import ValidationMedia
 from vidpose.callbacks.rng_state import RNGStateCallback
 from vidpose.config import canonical_name, to_dict
 from vidpose.data_modules.sources import DATASET_SCHEMA, sample_schema
@@ -371,6 +372,8 @@ def _callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
     ]
     if cfg.logger.wandb or cfg.logger.csv:
         callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+    if cfg.logger.media:
+        callbacks.append(ValidationMedia(cfg.logger.media))  # pictures and tables of each validation
     if cfg.trainer.progress_bar:
         callbacks.append(RichProgressBar())
     return callbacks

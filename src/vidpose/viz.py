@@ -121,6 +121,31 @@ def draw_frame(image: np.ndarray, frame: Frame, schema: Schema) -> np.ndarray:
     return out
 
 
+def ground_truth_beside_prediction(image: np.ndarray, truth: Frame, predicted: list[Pose],
+                                   schema: Schema, *, caption: str | None = None,
+                                   min_height: int = 256) -> np.ndarray:
+    """A BGR picture of an RGB ``image`` twice: the ground truth of ``truth`` on the left,
+    ``predicted`` (each track in its colour, ``id <track>``) on the right, each titled;
+    ``caption`` (e.g. the frame's name) under the left title. Images lower than
+    ``min_height`` are enlarged first, so that joints, ids and titles stay readable."""
+    canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
+    predicted_frame = replace(truth, poses=predicted, ignore_regions=[])
+    if canvas.shape[0] < min_height:
+        scale = min_height / canvas.shape[0]
+        canvas = cv2.resize(canvas, (round(canvas.shape[1] * scale), min_height),
+                            interpolation=cv2.INTER_LINEAR)
+        truth, predicted_frame = _scaled(truth, scale), _scaled(predicted_frame, scale)
+    left = draw_frame(canvas, truth, schema)
+    right = draw_frame(canvas, predicted_frame, schema)
+    for panel, title in ((left, f"ground truth ({sum(not p.iscrowd for p in truth.poses)})"),
+                         (right, f"prediction ({len(predicted)})")):
+        _text(panel, title, (2, 14), (255, 255, 255), 0.45)
+    if caption:
+        _text(left, caption, (2, 30), (255, 255, 255), 0.35)
+    gap = np.full((canvas.shape[0], 4, 3), 255, np.uint8)
+    return np.concatenate([left, gap, right], axis=1)
+
+
 def _scaled(frame: Frame, scale: float) -> Frame:
     """The frame's annotations in an image resized by ``scale`` (pixel centres stay centres)."""
     def pose(p: Pose) -> Pose:
