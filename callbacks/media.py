@@ -124,20 +124,22 @@ class ValidationMedia(L.Callback):
         folder = Path(trainer.default_root_dir) / "predictions" / "val"
         posetrack = truth.schema.name == POSETRACK18.name
         if posetrack:
+            if not any((folder / f"{video}.json").is_file() for video in truth.videos()):
+                return  # no pose files (e.g. a detector's boxes only)
             predicted = posetrack_predictions(folder, truth)
         else:
             path = coco_results_file(folder, getattr(pl_module, "DECODERS", None))
-            predicted = read_coco_results(path) if path is not None else {}
-        if not predicted:
-            return  # nothing written this validation (e.g. a detector's boxes only)
+            if path is None:
+                return
+            predicted = read_coco_results(path)  # empty when nothing was found: still shown
         wandb = next((lg for lg in trainer.loggers if isinstance(lg, WandbLogger)), None)
         pictures = self.draw(trainer, truth, predicted)
         if wandb is not None:
             self.log_wandb(wandb, trainer, truth, predicted, pictures, posetrack)
 
     def draw(self, trainer: L.Trainer, truth: PoseDataset,
-             predicted: dict[int, list[Pose]]) -> list[tuple[Path, str]]:
-        """Save the pictures; returns (path, caption) of each."""
+             predicted: dict[int, list[Pose]]) -> list[tuple[Path, str, int]]:
+        """Save the pictures; returns (path, caption, image id) of each."""
         labelled = [f for f in truth.frames if f.is_labeled and any(not p.iscrowd for p in f.poses)]
         # Frames the validation reached (a limited one predicts on part of the split).
         seen = [f for f in labelled if predicted.get(f.image_id)] or labelled
@@ -146,22 +148,23 @@ class ValidationMedia(L.Callback):
         out.mkdir(parents=True, exist_ok=True)
         saved = []
         for k, frame in enumerate(chosen):
+            caption = "/".join(Path(frame.file_name).parts[-2:])
             picture = ground_truth_beside_prediction(
                 read_image(truth, frame), frame, predicted.get(frame.image_id, []), truth.schema,
-                caption="/".join(Path(frame.file_name).parts[-2:]))
+                caption=caption)
             path = out / f"epoch{trainer.current_epoch}_step{trainer.global_step}_{k}.jpg"
             if not cv2.imwrite(str(path), picture):
                 raise OSError(f"cannot write {path}")
-            saved.append((path, frame.file_name))
+            saved.append((path, caption, frame.image_id))
         return saved
 
     def log_wandb(self, logger: WandbLogger, trainer: L.Trainer, truth: PoseDataset,
-                  predicted: dict[int, list[Pose]], pictures: list[tuple[Path, str]],
+                  predicted: dict[int, list[Pose]], pictures: list[tuple[Path, str, int]],
                   posetrack: bool) -> None:
         step = trainer.global_step
         if pictures:
-            logger.log_image(MEDIA_KEY, [str(path) for path, _ in pictures],
-                             step=step, caption=[caption for _, caption in pictures])
+            logger.log_image(MEDIA_KEY, [str(path) for path, _, _ in pictures],
+                             step=step, caption=[caption for _, caption, _ in pictures])
         if posetrack:
             result = posetrack_result(truth, predicted)
             logger.log_table("val/per_joint_AP", columns=["joint", "AP"],
@@ -173,7 +176,9 @@ class ValidationMedia(L.Callback):
                              step=step)
         else:
             frames = {f.image_id: f for f in truth.frames}
-            image_ids = [i for i in frames if i in predicted]
+            # The images with predictions, and the pictured ones (which may have none).
+            pictured = {image_id for _, _, image_id in pictures}
+            image_ids = [i for i in frames if i in predicted or i in pictured]
             ap = per_image_ap(truth, predicted, image_ids)
             logger.log_table("val/per_image_AP", columns=["image_id", "file_name", "persons", "AP"],
                              data=[[i, frames[i].file_name,

@@ -36,9 +36,9 @@ class _GroundTruthAsPrediction(L.LightningModule):
     """Writes the split's ground truth as its predictions (every pose scored 1) where a
     method of the given kind writes them."""
 
-    def __init__(self, bottom_up: bool) -> None:
+    def __init__(self, bottom_up: bool, found: bool = True) -> None:
         super().__init__()
-        self.bottom_up = bottom_up
+        self.bottom_up, self.found = bottom_up, found
         if bottom_up:
             self.DECODERS = ("ae",)
 
@@ -49,7 +49,8 @@ class _GroundTruthAsPrediction(L.LightningModule):
         data = self.trainer.datamodule.val_data
         folder = Path(self.trainer.default_root_dir) / "predictions" / "val"
         frames = [dataclasses.replace(f, poses=[dataclasses.replace(p, score=1.0) for p in f.poses
-                                                if not p.iscrowd]) for f in data.frames]
+                                                if not p.iscrowd and self.found])
+                  for f in data.frames]
         if self.bottom_up:
             folder.mkdir(parents=True, exist_ok=True)
             write_coco_results(folder / "val_ae.json", frames)
@@ -57,13 +58,14 @@ class _GroundTruthAsPrediction(L.LightningModule):
             write_predictions(folder, data, {i: f.poses for i, f in enumerate(frames)})
 
 
-def _validate(root: Path, data: PoseDataset, bottom_up: bool, frames: int = 3) -> Path:
+def _validate(root: Path, data: PoseDataset, bottom_up: bool, frames: int = 3,
+              found: bool = True) -> Path:
     """Run one validation with a W&B logger (offline); returns the W&B run folder."""
     logger = WandbLogger(project="vidpose-test", save_dir=str(root), mode="offline")
     trainer = L.Trainer(default_root_dir=str(root), logger=logger, callbacks=[ValidationMedia(frames)],
                         accelerator="cpu", devices=1, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False)
-    trainer.validate(_GroundTruthAsPrediction(bottom_up), datamodule=_Data(data))
+    trainer.validate(_GroundTruthAsPrediction(bottom_up, found), datamodule=_Data(data))
     run = Path(logger.experiment.dir).parent
     logger.experiment.finish()
     return run
@@ -101,6 +103,16 @@ def test_bottom_up_validation_logs_a_per_image_ap_table(tiny_synth, tmp_path):
     assert table["columns"] == ["image_id", "file_name", "persons", "AP"]
     with_persons = [row for row in table["data"] if row[2] > 0]
     assert with_persons and all(row[3] == 100.0 for row in with_persons)
+
+
+def test_a_method_that_finds_nobody_is_pictured_too(tiny_synth, tmp_path):
+    coco = tiny_synth / "coco"
+    data = read_coco(coco / "annotations" / "person_keypoints_val.json", coco / "val")
+    run = _validate(tmp_path, data, bottom_up=True, frames=2, found=False)
+    assert json.loads((tmp_path / "predictions" / "val" / "val_ae.json").read_text()) == []
+    assert len(list((tmp_path / "media" / "val").glob("*.jpg"))) == 2
+    (table,) = _tables(run, "per_image_AP")
+    assert len(table["data"]) == 2 and all(row[3] == 0.0 for row in table["data"])
 
 
 def test_the_logger_media_knob_adds_the_callback(tiny_synth, tmp_path):
