@@ -10,18 +10,21 @@ ARGS ?=
 CKPT ?=
 RESUME ?=
 RUNS ?= runs/*/*
-export WANDB_MODE ?= offline
+# W&B logs offline unless WANDB_MODE says otherwise, and online under a sweep agent
+# (logger.mode=auto): no WANDB_MODE default here, which would hide the sweep from its runs.
 export WANDB_SILENT ?= true
 
-.PHONY: install train eval list config data preview test bench report clean help
+.PHONY: install train eval smoke list config data preview test bench report overfit clean help
 
 help:
 	@echo "make train EXP=<name> [ARGS='key=value ...'] [RESUME=last]   train an experiment"
 	@echo "make eval EXP=<name> CKPT=<path>                            evaluate a checkpoint"
+	@echo "make smoke EXP=<name> [ARGS=...]                            the experiment in seconds (debug=smoke)"
 	@echo "make list                                                   list experiments"
 	@echo "make config EXP=<name> [ARGS='key=value ... --diff OTHER']    print the resolved config"
 	@echo "make data / make preview                                    synthesise default data / contact sheet"
 	@echo "make test | make bench | make report"
+	@echo "make overfit [METHODS='simple_baseline ...']                 overfit proofs: every method learns 16 samples"
 
 $(STAMP): setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +44,10 @@ eval: $(STAMP)
 list: $(STAMP)
 	@$(BIN)/vidpose list
 
+# Any experiment in seconds on the tiny synthetic set (debug=smoke), runs under runs/smoke.
+smoke: $(STAMP)
+	$(BIN)/vidpose train $(EXP) debug=smoke $(ARGS)
+
 config: $(STAMP)
 	@$(BIN)/vidpose config $(EXP) $(ARGS)
 
@@ -55,6 +62,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m vidpose.cli bench
+
+# Overfit proofs (src/vidpose/overfit.py): exits non-zero when a method misses its goal.
+overfit: $(STAMP)
+	$(BIN)/vidpose overfit $(METHODS)
 
 report: $(STAMP)
 	$(BIN)/vidpose report $(RUNS) --out report/report.md

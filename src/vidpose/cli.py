@@ -103,6 +103,16 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-dull-clouds", action="store_true", help="keep peak intensities at 1")
     f.add_argument("--seed", type=int, default=0)
 
+    o = sub.add_parser("overfit", help="overfit proofs: each trainable method learns 16 samples "
+                       "and is scored on them (make overfit); exit 1 when one misses its goal")
+    o.add_argument("methods", nargs="*", help="methods to run (default all; see vidpose.overfit)")
+    o.add_argument("--tiny", type=Path, default=None,
+                   help="the tiny synthetic set (vidpose data synth --preset tiny); default: "
+                        "data/synth/tiny, generated there when missing")
+    o.add_argument("--work", type=Path, default=Path("data/overfit"),
+                   help="scratch folder for the 16-sample data root and its runs (outside "
+                        "runs/, which `make report` reads)")
+
     b = sub.add_parser("bench", help="run the benchmarks (make bench)")
     b.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     b.add_argument("--only", nargs="*", help="benchmark names to run")
@@ -334,7 +344,8 @@ def _report(err: VidposeError) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    os.environ.setdefault("WANDB_MODE", "offline")
+    # No WANDB_MODE default here: logger.mode=auto logs offline, and online under a sweep
+    # agent (run.wandb_mode); a WANDB_MODE set here would hide the sweep from its runs.
     os.environ.setdefault("WANDB_SILENT", "true")
     if argv[:1] == ["eval"] and argv[1:2] and argv[1] in EVAL_FILE_KINDS:
         warnings.formatwarning = _one_line_warning
@@ -398,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_data(args)
         elif args.command == "bench":
             _cmd_bench(args)
+        elif args.command == "overfit":
+            from vidpose.overfit import main as overfit_main
+
+            return overfit_main(args.methods, args.tiny or Path("data/synth/tiny"), args.work)
     except VidposeError as err:
         return _report(err)
     return 0

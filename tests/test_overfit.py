@@ -1,0 +1,95 @@
+"""Overfit proofs (src/vidpose/overfit.py): the data they train on, the oracle check of the
+path behind the network, and the proofs that are quick enough for `make test`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vidpose import overfit
+from vidpose.cli import main as cli_main
+from vidpose.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def overfit_data(tiny_synth, tmp_path_factory) -> Path:
+    return overfit.overfit_root(tiny_synth, tmp_path_factory.mktemp("overfit"))
+
+
+def _persons(path: Path) -> int:
+    data = json.loads(path.read_text())
+    labelled = {i["id"] for i in data["images"] if i.get("is_labeled", True)}
+    return sum(a["image_id"] in labelled for a in data["annotations"])
+
+
+def test_overfit_root_holds_at_most_16_samples_in_one_split(overfit_data):
+    """Training and scoring read the same files, and they hold at most 16 persons."""
+    videos = list((overfit_data / "posetrack18" / "annotations" / overfit.SPLIT).glob("*.json"))
+    assert len(videos) == 1
+    assert 0 < _persons(videos[0]) <= 16
+    coco = overfit_data / "coco" / "annotations" / f"person_keypoints_{overfit.SPLIT}.json"
+    assert 0 < _persons(coco) <= 16
+    images = json.loads(coco.read_text())["images"]
+    assert 0 < len(images) <= 16
+    assert all((overfit_data / "coco" / overfit.SPLIT / i["file_name"]).is_file() for i in images)
+
+
+def test_every_recipe_trains_and_scores_the_same_split(overfit_data, tmp_path):
+    from vidpose.config import compose
+
+    for recipe in overfit.RECIPES.values():
+        cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path))
+        assert cfg.data.train_split == cfg.data.val_split == overfit.SPLIT, recipe.name
+        assert cfg.data.root == str(overfit_data / recipe.dataset), recipe.name
+        assert cfg.data.augment.flip == 0 and cfg.data.augment.rotation == 0, recipe.name
+        assert cfg.data.crowded_root is None, recipe.name
+
+
+def test_unknown_method_is_a_one_line_error(tiny_synth, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="unknown method 'nosuch'"):
+        overfit.run_all(["nosuch"], tiny_synth, tmp_path)
+    assert cli_main(["overfit", "nosuch", "--tiny", str(tiny_synth),
+                     "--work", str(tmp_path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_table_marks_a_missed_goal():
+    hit = overfit.Outcome("a", "val/mAP", 90.0, 95.0, 10, 1.0, [])
+    missed = overfit.Outcome("b", "val/AP", 0.9, 0.95, 10, 1.0, [("count", 0.5, 0.9)])
+    text = overfit.table([hit, missed])
+    assert hit.passed and not missed.passed
+    assert [line.split()[-1] for line in text.splitlines()[1:3]] == ["ok", "MISSED"]
+
+
+@pytest.mark.slow
+def test_ground_truth_heatmaps_score_near_100(overfit_data, tmp_path):
+    """The path behind the network (decoding, crop -> image mapping, PoseTrack mAP) is
+    exact: the target heatmaps themselves, fed where the network's go, score ~100 mAP."""
+    from vidpose.config import compose
+    from vidpose.run import build, build_trainer
+
+    recipe = overfit.RECIPES["simple_baseline"]
+    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path))
+    model, datamodule = build(cfg)
+    evaluate = model._evaluation_step
+
+    def oracle_step(batch, stage):
+        model.predict_heatmaps = lambda image: batch["heatmaps"]
+        return evaluate(batch, stage)
+
+    model._evaluation_step = oracle_step
+    trainer = build_trainer(cfg, tmp_path / "oracle")
+    metrics = trainer.validate(model, datamodule=datamodule)[0]
+    assert metrics["val/mAP"] >= 95.0, metrics
+
+
+# The proofs quick enough for make test (a few tens of seconds each on one core).
+QUICK: list[str] = []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", QUICK)
+def test_overfit_proof(name, overfit_data, tmp_path):
+    outcome = overfit.run_recipe(overfit.RECIPES[name], overfit_data, tmp_path)
+    assert outcome.passed, overfit.table([outcome])
