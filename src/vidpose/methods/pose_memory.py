@@ -130,12 +130,17 @@ def pad_memories(memories: list[Tensor | None], like: Tensor) -> tuple[Tensor, T
     zero-padded (dtype and device of ``like``) and the (N, max T_i) mask of real slots."""
     length = max([len(m) for m in memories if m is not None], default=0)
     shape = next(tuple(m.shape[1:]) for m in memories if m is not None)
-    out = like.new_zeros((len(memories), max(length, 1)) + shape)
+    # Empty, then only the padding zeroed: at capacity every slot is filled, and a zero
+    # fill of the whole batch of stored rows costs as much as the copy.
+    out = like.new_empty((len(memories), max(length, 1)) + shape)
     valid = torch.zeros(len(memories), max(length, 1), dtype=torch.bool, device=like.device)
     for i, memory in enumerate(memories):
-        if memory is not None:
-            out[i, :len(memory)] = memory.to(like)
-            valid[i, :len(memory)] = True
+        filled = 0 if memory is None else len(memory)
+        if filled:
+            out[i, :filled] = memory.to(like)
+            valid[i, :filled] = True
+        if filled < out.shape[1]:
+            out[i, filled:] = 0
     return out, valid
 
 
