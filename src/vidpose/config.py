@@ -23,7 +23,8 @@ that experiment's runs; ``vidpose list`` shows it as "alias of <name>".
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
@@ -47,12 +48,43 @@ class ExperimentInfo:
     open_values: str = ""  # values the paper left open and what we chose
     paper_metrics: dict[str, float] = field(default_factory=dict)  # the paper's numbers
     tags: list[str] = field(default_factory=list)
+    # The W&B group: the paper table this experiment is a row of ("rnn/table4"), so that
+    # grouped plots compare one table's rows. Empty: derived from the name (see wandb_group).
+    group: str = ""
     scale: str = "compact"
     monitor: str = "val/loss"
     monitor_mode: str = "min"
     # The data module, when not the method's default: crops | frames | clips | sequences |
     # track_clips | boxes.
     datamodule: str = ""
+
+
+# <paper>_t<N>_... is a row of the paper's Table N, <paper>_f<N>_... a point of its Figure N.
+_TABLE_ROW = re.compile(r"^(?P<paper>[a-z]+)_(?P<kind>[tf])(?P<number>\d+)_")
+_TABLE_TAG = re.compile(r"^(table|fig|appendix_?)\w*$")
+
+
+def wandb_group(info: Any) -> str:
+    """``experiment.group``, else ``<paper>/table<N>`` (``figN``) from a name ``<paper>_t<N>_*``
+    (``_f<N>_*``), else the experiment's own name (a run that is no table's row: a
+    pre-training, a detector)."""
+    if info.group:
+        return str(info.group)
+    row = _TABLE_ROW.match(str(info.name))
+    if row is None:
+        return str(info.name)
+    kind = "table" if row["kind"] == "t" else "fig"
+    return f"{row['paper']}/{kind}{row['number']}"
+
+
+def wandb_tags(info: Any) -> list[str]:
+    """The experiment's tags with the ones naming a table or figure prefixed by the paper
+    (``table4`` of an rnn experiment -> ``rnn:table4``: every paper has a Table 1), and its scale."""
+    group = wandb_group(info)
+    paper = group.split("/", 1)[0] if "/" in group else ""
+    tags = [f"{paper}:{tag}" if paper and _TABLE_TAG.match(str(tag)) else str(tag)
+            for tag in info.tags]
+    return list(dict.fromkeys(tags + [str(info.scale)]))
 
 
 def logged_metric_name(paper_metric: str) -> str:
@@ -82,6 +114,43 @@ class TrainerConfig:
     # last.ckpt is rewritten every this many optimizer steps: a crash loses at most these.
     checkpoint_every_n_steps: int = 50
     progress_bar: bool = True
+    # Any other argument of Lightning's Trainer (fast_dev_run, overfit_batches, profiler,
+    # detect_anomaly, ...) may be set as trainer.<name> too: compose checks the name against
+    # Trainer.__init__ (LIGHTNING_MANAGED aside) and run.build_trainer passes it through.
+
+
+# Trainer arguments the run builds itself, and the key that sets each instead.
+LIGHTNING_MANAGED = {"logger": "logger.*", "callbacks": "the run's callbacks",
+                     "plugins": "the run's checkpoint I/O", "default_root_dir": "runs_dir",
+                     "enable_progress_bar": "trainer.progress_bar"}
+
+
+def lightning_trainer_args() -> set[str]:
+    """The Lightning ``Trainer`` arguments a config may set as ``trainer.<name>``."""
+    import inspect
+
+    from lightning import Trainer
+
+    params = set(inspect.signature(Trainer.__init__).parameters) - {"self"}
+    return params - set(LIGHTNING_MANAGED)
+
+
+def _check_trainer_keys(part: DictConfig, source: str) -> None:
+    """The trainer section is open to Lightning's own arguments: each name must be one of
+    TrainerConfig's or of ``Trainer.__init__``'s (the same did-you-mean error as elsewhere)."""
+    section = part.get("trainer") if isinstance(part, DictConfig) else None
+    if not isinstance(section, DictConfig):
+        return
+    known = {f.name for f in fields(TrainerConfig)} | lightning_trainer_args()
+    for key in map(str, section.keys()):
+        if key in known:
+            continue
+        if key in LIGHTNING_MANAGED:
+            raise ConfigError(f"{source}: key 'trainer.{key}' is set by the run itself "
+                              f"(from {LIGHTNING_MANAGED[key]})")
+        close = difflib.get_close_matches(key, sorted(known), n=1)
+        hint = f" (did you mean 'trainer.{close[0]}'?)" if close else ""
+        raise ConfigError(f"{source}: unknown key 'trainer.{key}'{hint}")
 
 
 @dataclass
@@ -89,7 +158,10 @@ class LoggerConfig:
     wandb: bool = True
     project: str = "vidpose"
     entity: Optional[str] = None
-    mode: str = "offline"  # offline | online | disabled; WANDB_MODE in the environment wins
+    # auto | offline | online | disabled. auto: online under a W&B sweep agent (WANDB_SWEEP_ID
+    # set, so that the sweep sees its runs), offline otherwise. WANDB_MODE in the environment,
+    # when set, wins; disabled (either way) writes nothing.
+    mode: str = "auto"
     csv: bool = True
     # Frames drawn as ground truth | prediction after each validation, saved under
     # <run>/media/val/ and logged to W&B with per-joint/per-video/per-image tables; 0 = off.
@@ -251,6 +323,8 @@ def _schema(method: str) -> DictConfig:
     OmegaConf.set_struct(schema, True)
     # A free mapping (metric name -> the paper's number): any key, float values.
     OmegaConf.set_struct(schema.experiment.paper_metrics, False)
+    # Open to Lightning's own Trainer arguments; _check_trainer_keys checks their names.
+    OmegaConf.set_struct(schema.trainer, False)
     return schema
 
 
@@ -265,6 +339,7 @@ def _close_key(cfg: DictConfig, full_key: str) -> str:
 
 
 def _merge(cfg: DictConfig, other: DictConfig, source: str) -> DictConfig:
+    _check_trainer_keys(other, source)
     try:
         return OmegaConf.merge(cfg, other)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
@@ -272,6 +347,28 @@ def _merge(cfg: DictConfig, other: DictConfig, source: str) -> DictConfig:
         if "not in" in str(err) or "Key" in type(err).__name__:
             raise ConfigError(f"{source}: unknown key '{key}'{_close_key(cfg, key)}") from None
         raise ConfigError(f"{source}: bad value for '{key}': {_one_line(err)}") from None
+
+
+# Groups merged after the scale blocks rather than before them: debug=smoke
+# (experiments/_base/debug/smoke.yaml) shrinks an experiment at either scale.
+LATE_GROUPS = ("debug",)
+
+
+def _follow_synth_preset(cfg: DictConfig, before: Optional[str]) -> None:
+    """After a late group changed ``data.synth_preset`` (smoke: ``tiny``), every synthetic root
+    ``.../<before>/<layout>`` moves to ``.../<preset>/<layout>``; real data (no preset before)
+    keeps its roots and stays real."""
+    after = cfg.data.synth_preset
+    if after == before:
+        return
+    if not before:
+        cfg.data.synth_preset = None
+        return
+    for key in ("root", "val_root", "crowded_root"):
+        value = cfg.data.get(key)
+        if value and Path(str(value)).parent.name == before:
+            path = Path(str(value))
+            cfg.data[key] = str(path.parent.parent / str(after) / path.name)
 
 
 def _split_overrides(overrides: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
@@ -304,7 +401,8 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
                               f"YAML): {_one_line(err, position=False)}") from None
     dotted_cfg = OmegaConf.from_dotlist(dotted)
 
-    group_cfgs = []
+    group_cfgs: list[tuple[Path, DictConfig]] = []
+    late_cfgs: list[tuple[Path, DictConfig]] = []
     for group, choice in groups:
         gpath = root / "_base" / group / f"{choice}.yaml"
         if not gpath.is_file():
@@ -322,11 +420,12 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
             if OmegaConf.select(dotted_cfg, key, default=None) is None:
                 raise ConfigError(f"override '{group}={choice}': {key} must be given too "
                                   f"({key}=/path/to/your/{choice}); see docs/DATA.md")
-        group_cfgs.append((gpath, group_cfg))
+        (late_cfgs if group in LATE_GROUPS else group_cfgs).append((gpath, group_cfg))
 
     # The method decides the model schema; the scale decides the scale block. Either may be
     # set anywhere in the chain, so peek at the plain merge first.
-    peek = OmegaConf.merge(*(c for _, c in parts), *(c for _, c in group_cfgs), dotted_cfg)
+    peek = OmegaConf.merge(*(c for _, c in parts), *(c for _, c in group_cfgs),
+                           *(c for _, c in late_cfgs), dotted_cfg)
     method = OmegaConf.select(peek, "experiment.method")
     if not method:
         raise ConfigError(f"{path}: field 'experiment.method' is missing")
@@ -348,6 +447,10 @@ def compose(name: str, overrides: list[str] | None = None, root: Path | None = N
         cfg = _merge(cfg, part, str(source))
     for source, part in scale_blocks:
         cfg = _merge(cfg, part, source)
+    for source, part in late_cfgs:  # debug=smoke shrinks whatever the scale chose
+        preset = cfg.data.synth_preset
+        cfg = _merge(cfg, part, str(source))
+        _follow_synth_preset(cfg, preset)
     cfg = _merge(cfg, dotted_cfg, "command-line overrides")
     if not cfg.experiment.name:
         cfg.experiment.name = path.stem

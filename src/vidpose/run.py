@@ -13,7 +13,7 @@ import shutil
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -27,7 +27,7 @@ from vidpose.callbacks.checkpoint import (RESUMABLE_KEYS, AtomicCheckpointIO, La
 from vidpose.callbacks.distribution import trainer_kwargs
 from vidpose.callbacks.media import ValidationMedia
 from vidpose.callbacks.rng_state import RNGStateCallback
-from vidpose.config import canonical_name, to_dict
+from vidpose.config import TrainerConfig, canonical_name, to_dict, wandb_group, wandb_tags
 from vidpose.data_modules.sources import DATASET_SCHEMA, sample_schema
 from vidpose.errors import ConfigError, InputError
 from vidpose.methods import get_datamodule_cls, get_method
@@ -36,6 +36,7 @@ from vidpose.methods import get_datamodule_cls, get_method
 # the same run folder instead of making their own.
 RUN_DIR_ENV = "VIDPOSE_RUN_DIR"
 SYNTH_DATASETS = ("posetrack18", "coco", "ochuman")
+TRAINER_KEYS = {f.name for f in fields(TrainerConfig)}  # the rest of trainer.* is Lightning's
 
 
 @dataclass
@@ -342,18 +343,66 @@ def _loggers(cfg: DictConfig, run_dir: Path, attempt: int = 0) -> list[Logger]:
         # Every logged row goes to disk at once: a kill -9 loses no row a checkpoint covers.
         loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=csv_version(attempt),
                                  flush_logs_every_n_steps=1))
-    if cfg.logger.wandb and cfg.logger.mode != "disabled":
-        mode = os.environ.get("WANDB_MODE", cfg.logger.mode)
+    mode = wandb_mode(cfg)
+    if mode != "disabled":
+        info = cfg.experiment
         id_file = run_dir / "wandb_id.txt"
         run_id = id_file.read_text().strip() if id_file.is_file() else None
         logger = WandbLogger(
-            project=cfg.logger.project, entity=cfg.logger.entity, name=cfg.experiment.name,
-            group=cfg.experiment.method, tags=list(cfg.experiment.tags) + [cfg.experiment.scale],
-            save_dir=str(run_dir), offline=(mode != "online"), id=run_id,
+            project=cfg.logger.project, entity=cfg.logger.entity, name=info.name,
+            group=wandb_group(info), job_type=info.method, tags=wandb_tags(info),
+            save_dir=str(run_dir), mode=mode, id=run_id,
             resume="allow" if run_id else None, config=to_dict(cfg),
         )
         loggers.append(logger)
     return loggers
+
+
+WANDB_MODES = ("auto", "offline", "online", "disabled")
+
+
+def wandb_mode(cfg: DictConfig) -> str:
+    """How the run logs to W&B: ``offline``, ``online`` or ``disabled`` (no W&B run at all).
+
+    ``logger.wandb=false``, ``logger.mode=disabled`` or ``WANDB_MODE=disabled`` disable it;
+    otherwise ``WANDB_MODE``, when set, wins; ``logger.mode=auto`` (the default) is online
+    under a sweep agent (``WANDB_SWEEP_ID`` is set: the sweep must see its runs' metrics),
+    offline everywhere else.
+    """
+    mode = str(cfg.logger.mode)
+    if mode not in WANDB_MODES:
+        raise ConfigError(f"logger.mode: {mode!r} is not one of {list(WANDB_MODES)}")
+    env = os.environ.get("WANDB_MODE", "").strip().lower()
+    if not cfg.logger.wandb or mode == "disabled" or env == "disabled":
+        return "disabled"
+    if env:
+        return "online" if env in ("online", "run") else "offline"  # wandb's "dryrun": offline
+    if mode == "auto":
+        return "online" if os.environ.get("WANDB_SWEEP_ID") else "offline"
+    return mode
+
+
+def _start_wandb(trainer: L.Trainer, cfg: DictConfig, run_dir: Path) -> None:
+    """Start the run's W&B run now (rank zero): its id goes to ``wandb_id.txt`` (a resume
+    continues it), and the monitored metric gets its summary (max or min) and the x axis."""
+    for logger in trainer.loggers:
+        if isinstance(logger, WandbLogger):
+            run = logger.experiment
+            atomic_write_text(run_dir / "wandb_id.txt", run.id)
+            info = cfg.experiment
+            # The run table and sweeps then show the best value, not the last one logged
+            # (Lightning's WandbLogger already put every metric on trainer/global_step).
+            run.define_metric(info.monitor, step_metric="trainer/global_step",
+                              summary=info.monitor_mode)
+
+
+def _finish_wandb(trainer: L.Trainer | None, failed: bool) -> None:
+    """End the W&B run of this training, so that the next training of the same process (the
+    run after its prerequisite) starts a run of its own instead of logging into this one."""
+    for logger in trainer.loggers if trainer is not None else ():
+        run = getattr(logger, "_experiment", None) if isinstance(logger, WandbLogger) else None
+        if run is not None and hasattr(run, "finish"):
+            run.finish(exit_code=1 if failed else 0)
 
 
 def _callbacks(cfg: DictConfig, run_dir: Path) -> list[L.Callback]:
@@ -400,6 +449,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, attempt: int = 0, **extra: Any
     # precision=auto depends on the CPU and on the method (its FP32_REASON)
     device = trainer_kwargs(t, get_method(cfg.experiment.method).model_cls)
     callbacks = _callbacks(cfg, run_dir) + device.pop("callbacks", [])
+    # Lightning's own arguments (fast_dev_run, overfit_batches, profiler, detect_anomaly, ...),
+    # as given: config.compose checked their names against Trainer.__init__.
+    passthrough = {k: v for k, v in to_dict(t).items() if k not in TRAINER_KEYS}
     return L.Trainer(
         default_root_dir=str(run_dir),
         max_epochs=t.max_epochs, max_steps=t.max_steps,
@@ -407,7 +459,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, attempt: int = 0, **extra: Any
         num_sanity_val_steps=t.num_sanity_val_steps, log_every_n_steps=t.log_every_n_steps,
         accumulate_grad_batches=t.accumulate_grad_batches, deterministic=t.deterministic,
         enable_progress_bar=t.progress_bar, logger=_loggers(cfg, run_dir, attempt),
-        callbacks=callbacks, plugins=[AtomicCheckpointIO()], **device, **optional, **extra,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], **device, **optional,
+        **passthrough, **extra,
     )
 
 
@@ -454,9 +507,7 @@ def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | Non
     try:
         trainer = build_trainer(cfg, run_dir, plan.attempt if plan else 0)
         if trainer.is_global_zero:
-            for logger in trainer.loggers:
-                if isinstance(logger, WandbLogger):
-                    atomic_write_text(run_dir / "wandb_id.txt", logger.experiment.id)
+            _start_wandb(trainer, cfg, run_dir)
             print(f"Run folder: {run_dir}", flush=True)
         if trainable:
             trainer.fit(model, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
@@ -464,12 +515,14 @@ def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | Non
             # Pipelines of trained models (correspondence tracking): one validation pass.
             trainer.validate(model, datamodule=datamodule)
     except BaseException:
+        _finish_wandb(trainer, failed=True)  # before its folder may go
         if created and not (trainable and trainer is not None and trainer.global_step > 0):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     finally:
         if inherited is None:
             os.environ.pop(RUN_DIR_ENV, None)
+    _finish_wandb(trainer, failed=False)
     return RunResult(run_dir, _final_metrics(trainer))
 
 
@@ -506,7 +559,8 @@ CHECKPOINT_KEYS = (("data", "detector"), ("model", "pose_estimator"), ("model", 
                    ("model", "features"))
 # What a prerequisite run inherits from the command line of the run that needs it: where the
 # data and runs live, how to train and log; never model keys (each experiment has its own).
-INHERITED_OVERRIDES = ("data", "trainer", "logger", "runs_dir", "seed", "experiment.scale")
+INHERITED_OVERRIDES = ("data", "trainer", "logger", "runs_dir", "seed", "experiment.scale",
+                       "debug")
 
 
 def _has_run(experiment: str, runs_dir: Path) -> bool:
@@ -579,12 +633,17 @@ def evaluate(cfg: DictConfig, ckpt: str | None) -> RunResult:
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     inherited = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers join this folder
+    trainer = None
     try:
         trainer = build_trainer(cfg, run_dir)
         trainer.validate(model, datamodule=datamodule)
+    except BaseException:
+        _finish_wandb(trainer, failed=True)
+        raise
     finally:
         if inherited is None:
             os.environ.pop(RUN_DIR_ENV, None)
+    _finish_wandb(trainer, failed=False)
     return RunResult(run_dir, _final_metrics(trainer))
 
 
