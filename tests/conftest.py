@@ -23,14 +23,30 @@ def pytest_addoption(parser) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _bf16_autocast(request):
-    """With --bf16, the whole test runs inside torch.autocast(cpu, bfloat16)."""
+def _bf16_autocast(request, monkeypatch):
+    """With --bf16, every Trainer is a bf16-mixed one (autocast in its steps only: data and
+    epoch-end metrics stay fp32, as in a run), and a test that drives a model by hand does so
+    inside torch.autocast(cpu, bfloat16)."""
     if not request.config.getoption("--bf16"):
         yield
         return
+    import lightning as L
     import torch
 
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    init, run = L.Trainer.__init__, L.Trainer._run
+
+    def bf16_init(self, *args, **kwargs):
+        init(self, *args, **{**kwargs, "precision": "bf16-mixed"})
+
+    def fp32_outside_steps(self, *args, **kwargs):
+        with torch.autocast("cpu", enabled=False):
+            return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "__init__", bf16_init)
+    monkeypatch.setattr(L.Trainer, "_run", fp32_outside_steps)
+    # No cast cache: one context around many optimiser steps would keep the first step's bf16
+    # copies of the weights (Lightning's own autocast disables it too).
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
         yield
 
 
