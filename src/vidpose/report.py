@@ -40,7 +40,7 @@ NOISE = (
     "runs_dir", "logger", "data.root", "data.val_root", "data.num_workers", "trainer.progress_bar",
     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps",
     "experiment.name", "experiment.method", "experiment.description", "experiment.reproduces",
-    "experiment.open_values", "experiment.paper_metrics", "experiment.tags",
+    "experiment.open_values", "experiment.paper_metrics", "experiment.tags", "experiment.group",
     "experiment.monitor", "experiment.monitor_mode",
 )
 
