@@ -168,13 +168,14 @@ def test_validation_logs_posetrack_metrics_and_writes_every_frame(small_model, h
     assert sorted(a["image_id"] for a in v1) == [100, 100, 102, 102]
     # v2: 6 GT-box poses and one of the two near-identical detection-box poses (OKS-NMS).
     v2 = files["v2"]["annotations"]
-    assert len(v2) == 7 and sorted(a["track_id"] for a in v2) == [-1, 1, 1, 1, 2, 2, 2]
-    detection = next(a for a in v2 if a["track_id"] == -1)
+    # The detection-box pose tracks nothing: a track id of its own, after the GT ones.
+    assert len(v2) == 7 and sorted(a["track_id"] for a in v2) == [1, 1, 1, 2, 2, 2, 3]
+    detection = next(a for a in v2 if a["track_id"] == 3)
     assert 0.0 < detection["score"] <= 0.8
 
     wrist = POSETRACK18.index["left_wrist"]
     for annotation in v1 + v2:
-        if annotation["track_id"] < 0:
+        if annotation is detection:
             continue
         frame = next(f for f in data.frames if f.image_id == annotation["image_id"])
         gt = frame.poses[annotation["track_id"] - 1].keypoints
@@ -184,6 +185,21 @@ def test_validation_logs_posetrack_metrics_and_writes_every_frame(small_model, h
         # Quarter-pixel decoding at stride 4 on a crop at half resolution: 2 px per axis.
         assert np.abs(predicted[counted, :2] - gt[counted, :2]).max() <= 2.0 + 1e-6
         assert (scores[counted] > 0.5).all()
+
+
+def test_detection_box_poses_of_one_frame_get_distinct_track_ids(small_model, plain_crops,
+                                                                 quiet_trainer, tmp_path):
+    """Two persons found from detection boxes in one frame (no tracker at this stage) used to
+    both carry track id -1, which the PoseTrack metric refuses (one person per track id):
+    every validation on detection boxes (correspondence_pose's default) stopped there."""
+    from crop_batches import crop_sample
+
+    plain_crops.samples.append(crop_sample(plain_crops.val_data, 3, 1, detection=True))
+    trainer = quiet_trainer()
+    trainer.validate(small_model(cls=Oracle), datamodule=plain_crops)
+    assert "val/mAP" in trainer.callback_metrics
+    v2 = _read_predictions(tmp_path / "predictions" / "val")["v2"]["annotations"]
+    assert sorted(a["track_id"] for a in v2) == [1, 1, 1, 2, 2, 2, 3, 4]
 
 
 def test_joint_threshold_leaves_unsure_joints_out(small_model, plain_crops, quiet_trainer, tmp_path):

@@ -180,8 +180,16 @@ class CropPoseEvaluation(EvaluationHooks):
             pose = Pose(keypoints[i], box=box[i], track_id=int(track_id[i]), score=float(scores[i]))
             target = from_detection if person[i] < 0 else by_frame
             target.setdefault(int(frame[i]), []).append(pose)
-        for index, candidates in from_detection.items():
+        # A pose from a detection box belongs to no track (the estimator does not track): it
+        # gets a track id of its own, after every ground-truth one, so that the PoseTrack
+        # files stay valid (one person per track id and frame) and MOTA counts no tracking.
+        untracked = int(track_id.max(initial=-1)) + 1
+        for index in sorted(from_detection):
+            candidates = from_detection[index]
             keep = oks_nms(candidates, self.cfg.oks_nms_thr, self.schema.sigmas)
+            for k in keep:
+                if candidates[k].track_id < 0:
+                    candidates[k].track_id, untracked = untracked, untracked + 1
             by_frame.setdefault(index, []).extend(candidates[k] for k in keep)
         return by_frame
 
