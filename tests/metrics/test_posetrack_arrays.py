@@ -15,7 +15,8 @@ from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
 from vidpose.formats.posetrack import VideoArrays
 from vidpose.metrics.posetrack import evaluate_videos
-from vidpose.metrics.posetrack_inputs import inside_regions, read_eval_arrays, read_eval_file
+from vidpose.metrics.posetrack_inputs import (NUM_JOINTS, EvalFrame, EvalVideo, inside_regions,
+                                             read_eval_arrays, read_eval_file)
 from vidpose.metrics.posetrack_reference import (evaluate_reference, random_videos,
                                                  write_posetrack18_set)
 
@@ -189,3 +190,23 @@ def test_eval_posetrack_starts_without_torch_scipy_or_rich(small_set, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_video_whose_every_match_is_contested_counts_as_the_loop_reference():
+    # Two persons on top of each other, one joint each, predicted twice: no match is
+    # settled in advance, so the contested cells are solved with no settled history (this
+    # indexed an empty array).
+    frames = []
+    for _ in range(3):
+        gt_xy = np.full((2, NUM_JOINTS, 2), 100.0)
+        gt_xy[1] += 1
+        has = np.zeros((2, NUM_JOINTS), bool)
+        has[:, 0] = True
+        frames.append(EvalFrame(gt_xy, has, np.array([0, 1]), np.array([30.0, 30.0]),
+                                gt_xy + 0.5, has.copy(), np.ones((2, NUM_JOINTS)), np.array([5, 6])))
+    videos = [EvalVideo.from_frames("stacked", frames)]
+    result = evaluate_videos(videos)
+    _, counts = evaluate_reference(videos)
+    for name in ("objects", "matches", "switches", "misses", "false_positives"):
+        assert np.array_equal(getattr(result.counts, name), getattr(counts, name)), name
+    assert result.counts.matches[0] == 4  # 2 persons x 2 frames (the last one is not evaluated)

@@ -228,9 +228,11 @@ def _solve_contested(video: EvalVideo, match: VideoMatch, rows: np.ndarray,
         # Each object's last hypothesis: the later of its last settled and last solved match.
         base = (frame.j * num_objects + objects) * video.num_frames
         at = np.searchsorted(settled_key, base + frame.t) - 1
-        found = (at >= 0) & (settled_key[np.maximum(at, 0)] >= base)
-        last_time = np.where(found, settled_key[np.maximum(at, 0)] - base, -1)
-        last_h = np.where(found, settled_h[np.maximum(at, 0)], -1)
+        # With no settled match at all (every candidate contested) there is nothing to look up.
+        before = settled_key[np.maximum(at, 0)] if len(settled_key) else np.full(len(at), -1)
+        found = (at >= 0) & (before >= base)
+        last_time = np.where(found, before - base, -1)
+        last_h = np.where(found, settled_h[np.maximum(at, 0)] if len(settled_h) else -1, -1)
         partner = {}
         frame_pr = {int(pr_id[r]): int(r) for r in frame.pr}
         for row, obj, when, hyp in zip(frame.gt.tolist(), objects.tolist(), last_time.tolist(),
