@@ -188,6 +188,10 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
     the ``tracking.online.Estimator`` protocol).
     """
 
+    # trainer.precision=auto keeps this method in fp32 until its learning test passes under
+    # bf16 (`pytest -m slow tests/methods/test_two_stage_pose.py --bf16`).
+    FP32_REASON = "bf16 not yet checked against fp32 on its learning set"
+
     policy = None  # no pose memory: OnlineTopDown runs it as a plain top-down estimator
 
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
