@@ -119,12 +119,5 @@ def test_ground_truth_centre_maps_detect_every_person(overfit_data, tmp_path):
     assert metrics["val/AP"] == pytest.approx(100.0), metrics
 
 
-# The proofs quick enough for make test (a few tens of seconds each on one core).
-QUICK: list[str] = []
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", QUICK)
-def test_overfit_proof(name, overfit_data, tmp_path):
-    outcome = overfit.run_recipe(overfit.RECIPES[name], overfit_data, tmp_path)
-    assert outcome.passed, overfit.table([outcome])
+# No whole proof is in make test: on this 2-core machine the quickest (the Siamese
+# correspondence module, then its refinement) take 3 and 1.5 minutes; `make overfit` runs them.
