@@ -33,8 +33,11 @@ def _bf16_autocast(request, monkeypatch):
     import lightning as L
     import torch
 
+    import functools
+
     init, run = L.Trainer.__init__, L.Trainer._run
 
+    @functools.wraps(init)  # keeps Trainer's signature: config checks trainer.* names against it
     def bf16_init(self, *args, **kwargs):
         init(self, *args, **{**kwargs, "precision": "bf16-mixed"})
 

@@ -11,18 +11,24 @@ from vidpose.errors import ConfigError
 from vidpose.run import SYNTH_DATASETS, train
 
 
+# One experiment of each method family at the paper scale too (whose blocks the group follows).
+PAPER_SCALE = ("simple_baseline", "centernet", "rnn_association", "memory_t2_coda",
+               "stm_t3_c1_pretrain", "correspondence_t7_full", "correspondence_siamese")
+
+
+@pytest.mark.slow  # ~100 composes: 10-50 s on two shared cores
 def test_the_smoke_group_shrinks_every_experiment_at_either_scale():
-    for name in list_experiments():
-        for scale in ("compact", "paper"):
-            cfg = compose(name, ["debug=smoke", f"experiment.scale={scale}"])
-            t = cfg.trainer
-            assert (t.max_steps, t.max_epochs, t.limit_val_batches, t.max_time) == (2, 1, 1, None)
-            assert cfg.runs_dir == "runs/smoke" and not cfg.logger.wandb
-            assert cfg.data.synth_preset == "tiny"
-            for key in ("root", "val_root", "crowded_root"):
-                root = cfg.data.get(key)
-                if root:  # each synthetic root moved to the tiny set of the same layout
-                    assert Path(root).parent.name == "tiny" and Path(root).name in SYNTH_DATASETS
+    runs = [(name, "compact") for name in list_experiments()] + [(n, "paper") for n in PAPER_SCALE]
+    for name, scale in runs:
+        cfg = compose(name, ["debug=smoke", f"experiment.scale={scale}"])
+        t = cfg.trainer
+        assert (t.max_steps, t.max_epochs, t.limit_val_batches, t.max_time) == (2, 1, 1, None)
+        assert cfg.runs_dir == "runs/smoke" and not cfg.logger.wandb
+        assert cfg.data.synth_preset == "tiny"
+        for key in ("root", "val_root", "crowded_root"):
+            root = cfg.data.get(key)
+            if root:  # each synthetic root moved to the tiny set of the same layout
+                assert Path(root).parent.name == "tiny" and Path(root).name in SYNTH_DATASETS
 
 
 def test_smoke_on_real_data_shrinks_the_run_and_keeps_the_data():
@@ -61,6 +67,7 @@ def test_lightnings_flags_pass_through():
         compose("simple_baseline", ["trainer.benchmarks=true"])
 
 
+@pytest.mark.slow  # ~14 s on two shared cores
 def test_a_fast_dev_run_trains_one_batch(quick_overrides):
     cfg = compose("simple_baseline", quick_overrides + ["trainer.fast_dev_run=true",
                                                         "data.input_size=[64,48]"])
