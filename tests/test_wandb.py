@@ -146,3 +146,20 @@ def test_a_prerequisite_and_its_run_are_two_wandb_runs(quick_overrides, monkeypa
         assert "exit" in kinds  # finished
         ids.add(run_id)
     assert len(ids) == 2
+
+
+def test_make_sets_no_wandb_mode_that_would_hide_a_sweep():
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    repo = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_MODE"}
+    env["WANDB_SWEEP_ID"] = "abc123"
+    shown = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(repo), "--eval",
+         'wandb-mode-of-recipes: ; @echo "mode=[$$WANDB_MODE]"', "wandb-mode-of-recipes"],
+        env=env, capture_output=True, text=True, check=True).stdout
+    assert shown.strip() == "mode=[]"  # what `make train` hands vidpose: nothing
