@@ -121,10 +121,6 @@ def _apply(points: Tensor, affines: Tensor) -> Tensor:
 class STMSkeletons(L.LightningModule):
     """STM / STM-skeletons on clips; see the module docstring."""
 
-    # trainer.precision=auto keeps this method in fp32 until its learning test passes under
-    # bf16 (`pytest -m slow tests/methods/test_stm_learns.py --bf16`).
-    FP32_REASON = "bf16 not yet checked against fp32 on its learning set"
-
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
         self.save_hyperparameters()
