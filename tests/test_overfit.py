@@ -85,6 +85,39 @@ def test_ground_truth_heatmaps_score_near_100(overfit_data, tmp_path):
 
 
 @pytest.mark.slow
+def test_ground_truth_maps_and_offsets_of_two_stage_pose_score_100(overfit_data, tmp_path):
+    """The two-stage estimator's Eq. 7 decoding (heatmap peak + offset), crop -> image and
+    PoseTrack mAP are exact: its targets as both stages' outputs give mAP 100."""
+    import torch
+
+    from vidpose.config import compose
+    from vidpose.methods.two_stage_pose import offset_targets
+    from vidpose.run import build, build_trainer
+
+    recipe = overfit.RECIPES["two_stage_pose"]
+    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path)
+                  + ["model.flip_test=false"])
+    model, datamodule = build(cfg)
+
+    def targets_as_outputs(batch):
+        offsets, _ = offset_targets(batch["keypoints"], batch["target_weight"],
+                                    batch["heatmaps"].shape[-2:], model.stride,
+                                    model.cfg.offset_radius)
+        logits = torch.logit(batch["heatmaps"].float().clamp(1e-6, 1 - 1e-6))
+        return [(logits, offsets), (logits, offsets)]
+
+    evaluate = model._evaluation_step
+
+    def oracle_step(batch, stage):
+        model.net.forward = lambda image: targets_as_outputs(batch)
+        return evaluate(batch, stage)
+
+    model._evaluation_step = oracle_step
+    metrics = build_trainer(cfg, tmp_path / "oracle").validate(model, datamodule=datamodule)[0]
+    assert metrics["val/mAP"] == pytest.approx(100.0), metrics
+
+
+@pytest.mark.slow
 def test_ground_truth_centre_maps_detect_every_person(overfit_data, tmp_path):
     """CenterNet's path behind the network (peak decoding, offsets, sizes, letterbox back to
     the image, box AP) is exact: its own targets as outputs give box AP 100."""
