@@ -97,10 +97,6 @@ def argmax_cells(maps: Tensor) -> Tensor:
 class KeypointCorrespondence(L.LightningModule):
     """Trains one stage of the keypoint correspondence network on self-supervised pairs."""
 
-    # trainer.precision=auto keeps this method in fp32 until its learning test passes under
-    # bf16 (`pytest -m slow tests/methods/test_correspondence.py --bf16`).
-    FP32_REASON = "bf16 not yet checked against fp32 on its learning set"
-
     def __init__(self, model: dict, data: dict, schema: str = "coco17") -> None:
         super().__init__()
         self.save_hyperparameters()
