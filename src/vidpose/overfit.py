@@ -215,11 +215,16 @@ def run_recipe(recipe: Recipe, root: Path, runs_dir: Path,
                extra: list[str] | None = None) -> Outcome:
     """Train ``recipe`` on the overfit data at ``root`` and score it on the same samples."""
     from vidpose.config import compose
-    from vidpose.run import train
+    from vidpose.run import evaluate, train
 
     cfg = compose(recipe.experiment, recipe_overrides(recipe, root, runs_dir) + list(extra or []))
     start = time.perf_counter()
     result = train(cfg)
+    steps = _steps(result.run_dir)
+    if recipe.metric not in result.metrics:
+        # trainer.max_time stopped the run before its last epoch's validation: score where
+        # it stopped (the table shows the steps it made).
+        result = evaluate(cfg, str(result.run_dir / "checkpoints" / "last.ckpt"))
     seconds = time.perf_counter() - start
     truth = root / recipe.dataset / "annotations" / f"person_keypoints_{SPLIT}.json"
     if truth.is_file():
@@ -227,7 +232,7 @@ def run_recipe(recipe: Recipe, root: Path, runs_dir: Path,
     checks = [(name, float(check(result.run_dir)), goal) for name, check, goal in recipe.checks]
     return Outcome(recipe.name, recipe.metric, recipe.goal,
                    float(result.metrics.get(recipe.metric, float("nan"))),
-                   _steps(result.run_dir), seconds, checks)
+                   steps, seconds, checks)
 
 
 def _steps(run_dir: Path) -> int:
