@@ -88,8 +88,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("cpn", "memory_t3_cpn_baseline", "posetrack18", "val/mAP", 90.0,
            ("data.batch_size=4", "data.clip_stride=2", "data.max_train_samples=null",
             "trainer.max_epochs=150",
-            "model.lr=2e-3", "model.lr_steps=[120]", "model.joint_threshold=0"),
-           "as simple_baseline, with CPN's GlobalNet + RefineNet heads"),
+            "model.lr=5e-4", "model.lr_steps=[120]", "model.joint_threshold=0"),
+           "as simple_baseline, with CPN's GlobalNet + RefineNet heads at a quarter of its lr: "
+           "at 2e-3 the first Adam step threw the loss from 0.022 to 1.5 and 148 steps later "
+           "it sat at half the all-zero answer's (mAP 4.6); at 5e-4, mAP 97.5"),
     Recipe("pose_memory", "memory_t3_simple_baseline_memory", "posetrack18", "val/mAP", 90.0,
            ("data.batch_size=4", "data.clip_stride=2", "data.max_train_samples=null",
             "trainer.max_epochs=150",
