@@ -306,10 +306,11 @@ def test_validation_scores_and_writes_eq7_keypoints(plain_crops, quiet_trainer, 
     for path in (tmp_path / "predictions" / "val").glob("*.json"):
         data = plain_crops.val_data
         for annotation in json.loads(path.read_text())["annotations"]:
-            if annotation["track_id"] < 0:
-                continue
             frame = next(f for f in data.frames if f.image_id == annotation["image_id"])
-            gt = frame.poses[annotation["track_id"] - 1].keypoints
+            by_track = {p.track_id: p for p in frame.poses}
+            if annotation["track_id"] not in by_track:
+                continue  # the detection-box pose: a track id of its own after the GT ones
+            gt = by_track[annotation["track_id"]].keypoints
             predicted = np.array(annotation["keypoints"]).reshape(K, 3)
             labelled = gt[:, 2] > 0
             # Eq. 7 on exact maps: exact up to float32 (the quarter-pixel rule is 2 px off here).
@@ -336,7 +337,9 @@ def test_loss_falls_and_map_rises_on_tiny_synthetic_videos(tiny_synth, tmp_path)
     losses, before, after = fit_on_tiny_crops(
         lambda data: TwoStagePose({"width": 0.25, "deconv_filters": 32, "lr": 5e-3,
                                    "lr_steps": [100]}, data),
-        tiny_synth, tmp_path, epochs=30, loss_keys=("loss_epoch", "offset_loss"))
+        # 50 epochs: with per-sample augmentation seeds (exact mid-epoch resume) 30 epochs
+        # reached 8.1 mAP, 50 reach 13.9.
+        tiny_synth, tmp_path, epochs=50, loss_keys=("loss_epoch", "offset_loss"))
 
     first, last = losses[0], losses[-1]
     assert last["loss_epoch"] < 0.75 * first["loss_epoch"]
