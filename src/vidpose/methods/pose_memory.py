@@ -147,9 +147,8 @@ def pad_memories(memories: list[Tensor | None], like: Tensor) -> tuple[Tensor, T
 class PoseMemory(VideoValidation, L.LightningModule):
     """SimpleBaseline or CPN with the pose temporal memory module (or without: the baseline)."""
 
-    # trainer.precision=auto keeps this method in fp32 until its learning test passes under
-    # bf16 (`pytest -m slow tests/methods/test_pose_memory.py --bf16`).
-    FP32_REASON = "bf16 not yet checked against fp32 on its learning set"
+    # trainer.precision=auto trains this method in bf16 where the CPU is fast at it: its
+    # learning test passes under `pytest -m slow tests/methods/test_pose_memory.py --bf16`.
 
     # Model keys that only change how a trained model is run: `vidpose eval` and
     # `vidpose track` apply the experiment's values for these to a loaded checkpoint.

@@ -188,9 +188,10 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
     the ``tracking.online.Estimator`` protocol).
     """
 
-    # trainer.precision=auto keeps this method in fp32 until its learning test passes under
-    # bf16 (`pytest -m slow tests/methods/test_two_stage_pose.py --bf16`).
-    FP32_REASON = "bf16 not yet checked against fp32 on its learning set"
+    # Measured: under `pytest -m slow tests/methods/test_two_stage_pose.py --bf16` its learning
+    # test's val loss rose (2.30 -> 2.78) where fp32 falls (2.30 -> 1.38): the sigmoid
+    # heatmaps' BCE against soft targets does not train in bf16, so auto keeps fp32.
+    FP32_REASON = "its heatmap BCE does not train in bf16 (learning test: val loss 2.30 -> 2.78)"
 
     policy = None  # no pose memory: OnlineTopDown runs it as a plain top-down estimator
 
