@@ -17,6 +17,33 @@ def overfit_data(tiny_synth, tmp_path_factory) -> Path:
     return overfit.overfit_root(tiny_synth, tmp_path_factory.mktemp("overfit"))
 
 
+def _oracle_metrics(method: str, overfit_data: Path, tmp_path: Path, outputs, attribute: str,
+                    extra: tuple[str, ...] = ()) -> dict:
+    """Validate ``method``'s overfit recipe with ``outputs(model, batch)`` fed where the
+    network's outputs go (``model.<attribute>`` replaced for each batch): the oracle check
+    of the path behind the network."""
+    from vidpose.config import compose
+    from vidpose.run import build, build_trainer
+
+    recipe = overfit.RECIPES[method]
+    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path)
+                  + list(extra))
+    model, datamodule = build(cfg)
+    evaluate = model._evaluation_step
+
+    *path, name = attribute.split(".")
+    owner = model
+    for part in path:
+        owner = getattr(owner, part)
+
+    def oracle_step(batch, *args):
+        setattr(owner, name, lambda image: outputs(model, batch))
+        return evaluate(batch, *args)
+
+    model._evaluation_step = oracle_step
+    return build_trainer(cfg, tmp_path / "oracle").validate(model, datamodule=datamodule)[0]
+
+
 def _persons(path: Path) -> int:
     data = json.loads(path.read_text())
     labelled = {i["id"] for i in data["images"] if i.get("is_labeled", True)}
@@ -66,21 +93,8 @@ def test_table_marks_a_missed_goal():
 def test_ground_truth_heatmaps_score_near_100(overfit_data, tmp_path):
     """The path behind the network (decoding, crop -> image mapping, PoseTrack mAP) is
     exact: the target heatmaps themselves, fed where the network's go, score ~100 mAP."""
-    from vidpose.config import compose
-    from vidpose.run import build, build_trainer
-
-    recipe = overfit.RECIPES["simple_baseline"]
-    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path))
-    model, datamodule = build(cfg)
-    evaluate = model._evaluation_step
-
-    def oracle_step(batch, stage):
-        model.predict_heatmaps = lambda image: batch["heatmaps"]
-        return evaluate(batch, stage)
-
-    model._evaluation_step = oracle_step
-    trainer = build_trainer(cfg, tmp_path / "oracle")
-    metrics = trainer.validate(model, datamodule=datamodule)[0]
+    metrics = _oracle_metrics("simple_baseline", overfit_data, tmp_path,
+                              lambda model, batch: batch["heatmaps"], "predict_heatmaps")
     assert metrics["val/mAP"] >= 95.0, metrics
 
 
@@ -90,30 +104,17 @@ def test_ground_truth_maps_and_offsets_of_two_stage_pose_score_100(overfit_data,
     PoseTrack mAP are exact: its targets as both stages' outputs give mAP 100."""
     import torch
 
-    from vidpose.config import compose
     from vidpose.methods.two_stage_pose import offset_targets
-    from vidpose.run import build, build_trainer
 
-    recipe = overfit.RECIPES["two_stage_pose"]
-    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path)
-                  + ["model.flip_test=false"])
-    model, datamodule = build(cfg)
-
-    def targets_as_outputs(batch):
+    def targets_as_outputs(model, batch):
         offsets, _ = offset_targets(batch["keypoints"], batch["target_weight"],
                                     batch["heatmaps"].shape[-2:], model.stride,
                                     model.cfg.offset_radius)
         logits = torch.logit(batch["heatmaps"].float().clamp(1e-6, 1 - 1e-6))
         return [(logits, offsets), (logits, offsets)]
 
-    evaluate = model._evaluation_step
-
-    def oracle_step(batch, stage):
-        model.net.forward = lambda image: targets_as_outputs(batch)
-        return evaluate(batch, stage)
-
-    model._evaluation_step = oracle_step
-    metrics = build_trainer(cfg, tmp_path / "oracle").validate(model, datamodule=datamodule)[0]
+    metrics = _oracle_metrics("two_stage_pose", overfit_data, tmp_path, targets_as_outputs,
+                              "net.forward", ("model.flip_test=false",))
     assert metrics["val/mAP"] == pytest.approx(100.0), metrics
 
 
@@ -123,15 +124,7 @@ def test_ground_truth_centre_maps_detect_every_person(overfit_data, tmp_path):
     the image, box AP) is exact: its own targets as outputs give box AP 100."""
     import torch
 
-    from vidpose.config import compose
-    from vidpose.run import build, build_trainer
-
-    recipe = overfit.RECIPES["centernet"]
-    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path))
-    model, datamodule = build(cfg)
-    evaluate = model._evaluation_step
-
-    def targets_as_outputs(batch):
+    def targets_as_outputs(model, batch):
         heat = batch["heatmap"].float()
         count, _, height, width = heat.shape
         outputs = {"heatmap": torch.logit(heat.clamp(1e-6, 1 - 1e-6))}
@@ -143,12 +136,8 @@ def test_ground_truth_centre_maps_detect_every_person(overfit_data, tmp_path):
             outputs[name] = flat.view(count, 2, height, width)
         return outputs
 
-    def oracle_step(batch, stage):
-        model.forward = lambda image: targets_as_outputs(batch)
-        return evaluate(batch, stage)
-
-    model._evaluation_step = oracle_step
-    metrics = build_trainer(cfg, tmp_path / "oracle").validate(model, datamodule=datamodule)[0]
+    metrics = _oracle_metrics("centernet", overfit_data, tmp_path, targets_as_outputs,
+                              "forward")
     assert metrics["val/AP"] == pytest.approx(100.0), metrics
 
 
@@ -159,16 +148,10 @@ def test_ground_truth_maps_and_tags_group_every_person(overfit_data, tmp_path):
     the images' own size stride 4 alone caps them near 75 on these small persons)."""
     import torch
 
-    from vidpose.config import compose
     from vidpose.methods.assoc_embedding import keypoint_cells
-    from vidpose.run import build, build_trainer
 
-    recipe = overfit.RECIPES["assoc_embedding"]
-    cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path))
-    model, datamodule = build(cfg)
-    tag_dim = model.cfg.tag_dim
-
-    def targets_as_outputs(batch):
+    def targets_as_outputs(model, batch):
+        tag_dim = model.cfg.tag_dim
         heatmaps = batch["heatmaps"].float()
         count, joints, height, width = heatmaps.shape
         keypoints = batch["keypoints"].float()
@@ -182,14 +165,8 @@ def test_ground_truth_maps_and_tags_group_every_person(overfit_data, tmp_path):
         tags = tags.view(count, joints, height, width, tag_dim).permute(0, 1, 4, 2, 3)
         return [torch.cat([heatmaps, tags.reshape(count, joints * tag_dim, height, width)], 1)]
 
-    evaluate = model._evaluation_step
-
-    def oracle_step(batch, *args):
-        model.forward = lambda image: targets_as_outputs(batch)
-        return evaluate(batch, *args)
-
-    model._evaluation_step = oracle_step
-    metrics = build_trainer(cfg, tmp_path / "oracle").validate(model, datamodule=datamodule)[0]
+    metrics = _oracle_metrics("assoc_embedding", overfit_data, tmp_path, targets_as_outputs,
+                              "forward")
     assert metrics["val/AP"] >= 90.0, metrics
 
 
