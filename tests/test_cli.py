@@ -8,6 +8,7 @@ import sys
 import lightning as L
 import pytest
 import torch
+from crashing import Crash
 
 import vidpose.run as run_module
 from vidpose.cli import main
@@ -100,17 +101,6 @@ def test_eval_coco_scores_ground_truth_as_100(fixtures, tmp_path, capsys):
     assert main(["eval", "coco", "--gt", str(gt), "--pred", str(tmp_path / "none.json")]) == 2
 
 
-class _Crash(L.Callback):
-    """Stands in for a crash (power cut, OOM kill) after `at` optimizer steps."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step >= self.at:
-            raise RuntimeError("simulated crash")
-
-
 class _FirstStep(L.Callback):
     def __init__(self) -> None:
         self.first: int | None = None
@@ -128,7 +118,7 @@ def test_resume_last_continues_from_the_saved_step(quick_overrides, tmp_path, mo
                                       "data.max_train_samples=40", "data.batch_size=4"]
     cfg = compose("simple_baseline", args)
     original = run_module._callbacks
-    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [_Crash(5)])
+    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [Crash(5)])
     monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg)

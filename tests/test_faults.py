@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
+from crashing import Crash
 
 import vidpose.run as run_module
 from vidpose.callbacks.checkpoint import AtomicCheckpointIO, atomic_write, read_checkpoint
@@ -191,17 +191,6 @@ def test_resume_refuses_a_changed_model_and_keeps_config_yaml(stopped, tmp_path)
     assert (run / "config.yaml").read_bytes() == saved and not list(run.glob("resume-*"))
 
 
-class _Crash(L.Callback):
-    """A crash (power cut, OOM kill) after `at` optimizer steps, before that step's checkpoint."""
-
-    def __init__(self, at: int) -> None:
-        self.at = at
-
-    def on_train_batch_end(self, trainer, *args) -> None:
-        if trainer.global_step >= self.at:
-            raise RuntimeError("simulated crash")
-
-
 def test_mid_epoch_resume_repeats_the_uninterrupted_run_step_by_step(tiny_synth, tmp_path,
                                                                       monkeypatch):
     # 6 batches an epoch, last.ckpt every 2 steps, a crash after step 9: resumed from step 8,
@@ -212,7 +201,7 @@ def test_mid_epoch_resume_repeats_the_uninterrupted_run_step_by_step(tiny_synth,
     monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
     whole = train(compose(EXP, _tiny(tiny_synth, tmp_path / "whole") + limits))
     original = run_module._callbacks
-    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [_Crash(9)])
+    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [Crash(9)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(compose(EXP, args))
     monkeypatch.setattr(run_module, "_callbacks", original)
