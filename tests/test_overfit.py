@@ -81,6 +81,18 @@ def test_unknown_method_is_a_one_line_error(tiny_synth, tmp_path, capsys):
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 
+def test_a_recipe_that_reads_another_ones_run_trains_it_first(overfit_data, tmp_path):
+    # `vidpose overfit correspondence_refinement` alone stopped with "no run of experiment
+    # 'correspondence_siamese'" and lost the table of the methods before it.
+    order = overfit.with_prerequisites(["stm", "correspondence_refinement", "rnn_decoder"],
+                                       overfit_data, tmp_path)
+    assert order == ["stm", "correspondence_siamese", "correspondence_refinement",
+                     "assoc_embedding", "rnn_decoder"]
+    assert overfit.with_prerequisites(["correspondence_siamese", "correspondence_refinement"],
+                                      overfit_data, tmp_path) == ["correspondence_siamese",
+                                                                  "correspondence_refinement"]
+
+
 def test_table_marks_a_missed_goal():
     hit = overfit.Outcome("a", "val/mAP", 90.0, 95.0, 10, 1.0, [])
     missed = overfit.Outcome("b", "val/AP", 0.9, 0.95, 10, 1.0, [("count", 0.5, 0.9)])

@@ -253,11 +253,28 @@ def run_all(names: list[str], tiny: Path, work: Path, echo: Callable[[str], None
         from vidpose.errors import ConfigError
         raise ConfigError(f"overfit: unknown method {unknown[0]!r}; known: {', '.join(RECIPES)}")
     root = overfit_root(tiny, work / "data")
-    outcomes = []
-    for name in names or list(RECIPES):
+    outcomes: list[Outcome] = []
+    for name in with_prerequisites(names or list(RECIPES), root, work / "runs"):
         echo(f"overfit {name} ...")
         outcomes.append(run_recipe(RECIPES[name], root, work / "runs"))
     return outcomes
+
+
+def with_prerequisites(names: list[str], root: Path, runs_dir: Path) -> list[str]:
+    """``names`` with, before each, the recipes whose overfit run it reads (``run:`` in its
+    config: the refinement reads the Siamese run, the RNN decoder the AE) and that have no
+    run yet, so that ``vidpose overfit correspondence_refinement`` works on its own."""
+    from vidpose.config import compose
+    from vidpose.run import missing_prerequisites
+
+    by_experiment = {recipe.experiment: name for name, recipe in RECIPES.items()}
+    ordered: list[str] = []
+    for name in names:
+        recipe = RECIPES[name]
+        cfg = compose(recipe.experiment, recipe_overrides(recipe, root, runs_dir))
+        needed = [by_experiment[e] for e in missing_prerequisites(cfg) if e in by_experiment]
+        ordered += [n for n in needed + [name] if n not in ordered]
+    return ordered
 
 
 def table(outcomes: list[Outcome]) -> str:
