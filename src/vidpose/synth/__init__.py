@@ -5,6 +5,6 @@ gesturing in textured scenes with occluders and a moving camera, and writes them
 PoseTrack18, COCO and OCHuman-layout data sets with simulated detections (see ``write``).
 """
 from vidpose.synth.presets import PRESETS, Preset, VideoSplit, get_preset
-from vidpose.synth.write import synthesize
+from vidpose.synth.write import VERSION, synthesize
 
-__all__ = ["PRESETS", "Preset", "VideoSplit", "get_preset", "synthesize"]
+__all__ = ["PRESETS", "VERSION", "Preset", "VideoSplit", "get_preset", "synthesize"]

@@ -26,7 +26,9 @@ from vidpose.synth.presets import Preset, get_preset
 from vidpose.synth.scene import SceneConfig, sample_scene
 from vidpose.synth.shoot import Shot, film
 
-VERSION = 1  # bump whenever the same seed would write different files
+# The synthetic world's version: bump it whenever the same seed would write different files
+# (it is in manifest.json, and the CI workflow keys its cache of the tiny set on it).
+VERSION = 1
 LAYOUTS = ("posetrack18", "coco", "ochuman")
 # Sub-stream tag of the detector's randomness (film() uses 1-3 for backdrop, frames, grain).
 _DETECTOR_STREAM = 4
