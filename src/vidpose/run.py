@@ -468,6 +468,51 @@ def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
     return {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
 
 
+# Written into a run folder when its training (or, for a pipeline that trains nothing, its
+# validation) returns: that the run finished, how long it took and on what machine.
+# `vidpose results` skips experiments with a finished run and sums these times.
+FINISHED_FILE = "finished.yaml"
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what ``platform`` knows)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine(trainer: L.Trainer) -> dict[str, Any]:
+    """What a run trained on: accelerator (the GPU's name, or cpu), CPU model and cores,
+    library versions and the precision Lightning used."""
+    import platform
+
+    import torch
+
+    device = trainer.strategy.root_device
+    accelerator = (torch.cuda.get_device_name(device) if device.type == "cuda" else device.type)
+    return {"accelerator": accelerator, "devices": int(trainer.num_devices),
+            "cpu": _cpu_model(), "cores": os.cpu_count(), "torch": str(torch.__version__),
+            "lightning": str(L.__version__), "python": platform.python_version(),
+            "precision": str(trainer.precision)}
+
+
+def _record_finished(run_dir: Path, trainer: L.Trainer, seconds: float, attempt: int) -> None:
+    """``finished.yaml``: this attempt's wall time added to what an earlier finished attempt
+    recorded (a resume of a finished run trains on; interrupted attempts record nothing)."""
+    path = run_dir / FINISHED_FILE
+    before = float(OmegaConf.load(path).get("wall_s", 0.0)) if path.is_file() else 0.0
+    record = {"wall_s": round(before + seconds, 1), "attempt": attempt,
+              "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "machine": machine(trainer)}
+    atomic_write_text(path, OmegaConf.to_yaml(record))
+
+
 def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | None = None
           ) -> RunResult:
     """Fit the experiment; with ``resume`` continue the run it names (``last`` or a
@@ -504,6 +549,7 @@ def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | Non
             atomic_write_text(run_dir / f"resume-{plan.attempt}.yaml", OmegaConf.to_yaml(record))
     os.environ[RUN_DIR_ENV] = str(run_dir)  # DDP workers start inside fit and read this
     trainer = None
+    started = time.monotonic()
     try:
         trainer = build_trainer(cfg, run_dir, plan.attempt if plan else 0)
         if trainer.is_global_zero:
@@ -514,6 +560,9 @@ def train(cfg: DictConfig, resume: str | None = None, overrides: list[str] | Non
         else:
             # Pipelines of trained models (correspondence tracking): one validation pass.
             trainer.validate(model, datamodule=datamodule)
+        if trainer.is_global_zero and not trainer.interrupted:
+            _record_finished(run_dir, trainer, time.monotonic() - started,
+                             plan.attempt if plan else 0)
     except BaseException:
         _finish_wandb(trainer, failed=True)  # before its folder may go
         if created and not (trainable and trainer is not None and trainer.global_step > 0):
