@@ -14,7 +14,7 @@ RUNS ?= runs/*/*
 # (logger.mode=auto): no WANDB_MODE default here, which would hide the sweep from its runs.
 export WANDB_SILENT ?= true
 
-.PHONY: install train eval smoke list config data preview test bench report overfit clean help
+.PHONY: install train eval smoke list config data preview test bench report results overfit clean help
 
 help:
 	@echo "make train EXP=<name> [ARGS='key=value ...'] [RESUME=last]   train an experiment"
@@ -25,6 +25,7 @@ help:
 	@echo "make data / make preview                                    synthesise default data / contact sheet"
 	@echo "make test | make bench | make report"
 	@echo "make overfit [METHODS='simple_baseline ...']                 overfit proofs: every method learns 16 samples"
+	@echo "make results                                                train what docs/RESULTS.md reports (hours), write it"
 
 $(STAMP): setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +70,11 @@ overfit: $(STAMP)
 
 report: $(STAMP)
 	$(BIN)/vidpose report $(RUNS) --out report/report.md
+
+# The results page (src/vidpose/results.py): trains each experiment it reports that has no
+# finished run under runs/results (hours on a CPU), then writes docs/RESULTS.md.
+results: $(STAMP)
+	$(BIN)/vidpose results --runs-dir runs/results --out docs/RESULTS.md
 
 clean:
 	rm -rf runs data/synth .pytest_cache

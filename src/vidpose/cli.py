@@ -1,4 +1,4 @@
-"""`vidpose train|eval|report|list|config|data|bench ...`: the one entry point (the Makefile calls it).
+"""`vidpose train|eval|report|results|list|config|data|bench ...`: the one entry point (the Makefile calls it).
 
 Errors about the user's input (unknown experiment, bad key, malformed file) print one
 readable line and exit with status 2; anything else is a bug and keeps its traceback.
@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="compare runs: Markdown table and plots (make report)")
     r.add_argument("runs", nargs="+", help="run folders (runs/<experiment>/<time>)")
     r.add_argument("--out", default="report/report.md", help="Markdown file (PNGs beside it)")
+
+    rs = sub.add_parser("results", help="the results page (make results): train each of its "
+                        "experiments' compact recipe that has no finished run, then write "
+                        "docs/RESULTS.md (ours beside the paper's numbers, each table's claim "
+                        "and whether our runs show it)")
+    rs.add_argument("--runs-dir", type=Path, default=Path("runs/results"),
+                    help="where the page's runs live (default runs/results)")
+    rs.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="the page")
+    rs.add_argument("--no-train", action="store_true",
+                    help="write the page from the finished runs only, training nothing")
 
     sub.add_parser("list", help="list experiments and the paper rows they reproduce")
 
@@ -401,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
             _cmd_track(args)
         elif args.command == "report":
             _cmd_report(args)
+        elif args.command == "results":
+            from vidpose.results import main as results_main
+
+            return results_main(args.runs_dir, args.out, train=not args.no_train)
         elif args.command == "list":
             _cmd_list()
         elif args.command == "config":

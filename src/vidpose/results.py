@@ -19,7 +19,17 @@ count; the paper's numbers come from each experiment's ``experiment.paper_metric
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import OmegaConf
+
+from vidpose.report import MISSING, Run, _fmt, _table, load_run
 
 # A pseudo-metric: the run's own training wall time in seconds (recorded when it finished).
 WALL = "wall_s"
@@ -228,3 +238,333 @@ LEFT_OUT: dict[str, str] = {
     "correspondence/table5": "a state-of-the-art comparison on PoseTrack's test servers",
     "correspondence/table6": "the affinity threshold: the paper finds it has a low impact",
 }
+
+
+# ------------------------------------------------------------------------------------------
+# Run folders
+
+DEFAULT_RUNS = Path("runs/results")
+DEFAULT_OUT = Path("docs/RESULTS.md")
+SHOWN, NOT_SHOWN, NOT_MEASURABLE, NO_RUN = (
+    "shown", "not shown", "not measurable at compact scale", "no run yet")
+
+
+def finished_run(runs_dir: Path, experiment: str) -> Path | None:
+    """The newest run folder of ``experiment`` (an alias: its target's) under ``runs_dir``
+    whose training finished (``run.FINISHED_FILE``); None when there is none. A run that was
+    interrupted, or is still training, is not finished: ``make results`` trains it anew."""
+    from vidpose.config import canonical_name
+    from vidpose.run import FINISHED_FILE, _run_order
+
+    base = Path(runs_dir) / canonical_name(experiment)
+    done = [p for p in base.glob("*") if p.name[:1].isdigit() and (p / FINISHED_FILE).is_file()]
+    return max(done, key=_run_order) if done else None
+
+
+def _finished_record(folder: Path) -> dict:
+    from vidpose.run import FINISHED_FILE
+
+    return OmegaConf.to_container(OmegaConf.load(folder / FINISHED_FILE))
+
+
+@lru_cache(maxsize=None)
+def _paper_metrics(experiment: str) -> dict[str, float]:
+    """The paper's numbers of an experiment with no run yet, from its experiment file."""
+    from vidpose.config import compose, logged_metric_name
+
+    numbers = OmegaConf.to_container(compose(experiment).experiment.paper_metrics)
+    return {logged_metric_name(str(k)): float(v) for k, v in numbers.items()}
+
+
+def persons_counted_exactly(predictions: list[dict], truth: dict) -> float:
+    """The share (percent) of the ground truth's images on which ``predictions`` (COCO
+    results) hold as many persons as are annotated (with keypoints, not crowd regions)."""
+    counted: dict[int, int] = {}
+    for record in predictions:
+        counted[record["image_id"]] = counted.get(record["image_id"], 0) + 1
+    persons: dict[int, int] = {image["id"]: 0 for image in truth["images"]}
+    for ann in truth["annotations"]:
+        if not ann.get("iscrowd") and ann.get("num_keypoints", 1) > 0:
+            persons[ann["image_id"]] += 1
+    if not persons:
+        return math.nan
+    return 100.0 * sum(counted.get(i, 0) == n for i, n in persons.items()) / len(persons)
+
+
+def count_exact(run: Run) -> float | None:
+    """``persons_counted_exactly`` of the run's last validation (its RNN decoder's
+    predictions on the normal val split) against that split's annotations; None when the
+    run wrote no such file."""
+    from vidpose.data_modules.datasets import as_data_config
+    from vidpose.data_modules.sources import annotation_path, validation_source
+
+    predictions = run.folder / "predictions" / "val" / "val_rnn.json"
+    if not predictions.is_file():
+        return None
+    data = validation_source(as_data_config(OmegaConf.load(run.folder / "config.yaml").data))
+    truth = annotation_path(data, data.val_split)
+    if not truth.is_file():
+        return None
+    return persons_counted_exactly(json.loads(predictions.read_text()),
+                                   json.loads(truth.read_text()))
+
+
+@dataclass
+class Measured:
+    """The finished runs of the page's experiments and the numbers read from them."""
+
+    runs: dict[str, Run]  # experiment -> its newest finished run
+    wall: dict[str, float] = field(default_factory=dict)  # experiment -> wall seconds
+    machines: dict[str, dict] = field(default_factory=dict)  # experiment -> machine record
+
+    @classmethod
+    def load(cls, runs_dir: Path, experiments: tuple[str, ...]) -> "Measured":
+        measured = cls({})
+        for name in experiments:
+            folder = finished_run(runs_dir, name)
+            if folder is None:
+                continue
+            measured.runs[name] = load_run(folder)
+            record = _finished_record(folder)
+            measured.wall[name] = float(record.get("wall_s", math.nan))
+            measured.machines[name] = dict(record.get("machine") or {})
+        return measured
+
+    def value(self, figure: Figure) -> float | None:
+        """Our number (the final logged value); None when there is no run or it was never
+        logged; NaN when it was logged undefined."""
+        run = self.runs.get(figure.experiment)
+        if run is None:
+            return None
+        if figure.metric == WALL:
+            return self.wall.get(figure.experiment)
+        if figure.metric == COUNT_EXACT:
+            return count_exact(run)
+        return run.final(figure.metric)
+
+    def paper(self, figure: Figure) -> float | None:
+        run = self.runs.get(figure.experiment)
+        paper = run.paper if run is not None else _paper_metrics(figure.experiment)
+        return paper.get(figure.metric)
+
+
+def _defined(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def _holds(comparison: Comparison, better: float, worse: float) -> bool:
+    return better > worse if comparison.mode == "max" else better < worse
+
+
+def verdict(table: PaperTable, measured: Measured) -> tuple[str, list[str]]:
+    """The table's verdict and one line per comparison, from our numbers: no run yet (a run
+    is missing), not measurable (a number was not logged or is undefined at compact scale),
+    shown (every comparison holds, strictly) or not shown."""
+    lines, states = [], []
+    for c in table.comparisons:
+        better, worse = measured.value(c.better), measured.value(c.worse)
+        sign = ">" if c.mode == "max" else "<"
+        said = (f"{c.better.experiment} {c.better.metric} {_cell(better)} {sign} "
+                f"{c.worse.experiment} {c.worse.metric} {_cell(worse)}")
+        if c.better.experiment not in measured.runs or c.worse.experiment not in measured.runs:
+            state = NO_RUN
+        elif not (_defined(better) and _defined(worse)):
+            state = NOT_MEASURABLE
+        else:
+            state = SHOWN if _holds(c, better, worse) else NOT_SHOWN
+        states.append(state)
+        lines.append(f"- {said}: {'yes' if state == SHOWN else 'no' if state == NOT_SHOWN else state}")
+    for state in (NO_RUN, NOT_MEASURABLE, NOT_SHOWN):
+        if state in states:
+            return state, lines
+    return SHOWN, lines
+
+
+def goal_status(goal: Goal, measured: Measured) -> tuple[float | None, float | None, str]:
+    """(reached, target, status): status met / missed / no run yet / not measurable."""
+    figures = list(goal.figures) + ([goal.target] if isinstance(goal.target, Figure) else [])
+    if any(f.experiment not in measured.runs for f in figures):
+        return None, None, NO_RUN
+    values = [measured.value(f) for f in goal.figures]
+    target = measured.value(goal.target) if isinstance(goal.target, Figure) else goal.target
+    if not all(_defined(v) for v in values) or not _defined(target):
+        return None, target, NOT_MEASURABLE
+    reached = sum(values)
+    met = reached >= target if goal.op == ">=" else reached <= target
+    return reached, target, "met" if met else "missed"
+
+
+# ------------------------------------------------------------------------------------------
+# Training what is missing
+
+def duration(seconds: float | None) -> str:
+    """``2 h 05 min``, ``5 min 12 s``, ``42 s``."""
+    if seconds is None or math.isnan(seconds):
+        return MISSING
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s} s"
+
+
+def train_experiment(experiment: str, runs_dir: Path) -> Path:
+    """Train one experiment at its compact recipe as ``vidpose train`` does (its missing
+    ``run:`` prerequisites first), with its runs under ``runs_dir``; the run folder."""
+    from vidpose.config import compose
+    from vidpose.run import train, train_prerequisites
+
+    overrides = [f"runs_dir={runs_dir}"]
+    cfg = compose(experiment, overrides)
+    train_prerequisites(cfg, overrides)
+    return train(cfg).run_dir
+
+
+def train_missing(runs_dir: Path, experiments: tuple[str, ...] = EXPERIMENTS,
+                  train_one: Callable[[str, Path], Path] = train_experiment,
+                  echo: Callable[[str], None] = print) -> list[str]:
+    """Train, in order, each experiment without a finished run under ``runs_dir``; one line
+    per experiment (skipped with its run, or trained with its elapsed time). A training that
+    fails is said and left out (the page marks its rows); the failed names are returned."""
+    failed = []
+    width = len(str(len(experiments)))
+    began = time.monotonic()
+    for i, name in enumerate(experiments, start=1):
+        tag = f"[{i:{width}d}/{len(experiments)}] {name}"
+        folder = finished_run(runs_dir, name)
+        if folder is not None:
+            echo(f"{tag}: skipped, finished run {folder}")
+            continue
+        echo(f"{tag}: training ...")
+        start = time.monotonic()
+        try:
+            folder = train_one(name, Path(runs_dir))
+        except Exception as err:  # one failed recipe must not lose the hours of the others
+            failed.append(name)
+            echo(f"{tag}: FAILED after {duration(time.monotonic() - start)}: "
+                 f"{' '.join(str(err).split())}")
+            continue
+        echo(f"{tag}: trained in {duration(time.monotonic() - start)} ({folder}); "
+             f"{duration(time.monotonic() - began)} since make results started")
+    return failed
+
+
+# ------------------------------------------------------------------------------------------
+# The page
+
+def _cell(value: float | None) -> str:
+    return MISSING if value is None else _fmt(value)
+
+
+def _beside(value: float | None, paper: float | None) -> str:
+    """Ours, with the paper's number beside it where the experiment records one."""
+    ours = _cell(value)
+    return ours if paper is None else f"{ours} (paper {_fmt(paper)})"
+
+
+def _machines(measured: Measured, names: list[str]) -> list[str]:
+    """One line per distinct machine the runs of ``names`` were trained on (precision is per
+    method and is listed per run)."""
+    seen: dict[tuple, list[str]] = {}
+    for name in names:
+        record = measured.machines.get(name, {})
+        key = tuple((k, str(record.get(k, "?"))) for k in
+                    ("accelerator", "devices", "cpu", "cores", "torch", "lightning", "python"))
+        seen.setdefault(key, []).append(name)
+    lines = []
+    for key, names in seen.items():
+        m = dict(key)
+        lines.append(f"- accelerator {m['accelerator']} (x{m['devices']}), CPU {m['cpu']} "
+                     f"({m['cores']} cores), torch {m['torch']}, Lightning {m['lightning']}, "
+                     f"Python {m['python']}: {len(names)} run(s)")
+    return lines
+
+
+def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TABLES,
+         goals: tuple[Goal, ...] = GOALS, experiments: tuple[str, ...] = EXPERIMENTS,
+         left_out: dict[str, str] = LEFT_OUT) -> str:
+    """The Markdown of the results page."""
+    finished = [name for name in experiments if name in measured.runs]
+    total = sum(measured.wall[n] for n in finished if not math.isnan(measured.wall[n]))
+    missing = [name for name in experiments if name not in measured.runs]
+    verdicts = [(t, *verdict(t, measured)) for t in tables]
+    lines = [
+        "# Results at compact scale", "",
+        "Written by `make results` (`vidpose results`) from the finished runs under "
+        f"`{runs_dir}/`: do not edit it by hand, run it again. It trains what is missing "
+        "(each experiment's compact recipe, on the synthetic data; runs already finished are "
+        "kept), then writes this page.", "",
+        f"- Total run time: **{duration(total)}** ({total:.0f} s), the sum of the "
+        f"{len(finished)} runs' own training wall times (`finished.yaml` in each run "
+        "folder; data generation not included).",
+        f"- Runs: {len(finished)} of {len(experiments)} experiments finished"
+        + (f"; no run yet: {', '.join(missing)}." if missing else "."),
+        "- Machine:", *(f"  {line}" for line in _machines(measured, finished) or ["- none recorded"]),
+        "",
+        "Numbers are each run's final validation (the last logged value), as `vidpose report` "
+        "shows them, beside the paper's number where the experiment records one "
+        "(`experiment.paper_metrics`). Units as logged: AP, mAP, MOTA and keypoint/pixel "
+        "precision, recall and F1 in percent; correspondence accuracy a fraction; ID switches "
+        "a count. The paper's numbers are on COCO, OCHuman and PoseTrack at paper scale; ours "
+        "on the synthetic sets at compact scale, so the claims, not the numbers, are compared. "
+        f"A verdict is computed from our numbers: *{SHOWN}* when every comparison of the claim "
+        f"holds, *{NOT_SHOWN}* otherwise, *{NOT_MEASURABLE}* when a number it needs was not "
+        f"logged or is undefined, *{NO_RUN}* when a run is missing.", "",
+        "## Verdicts", "",
+        *_table(["paper table", "claim", "verdict"],
+                [[t.group, t.title, v] for t, v, _ in verdicts]),
+        "", "## Goals (issue 17)", "",
+    ]
+    goal_rows = []
+    for goal in goals:
+        reached, target, status = goal_status(goal, measured)
+        if isinstance(goal.target, Figure):
+            target_text = f"{goal.op} {goal.target.experiment} ({_cell(target)})"
+        else:
+            target_text = f"{goal.op} {_fmt(goal.target)}"
+        goal_rows.append([goal.experiment, goal.text, target_text, _cell(reached), status])
+    lines += _table(["experiment", "goal", "target", "reached", "status"], goal_rows)
+    for table, state, said in verdicts:
+        lines += ["", f"## {table.group}: {table.title}", "", f"**Claim.** {table.claim}", ""]
+        rows = []
+        for name in table.rows:
+            cells = [_beside(measured.value(Figure(name, m)), measured.paper(Figure(name, m)))
+                     for m in table.metrics]
+            run = measured.runs.get(name)
+            rows.append([name, *cells, duration(measured.wall.get(name)),
+                         f"`{run.folder.name}`" if run else NO_RUN])
+        lines += _table(["experiment", *table.metrics, "wall time", "run"], rows)
+        lines += ["", f"**Verdict: {state}.**", "", *said]
+    lines += ["", "## Not on this page", ""]
+    lines += [f"- {group}: {why}" for group, why in left_out.items()]
+    lines += ["", "## Runs", ""]
+    for name in experiments:
+        run = measured.runs.get(name)
+        if run is None:
+            lines.append(f"- {name}: {NO_RUN}")
+            continue
+        precision = measured.machines.get(name, {}).get("precision", "?")
+        lines.append(f"- {name}: `{run.folder}`, {duration(measured.wall.get(name))}, "
+                     f"precision {precision}")
+    return "\n".join(lines) + "\n"
+
+
+def write_page(runs_dir: Path, out: Path, **declared) -> Path:
+    """Read the finished runs under ``runs_dir`` and write the page to ``out``."""
+    experiments = declared.get("experiments", EXPERIMENTS)
+    measured = Measured.load(Path(runs_dir), experiments)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page(measured, Path(runs_dir), **declared))
+    return out
+
+
+def main(runs_dir: Path = DEFAULT_RUNS, out: Path = DEFAULT_OUT, train: bool = True) -> int:
+    """`vidpose results`: train what is missing (unless ``train`` is false), write the page;
+    exit status 1 when a training failed (the page is written all the same)."""
+    failed = train_missing(Path(runs_dir)) if train else []
+    print(f"wrote {write_page(Path(runs_dir), Path(out))}")
+    if failed:
+        print(f"vidpose: {len(failed)} training(s) failed: {', '.join(failed)}")
+    return 1 if failed else 0
