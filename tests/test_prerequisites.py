@@ -48,6 +48,10 @@ def test_the_flagship_trains_the_ae_then_the_decoder_and_prints_its_table(
     assert table[2].startswith("| RNN decoder | ") and table[3].startswith("| AE grouping | ")
     runs = Path(compose("rnn_association", args).runs_dir)
     run_dir = next((runs / "rnn_association").glob("*"))
+    # Under the table: how to read it, the paper's numbers and where the run is.
+    notes = "\n".join(table[table.index("How to read it:"):])
+    assert "val/AP 58.7" in notes and "val/crowded_AP_ae 32.1" in notes
+    assert f"Run folder: {run_dir};" in notes
     written = sorted(p.name for p in (run_dir / "predictions" / "val").glob("*.json"))
     assert written == ["crowded_ae.json", "crowded_rnn.json", "val_ae.json", "val_rnn.json"]
     # The checkpoint carries the AE: it evaluates with no AE run around.

@@ -389,6 +389,8 @@ def _start_wandb(trainer: L.Trainer, cfg: DictConfig, run_dir: Path) -> None:
         if isinstance(logger, WandbLogger):
             run = logger.experiment
             atomic_write_text(run_dir / "wandb_id.txt", run.id)
+            if getattr(run, "url", None):  # online only: where the run's page is
+                atomic_write_text(run_dir / "wandb_url.txt", run.url)
             info = cfg.experiment
             # The run table and sweeps then show the best value, not the last one logged
             # (Lightning's WandbLogger already put every metric on trainer/global_step).

@@ -98,6 +98,18 @@ class BottomUpEvaluation(EvaluationHooks):
             lines.append(f"| {DECODER_TITLES.get(decoder, decoder)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    @classmethod
+    def summary_legend(cls, stage: str = "val") -> str:
+        """What the summary table's numbers are and the names they are logged under."""
+        logged = "; ".join(
+            f"{DECODER_TITLES.get(d, d)}: {metric_name(stage, 'val', d, cls.DECODERS[0])} "
+            f"(normal), {metric_name(stage, 'crowded', d, cls.DECODERS[0])} (crowded)"
+            for d in cls.DECODERS)
+        return ("COCO keypoint AP (pycocotools), in percent: precision averaged over OKS "
+                "thresholds 0.50:0.95 (OKS: each joint's distance scaled by the person's size "
+                "and the joint's sigma), over the persons of the last validation; normal = the "
+                f"val split, crowded = the crowded split (data.crowded_root). Logged as {logged}.")
+
     # Lightning hooks: the epoch hooks are EvaluationHooks'; a step knows its set by the
     # index of its dataloader.
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int,
