@@ -9,7 +9,9 @@ EXP ?= rnn_association
 ARGS ?=
 CKPT ?=
 RESUME ?=
-RUNS ?= runs/*/*
+# Every run folder two levels down (runs/<experiment>/<time>); runs/smoke/ and runs/results/
+# hold experiment folders at that depth, which are not runs.
+RUNS ?= $(patsubst %/config.yaml,%,$(wildcard runs/*/*/config.yaml))
 # W&B logs offline unless WANDB_MODE says otherwise, and online under a sweep agent
 # (logger.mode=auto): no WANDB_MODE default here, which would hide the sweep from its runs.
 export WANDB_SILENT ?= true

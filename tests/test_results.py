@@ -212,3 +212,20 @@ def test_a_finished_training_records_its_wall_time_and_machine(quick_overrides):
     assert record["machine"]["accelerator"] == "cpu"
     assert {"cpu", "cores", "torch", "lightning", "precision"} <= set(record["machine"])
     assert finished_run(Path(cfg.runs_dir), "simple_baseline") == result.run_dir
+
+
+def test_make_report_reads_run_folders_not_the_results_and_smoke_experiment_folders(tmp_path):
+    """`make report`'s default RUNS: runs/results/<exp> and runs/smoke/<exp> sit where run
+    folders do (runs/<exp>/<time>) but are not runs; passing them failed the whole report."""
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    shutil.copy(repo / "Makefile", tmp_path / "Makefile")
+    run = fake_run(tmp_path / "runs", MEMORY, "20260101-000000", {"val/mAP": 1.0})
+    fake_run(tmp_path / "runs" / "results", MEMORY, "20260101-000000", {"val/mAP": 1.0})
+    fake_run(tmp_path / "runs" / "smoke", MEMORY, "20260101-000000", {"val/mAP": 1.0})
+    done = subprocess.run(["make", "-n", "report", "STAMP="], cwd=tmp_path, text=True,
+                          capture_output=True, check=True)
+    assert done.stdout.split() == [".venv/bin/vidpose", "report",
+                                   str(run.relative_to(tmp_path)), "--out", "report/report.md"]
