@@ -27,11 +27,6 @@ def heatmap_peaks(heatmaps: Tensor) -> tuple[Tensor, Tensor]:
     return coords.to(heatmaps.dtype), scores
 
 
-def _neighbour(flat: Tensor, index: Tensor, offset: int) -> Tensor:
-    """Value at ``index + offset`` of each flattened map (indices clamped; callers mask edges)."""
-    return flat.gather(-1, (index + offset).clamp(0, flat.shape[-1] - 1)).squeeze(-1)
-
-
 def decode_heatmaps(heatmaps: Tensor, refine: str = "quarter") -> tuple[Tensor, Tensor]:
     """Sub-pixel peak of each (B, K, h, w) map: coords (B, K, 2) in heatmap pixels, scores (B, K).
 
@@ -43,33 +38,39 @@ def decode_heatmaps(heatmaps: Tensor, refine: str = "quarter") -> tuple[Tensor, 
     """
     if refine not in REFINEMENTS:
         raise ValueError(f"unknown refinement {refine!r}; choose from {REFINEMENTS}")
-    height, width = heatmaps.shape[-2:]
     coords, scores = heatmap_peaks(heatmaps)
-    if refine == "quarter":
-        return coords + quarter_shift(heatmaps, coords.unsqueeze(-2)).squeeze(-2), scores
-    flat = heatmaps.flatten(-2)
-    index = flat.argmax(-1, keepdim=True)
-    x, y = coords[..., 0], coords[..., 1]
-    # Refinement needs both neighbours on an axis; at the border the peak stays put.
-    inner_x = (x > 0) & (x < width - 1)
-    inner_y = (y > 0) & (y < height - 1)
-    log = flat.clamp_min(1e-10).log()
-    centre = log.gather(-1, index).squeeze(-1)
-    right, left = _neighbour(log, index, 1), _neighbour(log, index, -1)
-    down, up = _neighbour(log, index, width), _neighbour(log, index, -width)
+    shift = quarter_shift if refine == "quarter" else taylor_shift
+    return coords + shift(heatmaps, coords.unsqueeze(-2)).squeeze(-2), scores
+
+
+def taylor_shift(heatmaps: Tensor, coords: Tensor) -> Tensor:
+    """DARK's sub-pixel step at given integer peaks: (..., K, M, 2) shifts.
+
+    One Newton step on the log heatmap at each of the M integer peaks per map (``coords``
+    (..., K, M, 2), x, y), exact for a Gaussian peak. 0 at the border or where the peak is
+    not a true local maximum (Hessian not negative definite); at most one pixel.
+    """
+    height, width = heatmaps.shape[-2:]
+    log = heatmaps.flatten(-2).clamp_min(1e-10).log()
+    x, y = coords[..., 0].long(), coords[..., 1].long()
+    index = y * width + x
+
+    def at(offset: int) -> Tensor:  # clamped at the ends; border peaks are masked below
+        return log.gather(-1, (index + offset).clamp(0, height * width - 1))
+
+    centre, right, left, down, up = at(0), at(1), at(-1), at(width), at(-width)
     gx, gy = 0.5 * (right - left), 0.5 * (down - up)
     dxx, dyy = right - 2 * centre + left, down - 2 * centre + up
-    dxy = 0.25 * (_neighbour(log, index, width + 1) - _neighbour(log, index, width - 1)
-                  - _neighbour(log, index, -width + 1) + _neighbour(log, index, -width - 1))
+    dxy = 0.25 * (at(width + 1) - at(width - 1) - at(-width + 1) + at(-width - 1))
     det = dxx * dyy - dxy * dxy
-    # A Newton step is only meaningful at a true local maximum (negative definite Hessian).
-    valid = inner_x & inner_y & (det > 0) & (dxx < 0)
+    # Refinement needs both neighbours on an axis, and a Newton step is only meaningful at
+    # a true local maximum (negative definite Hessian).
+    valid = (x > 0) & (x < width - 1) & (y > 0) & (y < height - 1) & (det > 0) & (dxx < 0)
     safe_det = torch.where(valid, det, torch.ones_like(det))
     ox = -(dyy * gx - dxy * gy) / safe_det
     oy = -(dxx * gy - dxy * gx) / safe_det
-    offset = torch.stack([ox, oy], -1) * valid.unsqueeze(-1)
     # One step from the argmax cannot move past the neighbouring pixels on a real peak.
-    return coords + offset.clamp(-1.0, 1.0), scores
+    return (torch.stack([ox, oy], -1) * valid.unsqueeze(-1)).clamp(-1.0, 1.0).to(heatmaps.dtype)
 
 
 def quarter_shift(heatmaps: Tensor, coords: Tensor) -> Tensor:

@@ -18,7 +18,7 @@ The tag distance is the root mean square over the tag dimensions (pose-ae-train'
 at or beyond ``tag_threshold`` is forbidden in the matching itself, rather than matched and
 then rejected as pose-ae-train does, so the Hungarian step pairs every candidate it can.
 Joints get the quarter-pixel shift towards the higher neighbour
-(:func:`vidpose.decode.quarter_shift`); a person's score is the mean detection value over
+(:func:`vidpose.decode.quarter_shift`; ``subpixel="taylor"``: DARK's Newton step instead); a person's score is the mean detection value over
 all J joints, 0 for the joints it lacks (pose-ae-train's test code).
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from torch import Tensor
 
 from vidpose.callbacks.matching import linear_assignment
-from vidpose.decode import heatmap_local_peaks, quarter_shift
+from vidpose.decode import heatmap_local_peaks, quarter_shift, taylor_shift
 from vidpose.keypoints import Schema
 from vidpose.pose import Pose
 
@@ -48,6 +48,7 @@ class GroupingConfig:
     max_persons: int = 30  # candidates per joint type and persons per image
     nms_kernel: int = 3
     joint_order: tuple[int, ...] = ()  # the order joint types are grouped in; () = 0..K-1
+    subpixel: str = "quarter"  # the joints' sub-pixel step: quarter_shift or taylor_shift
 
 
 def ae_joint_order(schema: Schema) -> tuple[int, ...]:
@@ -116,7 +117,8 @@ def group_batch(heatmaps: Tensor, tags: Tensor, cfg: GroupingConfig) -> list[lis
     index = (coords[..., 1] * width + coords[..., 0]).long()  # (B, K, M)
     flat_tags = tags.flatten(2, 3)  # (B, K, h*w, D)
     found_tags = flat_tags.gather(2, index[..., None].expand(-1, -1, -1, tags.shape[-1]))
-    refined = coords + quarter_shift(heatmaps, coords)
+    shift = taylor_shift if cfg.subpixel == "taylor" else quarter_shift
+    refined = coords + shift(heatmaps, coords)
     arrays = [t.cpu().numpy().astype(np.float64) for t in (refined, values, found_tags)]
     valid_np = valid.cpu().numpy()
     return [_group_image(arrays[0][b], arrays[1][b], valid_np[b], arrays[2][b], cfg)

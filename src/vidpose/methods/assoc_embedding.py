@@ -36,11 +36,11 @@ from torch import Tensor
 
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.data_modules.transforms import IMAGENET_MEAN, IMAGENET_STD
-from vidpose.decode import heatmap_to_crop
+from vidpose.decode import REFINEMENTS, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.grouping import GroupingConfig, ae_joint_order, group_batch
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_positive, check_stride, model_config
+from vidpose.methods import check_choices, check_positive, check_stride, model_config
 from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae
@@ -80,12 +80,17 @@ class AssocEmbeddingConfig:
     tag_threshold: float = 1.0
     max_persons: int = 30
     nms_kernel: int = 3
+    # Sub-pixel step of each grouped joint (vidpose.decode.REFINEMENTS): pose-ae-train's
+    # quarter pixel towards the higher neighbour, or DARK's Taylor step (ours, for small
+    # persons: at stride 4 a quarter-pixel error is most of COCO's OKS tolerance).
+    subpixel: str = "quarter"
 
 
 def _model_config(model: dict[str, Any]) -> AssocEmbeddingConfig:
     cfg = model_config(AssocEmbeddingConfig, model, "assoc_embedding")
     check_positive(cfg, ("num_stacks", "channels", "depth", "tag_dim", "max_persons",
                          "nms_kernel", "tag_threshold", "lr"))
+    check_choices(cfg, {"subpixel": REFINEMENTS})
     if cfg.nms_kernel % 2 == 0:
         raise ConfigError(f"model.nms_kernel: expected an odd window, got {cfg.nms_kernel}")
     for key in ("increase", "extra_outputs"):
@@ -186,7 +191,7 @@ class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
         self.num_joints = keypoint_schema.num_keypoints
         self.grouping = GroupingConfig(self.cfg.detection_threshold, self.cfg.tag_threshold,
                                        self.cfg.max_persons, self.cfg.nms_kernel,
-                                       ae_joint_order(keypoint_schema))
+                                       ae_joint_order(keypoint_schema), self.cfg.subpixel)
         self.network = StackedHourglass(self.cfg.num_stacks, self.cfg.channels, self.num_joints,
                                         self.cfg.depth, self.cfg.increase, self.cfg.tag_dim,
                                         self.cfg.extra_outputs, self.cfg.batch_norm)
