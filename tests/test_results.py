@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pytest
 import yaml
 
 from vidpose.cli import main
@@ -229,3 +230,31 @@ def test_make_report_reads_run_folders_not_the_results_and_smoke_experiment_fold
                           capture_output=True, check=True)
     assert done.stdout.split() == [".venv/bin/vidpose", "report",
                                    str(run.relative_to(tmp_path)), "--out", "report/report.md"]
+
+
+@pytest.mark.slow
+def test_results_trains_through_vidpose_trains_path_prerequisites_included(quick_overrides,
+                                                                            tmp_path):
+    """The real training path, shrunk: the fine-tune trains its pre-training first (a
+    prerequisite), both finish with a record, and the page reads them."""
+    from functools import partial
+
+    from vidpose.results import train_experiment
+
+    runs = tmp_path / "results"
+    shrink = (*quick_overrides, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
+              "trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1",
+              "data.input_size=[64,48]")
+    lines = []
+    failed = train_missing(runs, ("stm_t3_c1_finetune",),
+                           partial(train_experiment, overrides=shrink), lines.append)
+    assert failed == [], lines
+    pretrain = finished_run(runs, "stm_t3_c1_pretrain")
+    finetune = finished_run(runs, "stm_t3_c1_finetune")
+    assert pretrain is not None and finetune is not None
+    text = write_page(runs, tmp_path / "RESULTS.md").read_text()
+    table = section(text, "stm/table3")
+    assert f"`{finetune.name}`" in table and f"`{pretrain.name}`" in table
+    assert f"**Verdict: {NO_RUN}.**" not in table
+    assert "| stm_t3_c1_finetune | — (paper 29.4) |" not in table  # its F1 was logged
+    assert f"2 of {len(EXPERIMENTS)} experiments finished" in text

@@ -409,13 +409,14 @@ def duration(seconds: float | None) -> str:
     return f"{s} s"
 
 
-def train_experiment(experiment: str, runs_dir: Path) -> Path:
+def train_experiment(experiment: str, runs_dir: Path, overrides: tuple[str, ...] = ()) -> Path:
     """Train one experiment at its compact recipe as ``vidpose train`` does (its missing
-    ``run:`` prerequisites first), with its runs under ``runs_dir``; the run folder."""
+    ``run:`` prerequisites first), with its runs under ``runs_dir``; the run folder.
+    ``overrides`` (tests: a shrunk schedule) apply to it and its prerequisites."""
     from vidpose.config import compose
     from vidpose.run import train, train_prerequisites
 
-    overrides = [f"runs_dir={runs_dir}"]
+    overrides = [*overrides, f"runs_dir={runs_dir}"]
     cfg = compose(experiment, overrides)
     train_prerequisites(cfg, overrides)
     return train(cfg).run_dir
@@ -495,7 +496,8 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
         f"`{runs_dir}/`: do not edit it by hand, run it again. It trains what is missing "
         "(each experiment's compact recipe, on the synthetic data; runs already finished are "
         "kept), then writes this page.", "",
-        f"- Total run time: **{duration(total)}** ({total:.0f} s), the sum of the "
+        f"- Total run time: **{duration(total)}**"
+        + (f" ({total:.0f} s)" if total >= 60 else "") + ", the sum of the "
         f"{len(finished)} runs' own training wall times (`finished.yaml` in each run "
         "folder; data generation not included).",
         f"- Runs: {len(finished)} of {len(experiments)} experiments finished"
@@ -512,7 +514,7 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
         f"holds, *{NOT_SHOWN}* otherwise, *{NOT_MEASURABLE}* when a number it needs was not "
         f"logged or is undefined, *{NO_RUN}* when a run is missing.", "",
         "## Verdicts", "",
-        *_table(["paper table", "claim", "verdict"],
+        *_table(["paper table", "what it compares", "verdict"],
                 [[t.group, t.title, v] for t, v, _ in verdicts]),
         "", "## Goals (issue 17)", "",
     ]
