@@ -258,3 +258,28 @@ def test_results_trains_through_vidpose_trains_path_prerequisites_included(quick
     assert f"**Verdict: {NO_RUN}.**" not in table
     assert "| stm_t3_c1_finetune | — (paper 29.4) |" not in table  # its F1 was logged
     assert f"2 of {len(EXPERIMENTS)} experiments finished" in text
+
+
+def test_the_decoders_count_is_read_from_its_predictions_and_the_val_annotations(
+        quick_overrides, image_overrides, tmp_path):
+    """The flagship's count goal: its written val predictions against the split its config
+    validates on (here: one person too many on the first image, the rest exact)."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from vidpose.results import COUNT_EXACT
+
+    cfg = compose("rnn_association", quick_overrides + image_overrides + ["model.features=null"])
+    folder = fake_run(tmp_path / "runs", "rnn_association", "20260101-000000", {"val/AP": 1.0})
+    OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
+    truth = json.loads((Path(cfg.data.root) / "annotations" / "person_keypoints_val.json")
+                       .read_text())
+    predictions = [{"image_id": a["image_id"]} for a in truth["annotations"]
+                   if not a.get("iscrowd") and a.get("num_keypoints", 1) > 0]
+    predictions.append({"image_id": truth["images"][0]["id"]})
+    (folder / "predictions" / "val").mkdir(parents=True)
+    (folder / "predictions" / "val" / "val_rnn.json").write_text(json.dumps(predictions))
+    measured = Measured.load(tmp_path / "runs", ("rnn_association",))
+    images = len(truth["images"])
+    assert measured.value(Figure("rnn_association", COUNT_EXACT)) == 100.0 * (images - 1) / images
