@@ -154,6 +154,12 @@ def test_goals_compare_with_a_number_or_another_run(tmp_path):
     both = Goal(MEMORY, "<= 20 min together", (Figure(MEMORY, "wall_s"),
                                                Figure(BASELINE, "wall_s")), "<=", 1200.0)
     assert goal_status(both, measured) == (1300.0, 1200.0, "missed")
+    # A time goal is a CPU budget: a run made on a GPU does not meet or miss it.
+    measured.machines[BASELINE] = {**MACHINE, "accelerator": "NVIDIA H200"}
+    assert goal_status(both, measured) == (
+        1300.0, 1200.0, f"{NOT_MEASURABLE} (trained on NVIDIA H200)")
+    assert goal_status(mota, measured)[2] == "met"
+    measured.machines[BASELINE] = dict(MACHINE)
     absent = Goal("simple_baseline", "mAP", (Figure("simple_baseline", "val/mAP"),), ">=", 70.0)
     assert goal_status(absent, measured)[2] == NO_RUN
     text = page(measured, runs, tables=(), goals=(mota, fewer, both), experiments=(MEMORY,))
