@@ -68,6 +68,24 @@ def test_halved_sizes():
     assert halved_sizes(32, 3) == [32, 16, 8]
     with pytest.raises(ValueError):
         halved_sizes(4, 4)
+    assert halved_sizes(32, 3, floor=17) == [32, 17, 17]
+    assert halved_sizes(128, 3, floor=17) == [128, 64, 32]  # the paper's sizes: no floor hit
+    assert halved_sizes(8, 2, floor=17) == [8, 8]  # never above the first layer
+
+
+@pytest.mark.parametrize("network, layers", [(PoseDecoderLSTM, 3), (PoseRefinerLSTM, 3)])
+def test_last_layer_can_emit_every_joint_map(network, layers):
+    """The compact decoder (hidden 32 over 3 layers) had 8 channels before its 1x1 heatmap
+    convolution: its 17 output maps spanned 8 directions per pixel, so no joint's peak came
+    without ghosts in other maps, and on oracle features the heatmap loss stalled near the
+    all-zero answer's. The last state now has a channel per joint: the convolution has rank J."""
+    torch.manual_seed(0)
+    decoder = network(feature_channels=5, num_joints=17, hidden=32, layers=layers)
+    assert decoder.lstm.hidden_sizes == [32, 17, 17]
+    weight = decoder.heatmap.weight.flatten(1)
+    assert torch.linalg.matrix_rank(weight) == 17
+    paper = network(feature_channels=5, num_joints=17, hidden=128, layers=3)
+    assert paper.lstm.hidden_sizes == [128, 64, 32]
 
 
 def _decoder() -> PoseDecoderLSTM:
@@ -82,7 +100,8 @@ def test_decoder_step_shapes_and_halved_layers():
     assert heatmaps.shape == (2, 3, 6, 7)
     assert prob.shape == logit.shape == (2,)
     assert torch.allclose(prob, torch.sigmoid(logit))
-    assert [h.shape[1] for h, _ in state] == [8, 4, 2]
+    # halved, but the last layer keeps a channel per joint (J = 3)
+    assert [h.shape[1] for h, _ in state] == [8, 4, 3]
 
 
 def test_decoder_feedback_loop_and_stop_head():

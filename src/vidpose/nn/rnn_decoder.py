@@ -18,13 +18,20 @@ from vidpose.nn.convlstm import ConvLSTM, State
 FEEDBACK_INIT = 0.1
 
 
-def halved_sizes(hidden: int, layers: int) -> list[int]:
+def halved_sizes(hidden: int, layers: int, floor: int = 1) -> list[int]:
     """Hidden sizes ``hidden, hidden/2, hidden/4, ...``: the paper halves the state size at
-    the output of every ConvLSTM layer."""
+    the output of every ConvLSTM layer; none goes below ``min(floor, hidden)``.
+
+    The decoders pass ``floor`` = J: their last layer's state feeds a 1x1 convolution that
+    emits the J heatmaps, and with fewer than J channels that convolution's outputs at a
+    pixel span fewer than J directions, so it cannot emit one joint's peak without ghosts
+    in other joints' maps (at compact scale hidden 32 over 3 layers left 8 channels for 17
+    maps). The paper's sizes (128 over 3 layers: 32 >= 17) are unchanged by the floor.
+    """
     sizes = [hidden // 2 ** k for k in range(layers)]
     if layers < 1 or sizes[-1] < 1:
         raise ValueError(f"hidden={hidden} cannot be halved over {layers} layers")
-    return sizes
+    return [max(size, min(floor, hidden)) for size in sizes]
 
 
 class RunningNorm(nn.Module):
@@ -87,7 +94,7 @@ class PoseDecoderLSTM(nn.Module):
     def __init__(self, feature_channels: int, num_joints: int, hidden: int = 64,
                  layers: int = 3, kernel: int = 3) -> None:
         super().__init__()
-        sizes = halved_sizes(hidden, layers)
+        sizes = halved_sizes(hidden, layers, floor=num_joints)
         self.num_joints = num_joints
         self.lstm = ConvLSTM(feature_channels + num_joints, sizes, kernel)
         self.heatmap = nn.Conv2d(sizes[-1], num_joints, 1)
@@ -134,7 +141,7 @@ class PoseRefinerLSTM(nn.Module):
     def __init__(self, feature_channels: int, num_joints: int, hidden: int = 64,
                  layers: int = 2, kernel: int = 3) -> None:
         super().__init__()
-        sizes = halved_sizes(hidden, layers)
+        sizes = halved_sizes(hidden, layers, floor=num_joints)
         self.lstm = ConvLSTM(feature_channels + num_joints, sizes, kernel)
         self.heatmap = nn.Conv2d(sizes[-1], num_joints, 1)
 
