@@ -51,6 +51,7 @@ def _batch(size: int = 2) -> dict[str, torch.Tensor]:
     ({"hidden": 2, "layers": 3}, "model.hidden"),
     ({"omega": 1.5}, "model.omega"),
     ({"heatmap_reduction": "max"}, "model.heatmap_reduction"),
+    ({"stop_weight": 0}, "model.stop_weight"),
     ({"colour": 1}, "unknown key"),
 ])
 def test_bad_config_names_the_key(model, match):

@@ -191,6 +191,28 @@ def test_assigned_persons_are_removed_from_later_chunks():
     assert [float(v) for v in losses] == pytest.approx([stop, a_to_b + stop, stop], rel=1e-5)
 
 
+def test_stop_weight_scales_only_the_back_propagated_stop_term():
+    """model.stop_weight: Eq. 3 times w in what is back-propagated (and in ``loss``); the
+    logged heatmap and stop terms stay unweighted, so runs with different w compare."""
+    probs = [[0.9, 0.9, 0.1]]
+    maps = _maps([GT[1], GT[0], ZERO])
+    present = torch.tensor([[True, True]])
+    features = ScriptedDecoder.features(1, maps.shape[-2:])
+    runs = {}
+    for weight in (1.0, 5.0):
+        losses = []
+        options = TrainingOptions(passes=1, batch_steps=1, max_steps=6, stop_weight=weight)
+        run = within_image_batching(features, gt_of(present, maps), present,
+                                    ScriptedDecoder(probs, maps),
+                                    lambda loss: losses.append(loss.detach()), options)
+        runs[weight] = (run, [float(v) for v in losses])
+    stop = -math.log(0.9)
+    assert runs[1.0][1] == pytest.approx([stop, stop, stop], rel=1e-5)  # A, B exact: no l_2
+    assert runs[5.0][1] == pytest.approx([5 * stop, 5 * stop, 5 * stop], rel=1e-5)
+    assert runs[5.0][0].losses["stop_loss"] == pytest.approx(3 * stop, rel=1e-5)
+    assert runs[5.0][0].losses["loss"] == pytest.approx(15 * stop, rel=1e-5)
+
+
 def test_loss_configurations_change_what_is_matched():
     present = torch.tensor([[True, True]])
     # Under-counting, z = 2, z_hat = 0: p = 0.1, 0.9, 0.1; steps 1 and 2 both draw A.

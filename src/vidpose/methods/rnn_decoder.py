@@ -69,7 +69,9 @@ class RNNDecoderConfig:
     features: Optional[str] = None
     # What of each AE stack is fed (see the module docstring): outputs | intermediate.
     input_features: str = "outputs"
-    hidden: int = 64  # LSTM1's first-layer state channels, halved per layer (paper: not given)
+    # LSTM1's first-layer state channels, halved per layer but never below J, the maps the
+    # last layer's state is turned into (nn.rnn_decoder.halved_sizes; paper: not given)
+    hidden: int = 64
     layers: int = 3  # LSTM1's ConvLSTM layers (paper: 3)
     kernel: int = 3  # ConvLSTM kernel (paper: 3)
     passes: int = 2  # feedback passes per person (Table 5: 1 = no loop, 2 = paper, 3)
@@ -88,6 +90,9 @@ class RNNDecoderConfig:
     # Eq. 2/4's per-joint l_2 over pixels: mean (pose-ae-train's) or sum (the literal squared
     # l2 norm, what every rnn_* experiment sets at both scales; paper: not stated).
     heatmap_reduction: str = "mean"
+    # Eq. 3's (stop loss's) weight in the total; the paper weighs all terms equally (1).
+    # With the summed l_2 the heatmap term outweighs it ~100:1 per person (methods/rnn_loss.py).
+    stop_weight: float = 1.0
     omega_train: float = 0.2689  # stop threshold in training: sigmoid(-1) (paper)
     # Stop threshold at inference. The paper states only the training value; using the same
     # keeps inference stopping where training taught the network to stop.
@@ -110,7 +115,7 @@ def _model_config(model: dict[str, Any]) -> RNNDecoderConfig:
                         "heatmap_reduction": REDUCTIONS, "input_features": FEATURE_SETS,
                         "refiner_input": REFINER_INPUTS})
     check_positive(cfg, ("hidden", "layers", "kernel", "passes", "refiner_layers",
-                         "within_image_batch", "lr"))
+                         "within_image_batch", "lr", "stop_weight"))
     if cfg.kernel % 2 == 0:
         raise ConfigError(f"model.kernel: expected an odd size, got {cfg.kernel}")
     for key in ("layers", "refiner_layers"):
@@ -247,7 +252,8 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         self.max_steps = cfg.max_steps or int(data_cfg.max_persons) + 1
         self.options = TrainingOptions(cfg.passes, cfg.within_image_batch, cfg.omega_train,
                                        self.max_steps, cfg.loss_config, cfg.ordering,
-                                       cfg.heatmap_reduction, cfg.refiner_input)
+                                       cfg.heatmap_reduction, cfg.refiner_input,
+                                       cfg.stop_weight)
 
     def _feature_model(self, model: dict, feature_model: Optional[dict], schema: str) -> nn.Module:
         """The frozen AE: loaded from ``model.features``, or rebuilt from ``feature_model``

@@ -189,6 +189,10 @@ class TrainingOptions:
     ordering: str = "learned"  # LSTM2's input order, Table 3 [ordering]
     heatmap_reduction: str = "mean"  # l_2 over pixels: mean | sum [heatmap_reduction]
     refiner_input: str = "emitted"  # LSTM2's training input: emitted | matched [refiner_input]
+    # Eq. 3's weight in the total (the paper weighs every term 1) [stop_weight]. With the
+    # summed l_2 a person's heatmap term is ~J pi sigma^2 (~200 at J 17, sigma 2) against a
+    # stop term of < 1 per step, so the stop's share of the shared LSTM's gradient is ~1%.
+    stop_weight: float = 1.0
 
 
 @dataclass
@@ -260,7 +264,8 @@ def within_image_batching(features: Tensor, gt_heatmaps: Tensor, gt_present: Ten
     refiner_state: Optional[State] = None
     normed: Optional[Tensor] = None  # this chunk's normalised features and their gate term
     encoded: Optional[Tensor] = None
-    totals = {"heatmap_loss": 0.0, "stop_loss": 0.0}
+    totals = {"heatmap_loss": 0.0, "stop_loss": 0.0}  # logged unweighted
+    weights = {"stop_loss": options.stop_weight}
     if refiner is not None:
         totals["refined_loss"] = 0.0
     step = boundaries = 0
@@ -288,7 +293,7 @@ def within_image_batching(features: Tensor, gt_heatmaps: Tensor, gt_present: Ten
                     refiner, normed, refiner_state, terms.pop("refine"), options)
             else:
                 terms.pop("refine")
-            loss = sum(terms.values()) / batch
+            loss = sum(weights.get(name, 1.0) * value for name, value in terms.items()) / batch
             backward(loss)
             for name in totals:
                 totals[name] += float(terms[name].detach()) / batch
@@ -299,7 +304,7 @@ def within_image_batching(features: Tensor, gt_heatmaps: Tensor, gt_present: Ten
             keep = torch.tensor(still, dtype=torch.long, device=features.device)
             state = [(h[keep], c[keep]) for h, c in state]
             active = [active[k] for k in still]
-    totals["loss"] = sum(totals.values())
+    totals["loss"] = sum(weights.get(name, 1.0) * value for name, value in totals.items())
     predicted = [predicted_count(torch.tensor(p), options.omega) for p in history]
     return TrainingRun(totals, step, boundaries, predicted)
 
