@@ -182,5 +182,11 @@ def test_ground_truth_maps_and_tags_group_every_person(overfit_data, tmp_path):
     assert metrics["val/AP"] >= 90.0, metrics
 
 
-# No whole proof is in make test: on this 2-core machine the quickest (the Siamese
-# correspondence module, then its refinement) take 3 and 1.5 minutes; `make overfit` runs them.
+# One whole proof is in make test, the quickest: STM-skeletons, about 1.5 minutes on 2
+# cores (100 steps); the others take 2 to 8 minutes each and run in `make overfit`.
+@pytest.mark.slow
+def test_stm_overfit_proof_reaches_its_goal(overfit_data, tmp_path):
+    """The whole path of STM-skeletons (keypoint and limb maps -> network -> loss -> peaks ->
+    10 px keypoint F1) learns the overfit clip: F1 >= 90 percent."""
+    outcome = overfit.run_recipe(overfit.RECIPES["stm"], overfit_data, tmp_path)
+    assert outcome.passed, overfit.table([outcome])
