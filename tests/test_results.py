@@ -127,7 +127,10 @@ def test_train_missing_skips_finished_runs_and_trains_the_rest(tmp_path):
 def test_the_page_names_its_total_run_time_and_machine(tmp_path):
     runs = tmp_path / "runs"
     fake_run(runs, MEMORY, "20260101-000000", {"val/mAP": 55.0}, wall_s=3600.0)
-    fake_run(runs, BASELINE, "20260101-000000", {"val/mAP": 50.0}, wall_s=1805.0)
+    baseline = fake_run(runs, BASELINE, "20260101-000000", {"val/mAP": 50.0}, wall_s=1805.0)
+    # A run made elsewhere says how in its finished.yaml's note; the page repeats it.
+    record = yaml.safe_load((baseline / FINISHED_FILE).read_text())
+    (baseline / FINISHED_FILE).write_text(yaml.safe_dump({**record, "note": "made on a GPU"}))
     out = write_page(runs, tmp_path / "docs" / "RESULTS.md", tables=(TABLE,), goals=(),
                      experiments=(MEMORY, BASELINE, "simple_baseline"), left_out={})
     text = out.read_text()
@@ -135,8 +138,9 @@ def test_the_page_names_its_total_run_time_and_machine(tmp_path):
     assert "the sum of the 2 runs' own training wall times" in text
     assert "CPU Test CPU 9000 (2 cores), torch 2.0" in text
     assert "no run yet: simple_baseline." in text
-    assert f"- {MEMORY}: `{runs / MEMORY / '20260101-000000'}`, 1 h 00 min, precision bf16-mixed" \
+    assert f"- {MEMORY}: `{runs / MEMORY / '20260101-000000'}`, 1 h 00 min, precision bf16-mixed\n" \
         in text
+    assert f"`{baseline}`, 30 min 05 s, precision bf16-mixed; made on a GPU\n" in text
 
 
 def test_goals_compare_with_a_number_or_another_run(tmp_path):
@@ -157,7 +161,7 @@ def test_goals_compare_with_a_number_or_another_run(tmp_path):
     # A time goal is a CPU budget: a run made on a GPU does not meet or miss it.
     measured.machines[BASELINE] = {**MACHINE, "accelerator": "NVIDIA H200"}
     assert goal_status(both, measured) == (
-        1300.0, 1200.0, f"{NOT_MEASURABLE} (trained on NVIDIA H200)")
+        1300.0, 1200.0, "not measured: trained on NVIDIA H200, the goal is a 2-core CPU's")
     assert goal_status(mota, measured)[2] == "met"
     measured.machines[BASELINE] = dict(MACHINE)
     absent = Goal("simple_baseline", "mAP", (Figure("simple_baseline", "val/mAP"),), ">=", 70.0)

@@ -316,6 +316,8 @@ class Measured:
     runs: dict[str, Run]  # experiment -> its newest finished run
     wall: dict[str, float] = field(default_factory=dict)  # experiment -> wall seconds
     machines: dict[str, dict] = field(default_factory=dict)  # experiment -> machine record
+    # experiment -> finished.yaml's free-text ``note`` (how a run made elsewhere was made)
+    notes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def load(cls, runs_dir: Path, experiments: tuple[str, ...]) -> "Measured":
@@ -328,6 +330,8 @@ class Measured:
             record = _finished_record(folder)
             measured.wall[name] = float(record.get("wall_s", math.nan))
             measured.machines[name] = dict(record.get("machine") or {})
+            if record.get("note"):
+                measured.notes[name] = str(record["note"])
         return measured
 
     def value(self, figure: Figure) -> float | None:
@@ -395,7 +399,8 @@ def goal_status(goal: Goal, measured: Measured) -> tuple[float | None, float | N
     elsewhere = sorted({str(measured.machines.get(f.experiment, {}).get("accelerator"))
                         for f in goal.figures if f.metric == WALL} - {"cpu"})
     if elsewhere:
-        return reached, target, f"{NOT_MEASURABLE} (trained on {', '.join(elsewhere)})"
+        return reached, target, (f"not measured: trained on {', '.join(elsewhere)}, the goal is "
+                                 "a 2-core CPU's")
     met = reached >= target if goal.op == ">=" else reached <= target
     return reached, target, "met" if met else "missed"
 
@@ -553,8 +558,9 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
             lines.append(f"- {name}: {NO_RUN}")
             continue
         precision = measured.machines.get(name, {}).get("precision", "?")
+        note = f"; {measured.notes[name]}" if name in measured.notes else ""
         lines.append(f"- {name}: `{run.folder}`, {duration(measured.wall.get(name))}, "
-                     f"precision {precision}")
+                     f"precision {precision}{note}")
     return "\n".join(lines) + "\n"
 
 
