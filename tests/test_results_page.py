@@ -3,6 +3,7 @@ except one shrunk run that checks what a finished run records."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -236,8 +237,11 @@ def test_make_report_reads_run_folders_not_the_results_and_smoke_experiment_fold
     run = fake_run(tmp_path / "runs", MEMORY, "20260101-000000", {"val/mAP": 1.0})
     fake_run(tmp_path / "runs" / "results", MEMORY, "20260101-000000", {"val/mAP": 1.0})
     fake_run(tmp_path / "runs" / "smoke", MEMORY, "20260101-000000", {"val/mAP": 1.0})
-    done = subprocess.run(["make", "-n", "report", "STAMP="], cwd=tmp_path, text=True,
-                          capture_output=True, check=True)
+    # Under `make test` this make is a sub-make: without --no-print-directory (and the
+    # parent's MAKEFLAGS) it prints "make[1]: Entering directory ..." around the command.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+    done = subprocess.run(["make", "--no-print-directory", "-n", "report", "STAMP="],
+                          cwd=tmp_path, text=True, capture_output=True, check=True, env=env)
     assert done.stdout.split() == [".venv/bin/vidpose", "report",
                                    str(run.relative_to(tmp_path)), "--out", "report/report.md"]
 
