@@ -7,13 +7,16 @@ through the memory model with a full memory of capacity 1, 2, 4, 8 and 16 stored
 person, read by vanilla attention and by CoDA (Eq. 1-3). The memory model's time per crop
 is a whole frame's work: the read (one attention over the stored keys and values) and the
 write (keypoint quality, keypoint feature replacement, the new map's W_K / W_V projection,
-FIFO). Figures, in one run: that time over the plain network's (ratio; the goal is <= 1.15
-at capacity 16, the paper's 0.7 -> 0.6 fps being 1.17x), and the bytes of one person's
-memory at each capacity (stored keys + values + saved keypoint vectors), against the
+FIFO). Figures, in one run: that time over the plain network's, the two timed alternately
+(the median of 3 same-round ratios; the goal is <= 1.15 at capacity 16, the paper's
+0.7 -> 0.6 fps being 1.17x), and the bytes of one person's memory at each capacity (stored keys + values + saved keypoint vectors), against the
 paper's stored map "(12, 9, 2048) for SimpleBaseline, (12, 9, 256) for CPN". Without the
 flip test for both networks: it doubles both sides alike.
 """
 from __future__ import annotations
+
+import statistics
+import time
 
 import torch
 
@@ -62,13 +65,23 @@ def _memory_bytes(memory: PersonMemory) -> int:
     return stored + saved
 
 
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def run(quick: bool = False) -> dict[str, float]:
-    repeats = 1 if quick else 3
+    rounds = 1 if quick else 3
     results: dict[str, float] = {}
     for backbone in ("simple_baseline", "cpn"):
         plain = _model(backbone, False, quick)
         crops = torch.randn(PERSONS, 3, *plain.input_size)
-        base = best_time(lambda: plain.estimate(crops, [None] * PERSONS, False), repeats)
+
+        def plain_frame() -> None:
+            plain.estimate(crops, [None] * PERSONS, False)
+
+        base = best_time(plain_frame, rounds)
         with torch.no_grad():
             top, _ = plain.encode(crops[:1])
         print(f"{backbone}: stored map {tuple(top.shape[1:])}, plain {1000 * base / PERSONS:.1f} "
@@ -77,10 +90,16 @@ def run(quick: bool = False) -> dict[str, float]:
         for capacity in CAPACITIES:
             with_memory = _model(backbone, True, quick, capacity)
             memories = _full_memories(with_memory, capacity, top[0])
-            ratios = []
-            for crowded in (False, True):
-                seconds = best_time(lambda: _frame(with_memory, crops, memories, crowded), repeats)
-                ratios.append(seconds / base)
+            frames = [lambda crowded=crowded: _frame(with_memory, crops, memories, crowded)
+                      for crowded in (False, True)]
+            for frame in frames:
+                frame()  # warm-up
+            # The plain network and the memory model alternate, and each ratio is the median
+            # of same-round ratios: a machine whose speed drifts during the run (frequency,
+            # other jobs) moves both sides of a ratio alike.
+            rounds_ = [[_seconds(frame) / _seconds(plain_frame) for frame in frames]
+                       for _ in range(rounds)]
+            ratios = [statistics.median(r[i] for r in rounds_) for i in range(2)]
             size = _memory_bytes(memories[0])
             results[f"{backbone}_vanilla_over_plain_c{capacity}"] = ratios[0]
             results[f"{backbone}_coda_over_plain_c{capacity}"] = ratios[1]

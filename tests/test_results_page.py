@@ -205,7 +205,7 @@ def test_the_declared_page_names_real_experiments_each_after_what_it_reads():
 def test_results_without_training_writes_a_page_of_missing_runs(tmp_path, capsys):
     out = tmp_path / "RESULTS.md"
     assert main(["results", "--no-train", "--runs-dir", str(tmp_path / "runs"),
-                 "--out", str(out)]) == 0
+                 "--bench-dir", str(tmp_path / "bench"), "--out", str(out)]) == 0
     assert f"wrote {out}" in capsys.readouterr().out
     text = out.read_text()
     assert f"0 of {len(EXPERIMENTS)} experiments finished" in text

@@ -70,8 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     rs.add_argument("--runs-dir", type=Path, default=Path("runs/results"),
                     help="where the page's runs live (default runs/results)")
     rs.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"), help="the page")
+    rs.add_argument("--bench-dir", type=Path, default=Path("runs/bench"),
+                    help="vidpose bench's records the performance section reads (default "
+                         "runs/bench; benchmarks without one are run first)")
     rs.add_argument("--no-train", action="store_true",
-                    help="write the page from the finished runs only, training nothing")
+                    help="write the page from the finished runs and benchmark records only, "
+                         "training and benchmarking nothing")
 
     sub.add_parser("list", help="list experiments and the paper rows they reproduce")
 
@@ -126,6 +130,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run the benchmarks (make bench)")
     b.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     b.add_argument("--only", nargs="*", help="benchmark names to run")
+    b.add_argument("--records", type=Path, default=Path("runs/bench"),
+                   help="where a full-size run records each benchmark's figures for the "
+                        "results page (default runs/bench; --quick records nothing)")
     return p
 
 
@@ -334,7 +341,7 @@ def _refinement_preview(args: argparse.Namespace) -> Path:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from vidpose.bench import run_all
 
-    run_all(quick=args.quick, only=args.only)
+    run_all(quick=args.quick, only=args.only, records=args.records)
 
 
 EVAL_FILE_KINDS = ("posetrack", "coco")
@@ -414,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "results":
             from vidpose.results import main as results_main
 
-            return results_main(args.runs_dir, args.out, train=not args.no_train)
+            return results_main(args.runs_dir, args.out, train=not args.no_train,
+                                bench_dir=args.bench_dir)
         elif args.command == "list":
             _cmd_list()
         elif args.command == "config":

@@ -29,6 +29,7 @@ from typing import Callable
 
 from omegaconf import OmegaConf
 
+from vidpose.bench import DEFAULT_RECORDS as DEFAULT_BENCH
 from vidpose.report import MISSING, Run, _fmt, _table, load_run
 
 # A pseudo-metric: the run's own training wall time in seconds (recorded when it finished).
@@ -495,8 +496,12 @@ def _machines(measured: Measured, names: list[str]) -> list[str]:
 
 def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TABLES,
          goals: tuple[Goal, ...] = GOALS, experiments: tuple[str, ...] = EXPERIMENTS,
-         left_out: dict[str, str] = LEFT_OUT) -> str:
-    """The Markdown of the results page."""
+         left_out: dict[str, str] = LEFT_OUT, bench_records: dict[str, dict] | None = None,
+         bench_dir: Path = DEFAULT_BENCH) -> str:
+    """The Markdown of the results page; ``bench_records`` (``bench.load_records``) fill its
+    performance section."""
+    from vidpose.bench import performance_section
+
     finished = [name for name in experiments if name in measured.runs]
     total = sum(measured.wall[n] for n in finished if not math.isnan(measured.wall[n]))
     missing = [name for name in experiments if name not in measured.runs]
@@ -538,6 +543,8 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
             target_text = f"{goal.op} {_fmt(goal.target)}"
         goal_rows.append([goal.experiment, goal.text, target_text, _cell(reached), status])
     lines += _table(["experiment", "goal", "target", "reached", "status"], goal_rows)
+    lines += ["", "## Performance (issue 19)", "",
+              *performance_section(bench_records or {}, bench_dir)]
     for table, state, said in verdicts:
         lines += ["", f"## {table.group}: {table.title}", "", f"**Claim.** {table.claim}", ""]
         rows = []
@@ -564,21 +571,34 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
     return "\n".join(lines) + "\n"
 
 
-def write_page(runs_dir: Path, out: Path, **declared) -> Path:
-    """Read the finished runs under ``runs_dir`` and write the page to ``out``."""
+def write_page(runs_dir: Path, out: Path, bench_dir: Path = DEFAULT_BENCH, **declared) -> Path:
+    """Read the finished runs under ``runs_dir`` and the benchmark records under
+    ``bench_dir``, and write the page to ``out``."""
+    from vidpose.bench import load_records
+
     experiments = declared.get("experiments", EXPERIMENTS)
     measured = Measured.load(Path(runs_dir), experiments)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(page(measured, Path(runs_dir), **declared))
+    out.write_text(page(measured, Path(runs_dir), bench_records=load_records(bench_dir),
+                        bench_dir=Path(bench_dir), **declared))
     return out
 
 
-def main(runs_dir: Path = DEFAULT_RUNS, out: Path = DEFAULT_OUT, train: bool = True) -> int:
-    """`vidpose results`: train what is missing (unless ``train`` is false), write the page;
-    exit status 1 when a training failed (the page is written all the same)."""
+def main(runs_dir: Path = DEFAULT_RUNS, out: Path = DEFAULT_OUT, train: bool = True,
+         bench_dir: Path = DEFAULT_BENCH) -> int:
+    """`vidpose results`: train what is missing and run the benchmarks the page reads that
+    have no record (unless ``train`` is false), write the page; exit status 1 when a
+    training failed (the page is written all the same)."""
+    from vidpose.bench import load_records, missing_records, run_all
+
     failed = train_missing(Path(runs_dir)) if train else []
-    print(f"wrote {write_page(Path(runs_dir), Path(out))}")
+    if train:
+        missing = missing_records(load_records(bench_dir))
+        if missing:
+            print(f"benchmarks without a record under {bench_dir}: {', '.join(missing)}")
+            run_all(only=missing, records=Path(bench_dir))
+    print(f"wrote {write_page(Path(runs_dir), Path(out), bench_dir=Path(bench_dir))}")
     if failed:
         print(f"vidpose: {len(failed)} training(s) failed: {', '.join(failed)}")
     return 1 if failed else 0

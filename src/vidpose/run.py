@@ -30,6 +30,7 @@ from vidpose.callbacks.rng_state import RNGStateCallback
 from vidpose.config import TrainerConfig, canonical_name, to_dict, wandb_group, wandb_tags
 from vidpose.data_modules.sources import DATASET_SCHEMA, sample_schema
 from vidpose.errors import ConfigError, InputError
+from vidpose.machine import cpu_model
 from vidpose.methods import get_datamodule_cls, get_method
 
 # Set by the launching process so that DDP workers, which re-run the same command, join
@@ -476,19 +477,6 @@ def _final_metrics(trainer: L.Trainer) -> dict[str, float]:
 FINISHED_FILE = "finished.yaml"
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (/proc/cpuinfo on Linux, else what ``platform`` knows)."""
-    import platform
-
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine(trainer: L.Trainer) -> dict[str, Any]:
     """What a run trained on: accelerator (the GPU's name, or cpu), CPU model and cores,
     library versions and the precision Lightning used."""
@@ -499,7 +487,7 @@ def machine(trainer: L.Trainer) -> dict[str, Any]:
     device = trainer.strategy.root_device
     accelerator = (torch.cuda.get_device_name(device) if device.type == "cuda" else device.type)
     return {"accelerator": accelerator, "devices": int(trainer.num_devices),
-            "cpu": _cpu_model(), "cores": os.cpu_count(), "torch": str(torch.__version__),
+            "cpu": cpu_model(), "cores": os.cpu_count(), "torch": str(torch.__version__),
             "lightning": str(L.__version__), "python": platform.python_version(),
             "precision": str(trainer.precision)}
 
