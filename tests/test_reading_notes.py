@@ -2,7 +2,7 @@
 what the paper got, where the run folder, its CSV log and its W&B log are)."""
 from __future__ import annotations
 
-from vidpose.cli import _print_summary, reading_notes
+from vidpose.commands.summary import print_summary, reading_notes
 from vidpose.config import compose
 from vidpose.methods.rnn_decoder import RNNPoseDecoder
 
@@ -17,7 +17,7 @@ def test_the_flagship_table_says_how_to_read_it(tmp_path, capsys, monkeypatch):
     cfg = compose("rnn_association")
     metrics = {"val/AP": 41.0, "val/AP_ae": 40.5, "val/crowded_AP": 16.0,
                "val/crowded_AP_ae": 15.5}
-    _print_summary(cfg, metrics, run_dir)
+    print_summary(cfg, metrics, run_dir)
     out = capsys.readouterr().out
     table, notes = out.split("How to read it:", 1)
     assert "| RNN decoder | 41.0 | 16.0 |" in table

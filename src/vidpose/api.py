@@ -172,7 +172,8 @@ class Predictor:
 
             frames = (image for _, image in open_video(frames))
         if boxes is None:
-            from vidpose.tracking.boxes import DetectorBoxes, load_detector
+            from vidpose.methods import load_detector
+            from vidpose.tracking.boxes import DetectorBoxes
 
             source = DetectorBoxes(load_detector(self.model.data_cfg.detector, self.model.device),
                                    float(self.model.data_cfg.min_box_score))

@@ -685,28 +685,3 @@ def evaluate(cfg: DictConfig, ckpt: str | None) -> RunResult:
     _finish_wandb(trainer, failed=False)
     return RunResult(run_dir, _final_metrics(trainer))
 
-
-def infer(cfg: DictConfig, ckpt: str, split: str, out: str | None) -> RunResult:
-    """Whole-video online inference of a video model on one split: PoseTrack18 files + scores."""
-    if cfg.experiment.method != "stm":
-        raise ConfigError(f"vidpose infer runs the STM experiments' whole-video inference; "
-                          f"{cfg.experiment.name!r} is a {cfg.experiment.method} experiment "
-                          "(use vidpose eval)")
-    from vidpose.data_modules.datasets import as_data_config, in_schema
-    from vidpose.data_modules.sources import load_split, validation_source
-    from vidpose.methods.stm_video import infer_split
-
-    model = _load_checkpoint(cfg, ckpt)
-    ensure_data(cfg, progress=cfg.trainer.progress_bar)
-    data_cfg = as_data_config(cfg.data)
-    # The validation split lives in data.val_root when that is set (pre-training on COCO
-    # images, validating on PoseTrack18 videos).
-    source = validation_source(data_cfg) if split == data_cfg.val_split else data_cfg
-    data = in_schema(load_split(source, split), model.schema.name)
-    run_dir = Path(out) if out else (Path(cfg.runs_dir) / cfg.experiment.name
-                                     / f"infer-{time.strftime('%Y%m%d-%H%M%S')}")
-    folder = run_dir / "predictions" / split
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    metrics = infer_split(model, data, data_cfg, folder, progress=cfg.trainer.progress_bar)
-    return RunResult(run_dir, {f"{split}/{k}": v for k, v in metrics.items()})

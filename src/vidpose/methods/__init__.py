@@ -7,9 +7,12 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vidpose.errors import ConfigError
+
+if TYPE_CHECKING:
+    from vidpose.tracking.boxes import BoxSource
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,27 @@ def load_trained(method: str, checkpoint: str, field: str, device: Any = "cpu") 
     read_checkpoint(checkpoint, field=field)
     model = get_method(method).model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
     return model.eval()
+
+
+def load_detector(checkpoint: str | None, device: Any = "cpu") -> Any:
+    """Our person detector (``methods/centernet.py``) from a checkpoint file."""
+    if not checkpoint:
+        raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
+                          "or run:<experiment> (train one with make train EXP=centernet)")
+    return load_trained("centernet", checkpoint, "data.detector", device)
+
+
+def configured_boxes(cfg: Any, frame_ids: set[int], split: str, device: Any = "cpu") -> BoxSource:
+    """The box source a data config names (``data.box_source``: gt | detections | detector)
+    for the frames ``frame_ids`` of ``split``."""
+    from vidpose.data_modules.sources import detections_path
+    from vidpose.tracking.boxes import DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes
+
+    if cfg.box_source == "gt":
+        return GroundTruthBoxes()
+    if cfg.box_source == "detections":
+        return DetectionFileBoxes(detections_path(cfg, split), cfg.min_box_score, frame_ids)
+    return DetectorBoxes(load_detector(cfg.detector, device), cfg.min_box_score)
 
 
 def get_method(name: str) -> MethodSpec:

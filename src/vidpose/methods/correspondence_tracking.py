@@ -25,10 +25,10 @@ import numpy as np
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import load_trained, model_config
+from vidpose.methods import configured_boxes, load_trained, model_config
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.pose import Frame, Pose, PoseDataset
-from vidpose.tracking.boxes import BoxSource, configured_boxes
+from vidpose.tracking.boxes import BoxSource
 from vidpose.tracking.pipeline import (CorrespondencePipeline, PipelineConfig, applied_thresholds,
                                        track_video)
 

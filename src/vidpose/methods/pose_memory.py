@@ -42,7 +42,7 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, check_stride, model_config
+from vidpose.methods import check_choices, check_stride, configured_boxes, model_config
 from vidpose.methods.common import BACKBONE_STRIDE, adam_with_steps
 from vidpose.methods.scoring import score_poses
 from vidpose.methods.video_validation import VideoValidation
@@ -52,7 +52,7 @@ from vidpose.nn.cpn import CPN, cpn_loss
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Frame, Pose, PoseDataset
-from vidpose.tracking.boxes import BoxSource, configured_boxes
+from vidpose.tracking.boxes import BoxSource
 from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
 
 BACKBONES = ("simple_baseline", "cpn")

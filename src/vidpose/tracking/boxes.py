@@ -12,12 +12,12 @@ image pixels and their scores (M,). Sources:
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from vidpose.data_modules.crops import person_box
-from vidpose.errors import ConfigError, InputError
+from vidpose.errors import InputError
 from vidpose.formats.detections import read_detections
 from vidpose.pose import Frame
 
@@ -86,24 +86,3 @@ class DetectorBoxes:
         boxes, scores = self.detector.detect([image], score_threshold=threshold)[0]
         return _stack(list(np.asarray(boxes, dtype=np.float64)), list(np.asarray(scores)))
 
-
-def load_detector(checkpoint: Optional[str], device: Any = "cpu") -> Any:
-    """Our person detector (``methods/centernet.py``) from a checkpoint file."""
-    from vidpose.methods import load_trained
-
-    if not checkpoint:
-        raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
-                          "or run:<experiment> (train one with make train EXP=centernet)")
-    return load_trained("centernet", checkpoint, "data.detector", device)
-
-
-def configured_boxes(cfg: Any, frame_ids: set[int], split: str, device: Any = "cpu") -> BoxSource:
-    """The box source a data config names (``data.box_source``: gt | detections | detector)
-    for the frames ``frame_ids`` of ``split``."""
-    from vidpose.data_modules.sources import detections_path
-
-    if cfg.box_source == "gt":
-        return GroundTruthBoxes()
-    if cfg.box_source == "detections":
-        return DetectionFileBoxes(detections_path(cfg, split), cfg.min_box_score, frame_ids)
-    return DetectorBoxes(load_detector(cfg.detector, device), cfg.min_box_score)
