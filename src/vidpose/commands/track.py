@@ -11,7 +11,14 @@ import argparse
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # imported for the annotations only: `vidpose` starts without numpy
+    from vidpose.keypoints import Schema
+    from vidpose.pose import Frame, PoseDataset
+    from vidpose.tracking.online import OnlineTopDown
+    from vidpose.tracking.pipeline import CorrespondencePipeline
+    from vidpose.tracking.video import VideoFrames
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -36,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "result")
 
 
-def _annotated_frames(path: str, count: int) -> Any:
+def _annotated_frames(path: str, count: int) -> PoseDataset:
     """The PoseDataset of ``--annotations``, which must hold the video's ``count`` frames."""
     from vidpose.errors import InputError
     from vidpose.formats.posetrack import read_posetrack
@@ -49,15 +56,16 @@ def _annotated_frames(path: str, count: int) -> Any:
     return data
 
 
-def _track(pipeline: Any, frames: Any, truth: Any, overlay: Path, schema: Any,
-           progress: bool) -> tuple[list[Any], float]:
+def _track(pipeline: OnlineTopDown | CorrespondencePipeline, frames: VideoFrames,
+           truth: PoseDataset | None, overlay: Path, schema: Schema,
+           progress: bool) -> tuple[list[Frame], float]:
     """The video's frames tracked by ``pipeline`` (with the annotations' image ids when
     ``truth`` is given), drawn into ``overlay``; and the seconds it took."""
     from rich.progress import track as progress_track
 
     from vidpose.tracking.video import write_overlay
 
-    tracked = []
+    tracked: list[Frame] = []
 
     def tracked_images():
         """Each decoded frame is tracked and handed on to the overlay: one decoding pass."""
