@@ -160,7 +160,7 @@ def test_ground_truth_maps_and_tags_group_every_person(overfit_data, tmp_path):
     the images' own size stride 4 alone caps them near 75 on these small persons)."""
     import torch
 
-    from vidpose.methods.assoc_embedding import keypoint_cells
+    from vidpose.losses import keypoint_cells
 
     def targets_as_outputs(model, batch):
         tag_dim = model.cfg.tag_dim

@@ -1,9 +1,9 @@
-"""Associative Embedding: the losses by hand, config checks, features and grouping in input
-pixels, the pose-ae-train importer through the config, and learning on hand-made images."""
+"""Associative Embedding: config checks, features and grouping in input pixels, the
+pose-ae-train importer through the config, and learning on hand-made images (the losses by
+hand: tests/test_losses.py)."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pytest
@@ -12,8 +12,8 @@ import torch
 from vidpose.data_modules.images import ImageDataModule
 from vidpose.data_modules.transforms import normalize
 from vidpose.errors import ConfigError
-from vidpose.methods.assoc_embedding import (AssocEmbeddingConfig, AssociativeEmbedding,
-                                             ae_loss, keypoint_cells)
+from vidpose.losses import ae_loss
+from vidpose.methods.assoc_embedding import AssociativeEmbedding
 from vidpose.nn.hourglass import StackedHourglass
 from vidpose.targets import render_heatmaps
 
@@ -25,62 +25,6 @@ J = 17
 def tiny_ae(**model) -> AssociativeEmbedding:
     torch.manual_seed(0)
     return AssociativeEmbedding({**TINY, **model}, dict(DATA))
-
-
-def hand_batch() -> dict[str, torch.Tensor]:
-    """Image 0: person A with joints 0, 1 at cells (1, 1), (3, 1); person B with joint 2 at
-    cell (2, 3); a labelled row past num_persons and an all-absent row. Image 1: nobody."""
-    keypoints = torch.zeros(2, 4, J, 3)
-    keypoints[0, 0, 0] = torch.tensor([4.0, 4.0, 2.0])
-    keypoints[0, 0, 1] = torch.tensor([13.0, 5.0, 1.0])  # rounds to cell (3, 1)
-    keypoints[0, 1, 2] = torch.tensor([9.0, 11.0, 2.0])  # rounds to cell (2, 3)
-    keypoints[0, 3, 3] = torch.tensor([4.0, 4.0, 2.0])  # row 3 >= num_persons: not a person
-    return {"keypoints": keypoints, "num_persons": torch.tensor([3, 0]),
-            "heatmaps": torch.zeros(2, J, 4, 4)}
-
-
-def hand_output() -> torch.Tensor:
-    """One stack's maps (2, 2J, 4, 4): heatmaps all 1, tags 1 and 3 at A's joints, 6 at B's."""
-    output = torch.zeros(2, 2 * J, 4, 4)
-    output[:, :J] = 1.0
-    output[0, J + 0, 1, 1] = 1.0
-    output[0, J + 1, 1, 3] = 3.0
-    output[0, J + 2, 3, 2] = 6.0
-    output[0, J + 3, 1, 1] = 50.0  # read only for the row past num_persons
-    return output
-
-
-def test_keypoints_read_the_nearest_heatmap_cell():
-    cells = keypoint_cells(torch.tensor([[[[9.0, 5.0, 2.0], [-3.0, 40.0, 2.0]]]]), 4, (4, 5))
-    assert cells.tolist() == [[[1 * 5 + 2, 3 * 5 + 0]]]  # (2, 1); clamped to (0, 3)
-
-
-def test_losses_by_hand_on_two_persons():
-    cfg = AssocEmbeddingConfig()
-    batch = hand_batch()
-    losses = ae_loss([hand_output()], batch, cfg, stride=4)
-    # A: reference tag 2, deviations 1 and 1 -> 1; B: one joint -> 0. Image 0: (1 + 0) / 2,
-    # image 1 (no person): 0; the batch mean: 0.25.
-    assert losses["pull_loss"].item() == pytest.approx(0.25)
-    # Both ordered pairs (A, B), (B, A): exp(-(2 - 6)^2 / 2); image 1 adds 0.
-    assert losses["push_loss"].item() == pytest.approx(math.exp(-8.0) / 2, rel=1e-5)
-    assert losses["heatmap_loss"].item() == pytest.approx(1.0)
-    assert losses["loss"].item() == pytest.approx(1.0 + 1e-3 * (0.25 + math.exp(-8.0) / 2),
-                                                  rel=1e-6)
-    # Every loss sums over the stacks.
-    twice = ae_loss([hand_output(), hand_output()], batch, cfg, stride=4)
-    for name, value in losses.items():
-        assert twice[name].item() == pytest.approx(2 * value.item(), rel=1e-6)
-
-
-def test_push_pulls_persons_apart_and_pull_gathers_a_persons_joints():
-    output = hand_output().requires_grad_(True)
-    losses = ae_loss([output], hand_batch(), AssocEmbeddingConfig(), stride=4)
-    (losses["pull_loss"] + losses["push_loss"]).backward()
-    grad = output.grad[0]
-    assert grad[J + 0, 1, 1] < 0 < grad[J + 1, 1, 3]  # A's tags move towards each other
-    assert grad[J + 2, 3, 2] < 0  # B's tag moves up, away from A's reference 2
-    assert grad[J + 3].abs().sum() == 0  # the row past num_persons adds nothing
 
 
 def test_config_errors_name_the_key():

@@ -1,4 +1,4 @@
-"""STM-skeletons: map stacks per variant, losses, cyclic memory, online streaming, validation."""
+"""STM-skeletons: map stacks per variant, cyclic memory and its loss, online streaming, validation."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,8 @@ import torch
 
 from vidpose.errors import ConfigError
 from vidpose.keypoints import POSETRACK18
-from vidpose.methods.stm import STMSkeletons, correlation_loss, focal_loss, map_loss
+from vidpose.losses import map_loss
+from vidpose.methods.stm import STMSkeletons
 
 SMALL = {"backbone": "resnet18", "key_dim": 8, "value_dim": 16, "decoder_dim": 8, "lr": 1e-3}
 DATA = {"heatmap_stride": 4, "clip_length": 4}
@@ -46,17 +47,6 @@ def test_each_variant_stacks_its_maps(variant, channels):
     if variant == "skeleton_map":  # the skeleton of everyone: max of keypoint and limb maps
         expected = torch.maximum(batch["heatmaps"].amax(2), batch["limb_maps"].amax(2))
         assert torch.equal(maps[:, :, 0], expected)
-
-
-def test_losses_by_hand():
-    logits, target = torch.tensor([[[[0.0]]]]), torch.tensor([[[[1.0]]]])
-    # p = 0.5: focal = -(1 - 0.5)^2 log 0.5.
-    assert focal_loss(logits, target).item() == pytest.approx(0.25 * 0.6931472, rel=1e-5)
-    assert map_loss("mse", logits, target, 2.0).item() == pytest.approx(0.25)
-    # Perfect correlation: predicted probabilities an increasing function of the target.
-    target = torch.linspace(0, 1, 16).reshape(1, 1, 4, 4)
-    assert correlation_loss(torch.logit(target.clamp(0.01, 0.99)), target).item() == pytest.approx(0.0, abs=1e-4)
-    assert correlation_loss(-torch.logit(target.clamp(0.01, 0.99)), target).item() == pytest.approx(2.0, abs=1e-3)
 
 
 def _record(model: STMSkeletons) -> tuple[list, list]:

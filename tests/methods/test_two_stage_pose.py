@@ -1,9 +1,8 @@
-"""TwoStagePose: both stages' shapes, the heatmap and offset losses, Eq. 7 decoding, flip test,
+"""TwoStagePose: both stages' shapes, their summed losses, Eq. 7 decoding, flip test,
 the tracking-pipeline calls, validation with Eq. 7 keypoints, learning and checkpoints."""
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 
 import numpy as np
@@ -17,10 +16,10 @@ from vidpose.data_modules.crops import CropDataModule
 from vidpose.errors import ConfigError
 from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.keypoints import POSETRACK18
+from vidpose.losses import heatmap_bce_loss
 from vidpose.methods import METHODS
 from vidpose.methods.two_stage_pose import (TwoStagePose, TwoStagePoseConfig, decode_offsets,
-                                            flip_back_offsets, heatmap_bce_loss,
-                                            offset_l1_loss, offset_targets)
+                                            flip_back_offsets, offset_targets)
 from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.nn.inception_bn import GoogLeNetBN
 from vidpose.targets import render_heatmaps
@@ -89,36 +88,6 @@ def test_offset_targets_point_from_each_cell_to_the_joint():
     # Adds the eight cells sqrt(0.5^2 + 1.5^2) = 1.58 away: u in {1, 4} at v in {1, 2},
     # v in {0, 3} at u in {2, 3}.
     assert int(wider[0, 0].sum()) == 12 and not wider[0, 0, 0, 1] and wider[0, 0, 0, 2]
-
-
-def test_offset_loss_is_the_l1_of_the_masked_cells():
-    keypoints = torch.tensor([[[10.0, 6.0, 2.0], [30.0, 20.0, 2.0]]])
-    target, mask = offset_targets(keypoints, torch.ones(1, 2), (8, 10), stride=4, radius=1.0)
-    # Equal to the target where it is trained: zero, whatever lies elsewhere.
-    offsets = torch.where(mask[:, :, None], target, torch.full_like(target, 7.0))
-    assert offset_l1_loss(offsets, target, mask).item() == 0.0
-    # x off by 0.3 everywhere, y right: 0.3 on half of the masked components.
-    shifted = target.clone()
-    shifted[:, :, 0] += 0.3
-    assert offset_l1_loss(shifted, target, mask).item() == pytest.approx(0.15)
-    # Nothing labelled: no offset loss (not NaN).
-    none = torch.zeros_like(mask)
-    assert offset_l1_loss(shifted, target, none).item() == 0.0
-
-
-def test_heatmap_bce_is_weighted_by_target_weight():
-    logits = torch.zeros(1, 2, 3, 4, requires_grad=True)
-    target = torch.ones(1, 2, 3, 4)
-    weight = torch.tensor([[1.0, 0.0]])
-    loss = heatmap_bce_loss(logits, target, weight)
-    # -log(sigmoid(0)) = log 2 on every pixel of joint 0, nothing from joint 1; mean over both.
-    assert loss.item() == pytest.approx(0.5 * math.log(2.0))
-    loss.backward()
-    assert torch.count_nonzero(logits.grad[0, 1]) == 0
-    assert torch.allclose(logits.grad[0, 0], torch.full((3, 4), -0.5 / 24))
-    # A perfect, confident prediction of binary targets costs (almost) nothing.
-    sure = torch.where(target > 0, 30.0, -30.0)
-    assert heatmap_bce_loss(sure, target, torch.ones(1, 2)).item() < 1e-10
 
 
 def test_model_loss_sums_both_stages():

@@ -1,10 +1,11 @@
-"""CPN: ResNet stages, encode/decode shapes and gradients, the OHKM loss, a learning test."""
+"""CPN: ResNet stages, encode/decode shapes and gradients, a learning test on the OHKM loss."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from vidpose.nn.cpn import CPN, cpn_loss
+from vidpose.losses import cpn_loss
+from vidpose.nn.cpn import CPN
 from vidpose.nn.resnet import resnet
 from vidpose.targets import render_heatmaps
 
@@ -79,50 +80,6 @@ def test_bad_inputs_are_refused():
         CPN("resnet18", K, channels=16).encode(torch.randn(1, 3, 64, 48))
     with pytest.raises(ValueError, match="refine_blocks"):
         CPN("resnet18", K, refine_blocks=(2, 1, 0))
-    with pytest.raises(ValueError, match="hard_keypoints"):
-        cpn_loss([], torch.zeros(1, 2, 1, 1), torch.zeros(1, 2, 1, 1), torch.ones(1, 2), 0)
-
-
-def _constant_maps(values: list[list[float]]) -> torch.Tensor:
-    """(B, K, 1, 2) heatmaps whose every pixel of joint k in sample b is values[b][k]."""
-    return torch.tensor(values)[:, :, None, None].expand(-1, -1, 1, 2)
-
-
-def test_loss_by_hand_ohkm_picks_the_hardest_labelled_joints():
-    target = torch.zeros(2, 4, 1, 2)
-    # Per-joint losses 0.5 * (v * w)^2: sample 0 -> 0.5, 2, 4.5 and joint 3 unlabelled;
-    # sample 1 -> 0.5, 0, 0.125, 0.5, all labelled (joint 1 perfect).
-    refined = _constant_maps([[1.0, 2.0, 3.0, 4.0], [1.0, 0.0, 0.5, 1.0]])
-    weight = torch.tensor([[1.0, 1.0, 1.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
-    level = _constant_maps([[2.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
-    # One GlobalNet level: mean over all 8 joints of 0.5 * v^2 * w = (2 + 0) / 8.
-    global_term = 2.0 / 8
-    # Two hardest labelled joints: sample 0 -> (4.5 + 2) / 2; sample 1 -> (0.5 + 0.5) / 2.
-    hard_term = ((4.5 + 2.0) / 2 + (0.5 + 0.5) / 2) / 2
-    loss = cpn_loss([level], refined, target, weight, hard_keypoints=2)
-    assert loss.item() == pytest.approx(global_term + hard_term)
-    # Levels add up. More hard keypoints than labelled joints: the mean runs over the labelled
-    # ones only (3 in sample 0), a labelled joint with zero loss still counts (sample 1).
-    loss = cpn_loss([level, level], refined, target, weight, hard_keypoints=8)
-    assert loss.item() == pytest.approx(2 * global_term + ((0.5 + 2 + 4.5) / 3 + 1.125 / 4) / 2)
-
-
-def test_ohkm_gradient_only_reaches_the_picked_joints():
-    refined = _constant_maps([[1.0, 2.0, 3.0, 4.0]]).clone().requires_grad_()
-    weight = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
-    target = torch.zeros(1, 4, 1, 2)
-    cpn_loss([target], refined, target, weight, hard_keypoints=2).backward()
-    touched = refined.grad.abs().sum(dim=(-2, -1))[0]
-    # Joints 2 and 1 are the two hardest labelled ones; joint 3 (unlabelled) gets nothing.
-    assert touched[0] == 0 and touched[3] == 0 and touched[1] > 0 and touched[2] > 0
-
-
-def test_a_sample_without_labelled_joints_adds_nothing():
-    refined = _constant_maps([[1.0, 1.0], [3.0, 3.0]])
-    weight = torch.tensor([[1.0, 1.0], [0.0, 0.0]])
-    target = torch.zeros(2, 2, 1, 2)
-    loss = cpn_loss([target], refined, target, weight, hard_keypoints=1)
-    assert loss.item() == pytest.approx(0.5 / 2)
 
 
 def test_a_few_dozen_adam_steps_fit_two_crops():

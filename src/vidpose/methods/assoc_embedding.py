@@ -3,7 +3,8 @@
 Newell, Huang, Deng, "Associative Embedding: End-to-End Learning for Joint Detection and
 Grouping" (NeurIPS 2017). A stacked hourglass (:mod:`vidpose.nn.hourglass`, pose-ae-train's
 layout) predicts per stack J joint heatmaps shared by all persons and J tag maps; each
-stack is supervised (intermediate supervision). The losses, summed over stacks:
+stack is supervised (intermediate supervision). The losses (:func:`vidpose.losses.ae_loss`),
+summed over stacks:
 
 * heatmap loss: squared error to the max-merged ground-truth heatmaps, averaged per pixel;
 * pull loss: per person, the mean squared deviation of its joints' tags from its reference
@@ -40,10 +41,12 @@ from vidpose.decode import REFINEMENTS, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.grouping import GroupingConfig, ae_joint_order, group_batch
 from vidpose.keypoints import get_schema
+from vidpose.losses import ae_loss
 from vidpose.methods import check_choices, check_positive, check_stride, model_config
 from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae
+from vidpose.nn.hourglass import (STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae,
+                                  split_maps)
 from vidpose.pose import Pose
 
 
@@ -97,75 +100,6 @@ def _model_config(model: dict[str, Any]) -> AssocEmbeddingConfig:
         if getattr(cfg, key) < 0:
             raise ConfigError(f"model.{key}: expected a value >= 0, got {getattr(cfg, key)}")
     return cfg
-
-
-# ----------------------------------------------------------------------------- losses
-
-def split_maps(output: Tensor, num_joints: int, tag_dim: int) -> tuple[Tensor, Tensor]:
-    """One stack's maps (B, C, h, w) -> heatmaps (B, J, h, w) and tags (B, J, h, w, D)."""
-    batch, _, height, width = output.shape
-    tags = output[:, num_joints: num_joints * (1 + tag_dim)]
-    return (output[:, :num_joints],
-            tags.reshape(batch, num_joints, tag_dim, height, width).permute(0, 1, 3, 4, 2))
-
-
-def keypoint_cells(keypoints: Tensor, stride: int, size: tuple[int, int]) -> Tensor:
-    """Flat heatmap cell (B, P, K) of each keypoint in input pixels: the nearest cell to
-    ``x / stride`` (where its Gaussian peaks), clamped to the map."""
-    height, width = size
-    x = torch.round(keypoints[..., 0] / stride).long().clamp(0, width - 1)
-    y = torch.round(keypoints[..., 1] / stride).long().clamp(0, height - 1)
-    return y * width + x
-
-
-def tag_losses(tags: Tensor, cells: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-    """AE's pull and push losses, averaged over the batch.
-
-    tags (B, K, h, w, D); cells (B, P, K) flat cells of the keypoints; present (B, P, K)
-    the labelled keypoints. Pull: per image, the mean over persons of the mean over joints
-    of the squared deviation (averaged over tag dimensions) from the person's mean tag.
-    Push: per image, the mean over ordered pairs of distinct persons of
-    ``exp(-||ref_n - ref_n'||^2 / 2)``. An image with no person (pull) or fewer than two
-    (push) adds 0.
-    """
-    batch, num_persons, num_joints = cells.shape
-    flat = tags.flatten(2, 3)  # (B, K, h*w, D)
-    index = cells.transpose(1, 2)[..., None].expand(-1, -1, -1, flat.shape[-1])
-    joint_tags = flat.gather(2, index).transpose(1, 2)  # (B, P, K, D)
-    mask = present.to(tags.dtype)
-    count = mask.sum(-1)  # (B, P)
-    is_person = count > 0
-    reference = (joint_tags * mask[..., None]).sum(2) / count.clamp_min(1)[..., None]
-    deviation = ((joint_tags - reference[:, :, None]) ** 2).mean(-1)  # (B, P, K)
-    person_pull = (deviation * mask).sum(-1) / count.clamp_min(1)
-    persons = is_person.sum(-1).to(tags.dtype)
-    pull = (person_pull * is_person).sum(-1) / persons.clamp_min(1)
-    distance2 = ((reference[:, :, None] - reference[:, None]) ** 2).sum(-1)  # (B, P, P)
-    distinct = ~torch.eye(num_persons, dtype=torch.bool, device=tags.device)
-    pairs = (is_person[:, :, None] & is_person[:, None] & distinct).to(tags.dtype)
-    push = (torch.exp(-distance2 / 2) * pairs).sum((1, 2)) / pairs.sum((1, 2)).clamp_min(1)
-    return pull.mean(), push.mean()
-
-
-def ae_loss(outputs: list[Tensor], batch: dict[str, Tensor], cfg: AssocEmbeddingConfig,
-            stride: int) -> dict[str, Tensor]:
-    """``heatmap_loss``, ``pull_loss``, ``push_loss`` (each summed over stacks) and their
-    weighted sum ``loss``; keypoints in input pixels, ``stride`` input pixels per cell."""
-    target = batch["heatmaps"].float()
-    keypoints = batch["keypoints"].float()
-    num_joints = target.shape[1]
-    rows = torch.arange(keypoints.shape[1], device=keypoints.device)
-    present = (keypoints[..., 2] > 0) & (rows[None, :, None] < batch["num_persons"][:, None, None])
-    cells = keypoint_cells(keypoints, stride, tuple(target.shape[-2:]))
-    heatmap_loss = pull_loss = push_loss = target.new_zeros(())
-    for output in outputs:
-        heatmaps, tags = split_maps(output.float(), num_joints, cfg.tag_dim)
-        heatmap_loss = heatmap_loss + ((heatmaps - target) ** 2).mean()
-        pull, push = tag_losses(tags, cells, present)
-        pull_loss, push_loss = pull_loss + pull, push_loss + push
-    return {"heatmap_loss": heatmap_loss, "pull_loss": pull_loss, "push_loss": push_loss,
-            "loss": (cfg.heatmap_weight * heatmap_loss + cfg.pull_weight * pull_loss
-                     + cfg.push_weight * push_loss)}
 
 
 # ----------------------------------------------------------------------------- the module

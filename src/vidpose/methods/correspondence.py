@@ -34,11 +34,11 @@ from torchmetrics import CatMetric, MeanMetric
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
+from vidpose.losses import refinement_loss, siamese_loss
 from vidpose.methods import check_choices, check_positive, model_config
 from vidpose.methods.common import adam_with_steps
 from vidpose.nn.correspondence import (AffinityCalibration, CorrespondenceNet,
-                                       affinity_targets, nearest_cell, refinement_loss,
-                                       siamese_loss, values_at)
+                                       affinity_targets, nearest_cell, values_at)
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
 
 STAGES = ("siamese", "refinement")

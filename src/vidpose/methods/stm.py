@@ -30,13 +30,13 @@ from typing import Any, Iterable, Iterator, Optional
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vidpose.callbacks.memory_policies import GROUND_TRUTH, MemoryBank, WritePolicy
 from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
+from vidpose.losses import STM_MAP_LOSSES, map_loss
 from vidpose.methods import check_choices, check_stride, model_config
 from vidpose.metrics.keypoint_prf import KeypointPRF, peaks_from_maps
 from vidpose.metrics.pixel_prf import PixelPRF
@@ -44,7 +44,6 @@ from vidpose.metrics.recall_over_time import RecallOverTime
 from vidpose.nn.stm import STM, load_imagenet_encoders, load_official_stm, num_maps_for
 
 VARIANTS = ("skeleton_map", "edges", "skeletons")
-LOSSES = ("focal", "mse", "cc")
 
 
 @dataclass
@@ -77,34 +76,8 @@ class STMConfig:
 
 def _model_config(model: dict[str, Any]) -> STMConfig:
     cfg = model_config(STMConfig, model, "stm")
-    check_choices(cfg, {"variant": VARIANTS, "loss": LOSSES})
+    check_choices(cfg, {"variant": VARIANTS, "loss": STM_MAP_LOSSES})
     return cfg
-
-
-def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
-    """Binary focal loss with soft targets (Lin et al. 2017, the form for continuous maps):
-    ``-[t (1-p)^g log p + (1-t) p^g log(1-p)]``, mean over pixels."""
-    p = torch.sigmoid(logits)
-    log_p, log_not_p = F.logsigmoid(logits), F.logsigmoid(-logits)
-    loss = -(target * (1 - p).pow(gamma) * log_p + (1 - target) * p.pow(gamma) * log_not_p)
-    return loss.mean()
-
-
-def correlation_loss(logits: Tensor, target: Tensor, eps: float = 1e-6) -> Tensor:
-    """1 - Pearson correlation coefficient of each map with its target, mean over maps."""
-    p = torch.sigmoid(logits).flatten(2)
-    t = target.flatten(2)
-    p, t = p - p.mean(-1, keepdim=True), t - t.mean(-1, keepdim=True)
-    cc = (p * t).sum(-1) / (p.norm(dim=-1) * t.norm(dim=-1) + eps)
-    return (1 - cc).mean()
-
-
-def map_loss(name: str, logits: Tensor, target: Tensor, gamma: float) -> Tensor:
-    if name == "focal":
-        return focal_loss(logits, target, gamma)
-    if name == "mse":
-        return F.mse_loss(torch.sigmoid(logits), target)
-    return correlation_loss(logits, target)
 
 
 def _inverse_affines(affines: Tensor) -> Tensor:

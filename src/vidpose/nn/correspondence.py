@@ -12,7 +12,8 @@ Tracking in Videos" (ECCV 2020), Sec. 4 (equations as restored in papers/README.
   Siamese affinity maps, all at stride 4, then a 1x1 convolution to K refined maps.
 * Eq. 3: ground truth G_j(x) = exp(-||x - x'_j||^2 / sigma^2) around the warped keypoint
   x'_j, all zero when it left image 2 (truncation); Eq. 4-5: binary cross-entropy between G
-  and the Siamese maps, and between G and the refined maps.
+  and the Siamese maps, and between G and the refined maps (:func:`vidpose.losses.siamese_loss`,
+  :func:`vidpose.losses.refinement_loss`).
 
 Cell convention (descriptors, targets, refinement resampling and the tracker alike): map
 cell (u, v) at ``stride`` s covers the s x s input pixels whose centre is input pixel
@@ -69,29 +70,6 @@ def affinity_targets(correspondences: Tensor, size: Sequence[int], stride: float
     cells = correspondences.clone()
     cells[..., :2] = input_to_cell(correspondences[..., :2], stride)
     return render_heatmaps(cells, size, sigma / math.sqrt(2.0), per_person=True)
-
-
-def _masked_mean(per_map: Tensor, counted: Tensor) -> Tensor:
-    """Mean of (B, P, K) values over the ``counted`` ones (0 with none, graph kept)."""
-    weight = counted.to(per_map.dtype)
-    return (per_map * weight).sum() / weight.sum().clamp_min(1.0)
-
-
-def siamese_loss(affinity: Tensor, targets: Tensor, counted: Tensor, eps: float = 1e-6) -> Tensor:
-    """Eq. 4: binary cross-entropy between the softmax maps (clamped into (0, 1), since a
-    softmax output can round to 0 or 1) and G, averaged over the positions of each map and
-    over the ``counted`` (B, P, K) keypoints (those present in image 1)."""
-    p = affinity.float().clamp(eps, 1.0 - eps)
-    t = targets.float()
-    bce = -(t * torch.log(p) + (1.0 - t) * torch.log1p(-p))
-    return _masked_mean(bce.mean((-2, -1)), counted)
-
-
-def refinement_loss(logits: Tensor, targets: Tensor, counted: Tensor) -> Tensor:
-    """Eq. 5: binary cross-entropy between the refined maps (as logits) and G, averaged like
-    :func:`siamese_loss`."""
-    bce = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
-    return _masked_mean(bce.mean((-2, -1)), counted)
 
 
 def values_at(maps: Tensor, cells: Tensor) -> Tensor:

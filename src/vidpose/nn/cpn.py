@@ -7,7 +7,7 @@ conv, added to the next lateral) and one heatmap predictor per level, upsampled 
 **RefineNet** sends each pyramid level through its own number of bottleneck blocks (more
 for the coarser levels), upsamples all to stride 4, concatenates them and predicts the final
 heatmaps with one more bottleneck and a 3x3 convolution; it is trained with online hard
-keypoint mining (:func:`cpn_loss`).
+keypoint mining (:func:`vidpose.losses.cpn_loss`).
 
 The network is split at the C5 lateral (``encode`` / ``decode``) so that the pose temporal
 memory can store and read the ``(channels, H/32, W/32)`` map between the two: (256, 12, 9)
@@ -150,34 +150,3 @@ class CPN(nn.Module):
     def forward(self, image: Tensor) -> Tensor:
         """The final (RefineNet) heatmaps."""
         return self.decode(*self.encode(image))[1]
-
-
-def _joint_losses(heatmaps: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
-    """(B, K): 0.5 x the per-joint mean squared error of the target-weighted heatmaps; its
-    mean over all joints is ``joints_mse_loss`` of the SimpleBaseline."""
-    weight = target_weight[:, :, None, None].to(heatmaps.dtype)
-    return 0.5 * ((heatmaps - target) * weight).pow(2).mean(dim=(-2, -1))
-
-
-def cpn_loss(global_heatmaps: list[Tensor], refined: Tensor, target: Tensor,
-             target_weight: Tensor, hard_keypoints: int = 8) -> Tensor:
-    """GlobalNet L2 on all joints at every level + RefineNet L2 with online hard keypoint mining.
-
-    Each GlobalNet level adds the SimpleBaseline's ``joints_mse_loss`` (0.5 x MSE, weight-0
-    joints contribute nothing). The paper gives each level a Gaussian of its own width; here
-    every level is trained on the one ``target``. The RefineNet term is, per sample, the mean
-    of the ``hard_keypoints`` largest per-joint losses among the labelled joints (weight > 0;
-    all of them when fewer are labelled, nothing from a sample with none), averaged over the
-    batch, so that training concentrates on the joints still predicted badly.
-    """
-    if hard_keypoints < 1:
-        raise ValueError(f"hard_keypoints must be at least 1, got {hard_keypoints}")
-    global_loss = torch.stack([_joint_losses(h, target, target_weight).mean()
-                               for h in global_heatmaps]).sum()
-    joint = _joint_losses(refined, target, target_weight)
-    # Unlabelled joints rank below every labelled one and are then left out of the mean.
-    ranked = joint.masked_fill(target_weight <= 0, float("-inf"))
-    hardest = ranked.topk(min(hard_keypoints, joint.shape[1]), dim=1).values
-    picked = torch.isfinite(hardest)
-    per_sample = torch.where(picked, hardest, 0.0).sum(1) / picked.sum(1).clamp(min=1)
-    return global_loss + per_sample.mean()

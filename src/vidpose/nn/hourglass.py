@@ -142,6 +142,15 @@ class StackedHourglass(nn.Module):
         return outputs
 
 
+def split_maps(output: Tensor, num_joints: int, tag_dim: int) -> tuple[Tensor, Tensor]:
+    """One stack's maps (B, C, h, w) -> heatmaps (B, J, h, w) and tags (B, J, h, w, D), the
+    channel layout of :class:`StackedHourglass`."""
+    batch, _, height, width = output.shape
+    tags = output[:, num_joints: num_joints * (1 + tag_dim)]
+    return (output[:, :num_joints],
+            tags.reshape(batch, num_joints, tag_dim, height, width).permute(0, 1, 3, 4, 2))
+
+
 def strip_prefixes(state: dict[str, Tensor], names: set[str]) -> dict[str, Tensor]:
     """``state`` with pose-ae-train's wrapper prefixes removed from each key until the key is
     one of ``names`` or carries no known prefix."""
