@@ -6,7 +6,7 @@ validation split's ground truth (``trainer.datamodule.val_data``), so it needs n
 the methods beyond the files they already write:
 
 - PoseTrack18 data: one ``<video>.json`` per video (top-down and tracking methods,
-  ``methods/scoring.write_predictions``);
+  ``evaluation/scoring.write_predictions``);
 - COCO-style data: a COCO results file, ``keypoints.json`` (top-down) or
   ``val_<decoder>.json`` (bottom-up, its first decoder, the one its tables report).
 

@@ -16,9 +16,9 @@ from torch.utils.data import DataLoader
 from vidpose.callbacks.media import ValidationMedia
 from vidpose.config import compose
 from vidpose.errors import ConfigError
+from vidpose.evaluation.scoring import write_predictions
 from vidpose.formats import read_coco, read_posetrack
 from vidpose.formats.results import write_coco_results
-from vidpose.methods.scoring import write_predictions
 from vidpose.pose import PoseDataset
 from vidpose.run import _callbacks
 

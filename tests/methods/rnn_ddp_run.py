@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_rnn_decoder import DATA, FEATURE_MODEL, SMALL, _sample  # noqa: E402
 
+from vidpose.evaluation.split import gather_all  # noqa: E402
 from vidpose.methods.rnn_decoder import RNNPoseDecoder  # noqa: E402
 
 
@@ -26,8 +27,7 @@ class Report(L.Callback):
         flat = torch.cat([p.detach().flatten() for p in module.decoder_modules().parameters()])
         gathered = [torch.zeros_like(flat) for _ in range(trainer.world_size)]
         dist.all_gather(gathered, flat)
-        counts = [None] * trainer.world_size
-        dist.all_gather_object(counts, module.backward_count)
+        counts = gather_all(module.backward_count)
         if trainer.is_global_zero:
             self.out.write_text(json.dumps({
                 "backward_counts": counts, "initial": module.initial.tolist(),

@@ -201,7 +201,7 @@ def test_table3_wrists_and_ankles_are_scored_under_their_paper_metrics_names(tin
     from vidpose.config import compose
     from vidpose.formats.posetrack import read_posetrack
     from vidpose.keypoints import POSETRACK18
-    from vidpose.methods.scoring import score_poses
+    from vidpose.evaluation.scoring import score_poses
 
     data = read_posetrack(tiny_synth / "posetrack18" / "annotations" / "val")
     wrist = POSETRACK18.indices(["left_wrist"])[0]

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch.distributed as dist
 from torch import Tensor
 
 from vidpose.data_modules.transforms import apply_affine, invert_affine
 from vidpose.errors import ConfigError
+from vidpose.evaluation.split import SplitEvaluator
 from vidpose.formats.cocostyle import PERSON_CATEGORY
 from vidpose.formats.results import write_coco_results
 from vidpose.methods.common import EvaluationHooks
@@ -78,7 +78,6 @@ class BottomUpEvaluation(EvaluationHooks):
     """
 
     DECODERS: tuple[str, ...] = ()
-    _predictions: list[tuple[int, str, int, list[Pose]]]
 
     @classmethod
     def summary_table(cls, metrics: dict[str, float], stage: str = "val") -> str:
@@ -120,22 +119,19 @@ class BottomUpEvaluation(EvaluationHooks):
         self._evaluation_step(batch, dataloader_idx)
 
     # ------------------------------------------------------------------------------------
+    def make_evaluator(self) -> SplitEvaluator:
+        """Holds (set index, decoder, frame, poses in image pixels) per image; the scores
+        are this mixin's (per set and decoder)."""
+        return SplitEvaluator()
+
     def _evaluation_step(self, batch: dict[str, Tensor], set_index: int) -> None:
         predicted = self.predict_poses(batch)
         frames = batch["frame"].cpu().numpy()
         affines = batch["image_to_input"].cpu().numpy()
         for decoder in self.DECODERS:
             for i, poses in enumerate(predicted[decoder]):
-                self._predictions.append((set_index, decoder, int(frames[i]),
-                                          to_image_pixels(poses, affines[i])))
-
-    def _gathered(self) -> list[tuple[int, str, int, list[Pose]]]:
-        """This epoch's predictions of every process (each rank gets all of them)."""
-        if dist.is_available() and dist.is_initialized():
-            parts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, self._predictions)
-            return [item for part in parts for item in part]
-        return list(self._predictions)
+                self.evaluator.batches.append((set_index, decoder, int(frames[i]),
+                                               to_image_pixels(poses, affines[i])))
 
     def _eval_sets(self) -> list[tuple[str, PoseDataset]]:
         datamodule = getattr(self.trainer, "datamodule", None)
@@ -155,8 +151,7 @@ class BottomUpEvaluation(EvaluationHooks):
         return self._ground_truth_cache[id(truth)][1]
 
     def _evaluation_epoch_end(self, stage: str) -> None:
-        predictions = self._gathered()
-        self._predictions = []
+        predictions = self.evaluator.gathered()
         if not predictions:
             return
         sets = self._eval_sets()

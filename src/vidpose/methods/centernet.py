@@ -5,7 +5,7 @@ SimpleBaseline deconvolutions (stride 4) feed three heads of a 3x3 convolution, 
 1x1 convolution: the centre heatmap (one class, person; sigmoid), the box size (w, h) and
 the sub-pixel centre offset, all in heatmap pixels. Training minimises CornerNet's
 penalty-reduced focal loss on the heatmap (alpha 2, beta 4) plus L1 losses on size (weight
-0.1) and offset (weight 1) at the ground-truth centres only (:func:`vidpose.losses.centernet_loss`).
+0.1) and offset (weight 1) at the ground-truth centres only.
 
 Decoding keeps the heatmap's local maxima (3x3 max-pool), the ``max_detections`` strongest,
 and turns each into a box ``centre + offset`` of the predicted size, mapped back to image
@@ -18,39 +18,26 @@ top-down method reads with ``data.box_source=detections data.detections=<that fi
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import lightning as L
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor, nn
 
-from vidpose.data_modules.boxes import frame_boxes, transform_boxes
+from vidpose.data_modules.boxes import transform_boxes
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.data_modules.transforms import invert_affine, letterbox, normalize
 from vidpose.decode import heatmap_local_peaks
-from vidpose.errors import ConfigError, InputError
-from vidpose.formats.cocostyle import PERSON_CATEGORY, coco_index
-from vidpose.formats.detections import write_detections
+from vidpose.evaluation.boxes import BoxEvaluator
 from vidpose.keypoints import get_schema
-from vidpose.losses import centernet_loss, gather_at
 from vidpose.methods import check_choices, check_positive, model_config
 from vidpose.methods.common import (BACKBONE_STRIDE, EvaluationHooks, adam_with_steps,
                                     deconv_resnet, log_losses)
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
-from vidpose.pose import Pose, PoseDataset
-
-# pycocotools' box statistics logged at validation: index into COCOeval.stats.
-BOX_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "AR": 8}  # AR: at 100 detections per image
-
 
 @dataclass
 class CenterNetConfig:
@@ -86,6 +73,53 @@ def _model_config(model: dict[str, Any]) -> CenterNetConfig:
     return cfg
 
 
+# ----------------------------------------------------------------------------- losses
+
+def focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
+    """CornerNet's penalty-reduced pixel-wise focal loss (CenterNet Eq. 1).
+
+    Pixels where ``target`` is exactly 1 are centres: ``-(1 - p)^alpha log p``; every other
+    pixel is background, its penalty reduced near a centre: ``-(1 - y)^beta p^alpha
+    log(1 - p)``. The sum is divided by the number of centres (by 1 when there is none).
+    ``p`` is clamped to [1e-4, 1 - 1e-4] as in CenterNet's code, which bounds the loss.
+    """
+    p = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
+    target = target.float()
+    centre = target.eq(1).float()
+    positive = torch.log(p) * (1 - p) ** alpha * centre
+    negative = torch.log(1 - p) * p ** alpha * (1 - target) ** beta * (1 - centre)
+    return -(positive.sum() + negative.sum()) / centre.sum().clamp_min(1.0)
+
+
+def gather_at(maps: Tensor, index: Tensor) -> Tensor:
+    """Values of (B, C, h, w) ``maps`` at flat cells ``index`` (B, P): (B, P, C)."""
+    flat = maps.flatten(2)
+    return flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
+
+
+def center_l1(maps: Tensor, index: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """L1 between the (B, 2, h, w) regression maps at the centres and the (B, P, 2) targets,
+    averaged over the masked persons' coordinates (CenterNet's RegL1Loss)."""
+    weight = mask[..., None].expand_as(target).float()
+    error = (gather_at(maps.float(), index) - target.float()).abs() * weight
+    return error.sum() / (weight.sum() + 1e-4)
+
+
+def centernet_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor],
+                   cfg: CenterNetConfig) -> dict[str, Tensor]:
+    """The three losses and their weighted sum ``loss``: L_k + size_weight L_size +
+    offset_weight L_off (0.1 and 1 in the paper)."""
+    losses = {
+        "heatmap_loss": focal_loss(outputs["heatmap"], batch["heatmap"], cfg.focal_alpha,
+                                   cfg.focal_beta),
+        "size_loss": center_l1(outputs["size"], batch["index"], batch["size"], batch["mask"]),
+        "offset_loss": center_l1(outputs["offset"], batch["index"], batch["offset"], batch["mask"]),
+    }
+    losses["loss"] = (losses["heatmap_loss"] + cfg.size_weight * losses["size_loss"]
+                      + cfg.offset_weight * losses["offset_loss"])
+    return losses
+
+
 # ----------------------------------------------------------------------------- decoding
 
 def decode_boxes(outputs: dict[str, Tensor], max_detections: int,
@@ -113,65 +147,11 @@ def boxes_to_image(boxes: np.ndarray, stride: int, image_to_input: np.ndarray) -
     return transform_boxes(scaled, invert_affine(image_to_input))
 
 
-# ----------------------------------------------------------------------------- box AP
-
-def ground_truth_boxes(data: PoseDataset, frames: Sequence[int]) -> dict[str, Any]:
-    """The COCO box ground truth of ``frames``: person boxes, with crowd persons and
-    PoseTrack18 ignore regions (their bounding boxes) as ``iscrowd`` ignore regions."""
-    images, annotations = [], []
-    for index in frames:
-        frame = data.frames[index]
-        images.append({"id": frame.image_id, "width": frame.width, "height": frame.height,
-                       "file_name": frame.file_name})
-        boxes, crowd = frame_boxes(data, index)
-        regions = [np.concatenate([r.min(0), r.max(0) - r.min(0)]) for r in frame.ignore_regions
-                   if len(r)]
-        boxes = np.concatenate([boxes, np.array(regions).reshape(-1, 4)])
-        crowd = np.concatenate([crowd, np.ones(len(regions), dtype=bool)])
-        for box, is_crowd in zip(boxes.tolist(), crowd.tolist()):
-            annotations.append({"id": len(annotations) + 1, "image_id": frame.image_id,
-                                "category_id": PERSON_CATEGORY, "bbox": box,
-                                "area": box[2] * box[3], "iscrowd": int(is_crowd)})
-    return {"images": images, "annotations": annotations,
-            "categories": [{"id": PERSON_CATEGORY, "name": "person"}]}
-
-
-def box_ap(data: PoseDataset, frames: Sequence[int],
-           detections: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
-    """pycocotools box AP/AR (``COCOeval(iouType="bbox")``) in percent of ``detections``
-    (image id -> boxes (M, 4) x, y, w, h, scores (M,)) on ``frames`` of ``data``."""
-    truth = ground_truth_boxes(data, frames)
-    if not any(not ann["iscrowd"] for ann in truth["annotations"]):
-        raise InputError("no person box in the evaluated frames: box AP is undefined",
-                         file=data.source, field="annotations")
-    results = [{"image_id": int(image_id), "category_id": PERSON_CATEGORY, "bbox": box,
-                "score": score}
-               for image_id, (boxes, scores) in detections.items()
-               for box, score in zip(np.asarray(boxes).tolist(), np.asarray(scores).tolist())]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = coco_index(truth)
-        if results:
-            dt = gt.loadRes(results)
-        else:  # loadRes cannot take an empty list; an empty index scores AP = AR = 0
-            dt = coco_index({**truth, "annotations": []})
-        evaluator = COCOeval(gt, dt, iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: 100.0 * float(evaluator.stats[i]) for name, i in BOX_STATS.items()
-            if evaluator.stats[i] >= 0}
-
-
 # ----------------------------------------------------------------------------- the module
 
 def _output_head(in_channels: int, out_channels: int, head_conv: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, head_conv, 3, padding=1), nn.ReLU(inplace=True),
                          nn.Conv2d(head_conv, out_channels, 1))
-
-
-def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Batches of prediction arrays joined key by key ({} for none)."""
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]} if parts else {}
 
 
 class CenterNet(EvaluationHooks, L.LightningModule):
@@ -204,7 +184,6 @@ class CenterNet(EvaluationHooks, L.LightningModule):
                 if isinstance(layer, nn.Conv2d):
                     nn.init.normal_(layer.weight, std=0.001)
                     nn.init.constant_(layer.bias, 0.0)
-        self._predictions: list[dict[str, np.ndarray]] = []
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         """(B, 3, H, W) normalised images -> ``heatmap`` logits (B, 1, h, w), ``size`` and
@@ -260,63 +239,17 @@ class CenterNet(EvaluationHooks, L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)
 
+    def make_evaluator(self) -> BoxEvaluator:
+        return BoxEvaluator(self.num_keypoints)
+
     def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
         outputs = self(batch["image"])
         loss = centernet_loss(outputs, batch, self.cfg)["loss"]
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True,
                  batch_size=batch["image"].shape[0])
-        boxes, scores, valid = decode_boxes(outputs, self.cfg.max_detections)
-        self._predictions.append({
-            "frame": batch["frame"].cpu().numpy(), "boxes": boxes.cpu().numpy(),
-            "scores": scores.cpu().numpy(), "valid": valid.cpu().numpy(),
-            "image_to_input": batch["image_to_input"].cpu().numpy(),
-        })
-
-    def _evaluation_epoch_end(self, stage: str) -> None:
-        predictions = self._gather_predictions()
-        self._predictions = []
-        if not predictions:
-            return
-        dataset = self._split_data(stage)
-        # DistributedSampler repeats frames to even out the ranks: keep one of each, in
-        # frame order, so that scores and files do not depend on how the ranks split them.
-        frames, first = np.unique(predictions["frame"], return_index=True)
-        detections: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        for frame, row in zip(frames.tolist(), first.tolist()):
-            keep = predictions["valid"][row]
-            detections[dataset.frames[frame].image_id] = (
-                boxes_to_image(predictions["boxes"][row][keep], self.stride,
-                               predictions["image_to_input"][row]),
-                predictions["scores"][row][keep].astype(np.float64))
-        # Every rank holds all predictions and computes the same values.
-        for name, value in box_ap(dataset, frames.tolist(), detections).items():
-            self.log(f"{stage}/{name}", value, sync_dist=True)
-        # The sanity check runs on a few batches only: its file would be misleading.
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            path = Path(self.trainer.default_root_dir) / "predictions" / stage / "detections.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            empty = np.zeros((self.num_keypoints, 3))
-            write_detections(path, {image_id: [Pose(empty, box=box, score=float(score))
-                                               for box, score in zip(boxes, scores)]
-                                    for image_id, (boxes, scores) in detections.items()})
-
-    def _gather_predictions(self) -> dict[str, np.ndarray]:
-        """This epoch's predictions of all processes, concatenated (on every rank)."""
-        parts = [_concatenate(self._predictions)]
-        if dist.is_available() and dist.is_initialized():
-            parts = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, _concatenate(self._predictions))
-        return _concatenate([p for p in parts if p])
-
-    def _split_data(self, stage: str) -> PoseDataset:
-        """The PoseDataset whose frames the batches' ``frame`` indices point into (``test``
-        falls back to ``val_data``, which the box data module tests on)."""
-        datamodule = self.trainer.datamodule
-        dataset = getattr(datamodule, f"{stage}_data", None)
-        if dataset is None and stage == "test":
-            dataset = getattr(datamodule, "val_data", None)
-        if dataset is None:
-            raise ConfigError(f"CenterNet scores {stage} boxes against the frames of the data "
-                              f"module's {stage}_data, which {type(datamodule).__name__} "
-                              "does not provide")
-        return dataset
+        boxes, scores, valid = (t.cpu().numpy() for t in
+                                decode_boxes(outputs, self.cfg.max_detections))
+        affines = batch["image_to_input"].cpu().numpy()
+        self.evaluator.add(batch["frame"], np.stack([boxes_to_image(b, self.stride, a)
+                                                     for b, a in zip(boxes, affines)]),
+                           scores, valid)

@@ -1,11 +1,13 @@
 """What several methods' LightningModules share: the optimiser and the evaluation hooks."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from vidpose.evaluation.split import SplitEvaluator, split_data
 from vidpose.methods import check_stride
 from vidpose.nn.resnet import ResNet, load_imagenet, resnet
 
@@ -51,9 +53,10 @@ def log_losses(module: Any, losses: dict[str, Tensor], batch_size: int) -> Tenso
 
 class EvaluationHooks:
     """Routes Lightning's validation and test hooks to one ``_evaluation_step(batch, stage)``
-    and one ``_evaluation_epoch_end(stage)``; ``_predictions`` is emptied at each start."""
+    and one ``_evaluation_epoch_end(stage)``. Each start begins a new ``evaluator`` (the
+    method's ``make_evaluator()``, a ``SplitEvaluator``) to which the steps add predictions."""
 
-    _predictions: list
+    evaluator: SplitEvaluator
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._evaluation_step(batch, "val")
@@ -62,13 +65,25 @@ class EvaluationHooks:
         self._evaluation_step(batch, "test")
 
     def on_validation_epoch_start(self) -> None:
-        self._predictions = []
+        self.evaluator = self.make_evaluator()
 
     def on_test_epoch_start(self) -> None:
-        self._predictions = []
+        self.evaluator = self.make_evaluator()
 
     def on_validation_epoch_end(self) -> None:
         self._evaluation_epoch_end("val")
 
     def on_test_epoch_end(self) -> None:
         self._evaluation_epoch_end("test")
+
+    def _evaluation_epoch_end(self, stage: str) -> None:
+        """The evaluator's scores of the split logged as ``<stage>/<name>``; its result files
+        in ``<run>/predictions/<stage>``."""
+        dataset = split_data(self.trainer.datamodule, stage, type(self).__name__)
+        # The sanity check runs on a few batches only: its files would be misleading.
+        write = self.trainer.is_global_zero and not self.trainer.sanity_checking
+        folder = Path(self.trainer.default_root_dir) / "predictions" / stage if write else None
+        # Every rank holds all predictions and computes the same values, which the mean that
+        # sync_dist takes leaves exactly as they are.
+        for name, value in self.evaluator.finish(dataset, folder).items():
+            self.log(f"{stage}/{name}", value, sync_dist=True)

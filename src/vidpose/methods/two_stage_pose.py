@@ -14,8 +14,9 @@ stride, trained within ``offset_radius`` cells of a labelled joint. Eq. 7 decode
 as ``stride * (argmax cell + offset at that cell)`` in crop pixels, scored by the heatmap
 probability at the argmax.
 
-Validation and test are SimpleBaseline's (``CropPoseEvaluation``): PoseTrack mAP/MOTA or
-COCO AP of the split, prediction files written, with the keypoints of Eq. 7.
+Validation and test are SimpleBaseline's (``evaluation.crop_poses.CropPoseEvaluator``):
+PoseTrack mAP/MOTA or COCO AP of the split, prediction files written, with the keypoints of
+Eq. 7.
 """
 from __future__ import annotations
 
@@ -32,11 +33,10 @@ from torch import Tensor, nn
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import flip_back, heatmap_peaks, heatmap_to_crop
 from vidpose.errors import ConfigError
+from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
-from vidpose.losses import heatmap_bce_loss, offset_l1_loss
 from vidpose.methods import check_positive, check_stride, model_config
-from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.methods.simple_baseline import CropPoseEvaluation
+from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
 
@@ -119,6 +119,14 @@ class TwoStagePoseNet(nn.Module):
                 for logits, offsets in ((logits1, offsets1), (logits2, offsets2))]
 
 
+def heatmap_bce_loss(logits: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
+    """Binary cross-entropy of (B, K, h, w) heatmap logits against Gaussian targets, each
+    joint's map weighted by ``target_weight`` (B, K); the mean runs over every pixel of every
+    joint (weight-0 joints add zeros), as SimpleBaseline's MSE does."""
+    weight = target_weight[:, :, None, None].to(logits.dtype).expand_as(logits)
+    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), weight=weight)
+
+
 def offset_targets(keypoints: Tensor, target_weight: Tensor, size: Sequence[int], stride: int,
                    radius: float) -> tuple[Tensor, Tensor]:
     """Offset targets of (B, K, 3) crop-pixel keypoints on an (h, w) = ``size`` map.
@@ -136,6 +144,13 @@ def offset_targets(keypoints: Tensor, target_weight: Tensor, size: Sequence[int]
     near = dx.square() + dy.square() <= radius ** 2
     mask = near & (target_weight[..., None, None] > 0)
     return torch.stack([dx, dy], 2), mask
+
+
+def offset_l1_loss(offsets: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean absolute error of the (B, K, 2, h, w) offsets over the components of the cells
+    in ``mask`` (B, K, h, w); 0 when no cell is masked."""
+    weight = mask[:, :, None].to(offsets.dtype).expand_as(offsets)
+    return ((offsets - target.to(offsets.dtype)).abs() * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def decode_offsets(heatmaps: Tensor, offsets: Tensor, stride: int) -> tuple[Tensor, Tensor]:
@@ -167,7 +182,7 @@ def flip_back_offsets(offsets: Tensor, flip_index: Sequence[int] | np.ndarray | 
     return torch.stack([shift - mirrored[:, :, 0], mirrored[:, :, 1]], 2)
 
 
-class TwoStagePose(CropPoseEvaluation, L.LightningModule):
+class TwoStagePose(EvaluationHooks, L.LightningModule):
     """The two-stage GoogLeNet pose estimator on person crops: heatmaps + offsets (Eq. 7).
 
     The tracking pipeline calls ``locate`` (keypoints by Eq. 7) and ``estimate`` (heatmaps,
@@ -198,7 +213,6 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
             # The ImageNet weights now live in the state dict: a checkpoint must rebuild this
             # module without the ImageNet file.
             self.hparams["model"] = {**model, "pretrained": None}
-        self._predictions: list[dict[str, np.ndarray]] = []
 
     def forward(self, image: Tensor) -> list[tuple[Tensor, Tensor]]:
         """(B, 3, H, W) normalised crops -> both stages' (heatmap logits, offsets)."""
@@ -254,6 +268,10 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)
 
+    def make_evaluator(self) -> CropPoseEvaluator:
+        return CropPoseEvaluator(self.schema, self.cfg.joint_threshold, self.cfg.oks_nms_thr,
+                                 self.device)
+
     def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
         """The training loss of the plain crops, and the poses of the flip-tested crops."""
         stages = self.net(batch["image"])
@@ -261,4 +279,4 @@ class TwoStagePose(CropPoseEvaluation, L.LightningModule):
                  sync_dist=True, batch_size=batch["image"].shape[0])
         heatmaps, offsets = self._test_time(stages[-1], batch["image"])
         keypoints, scores = decode_offsets(heatmaps.float(), offsets.float(), self.stride)
-        self._record_crop_poses(batch, keypoints, scores)
+        self.evaluator.add(batch, keypoints, scores)

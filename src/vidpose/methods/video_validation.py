@@ -3,7 +3,7 @@ correspondence tracking).
 
 The validation set is one item per video (``data_modules.track_clips.VideoDataset``); each
 step runs the method's online pipeline over every frame of its video, and the epoch end
-scores the split's poses with PoseTrack mAP and MOTA (``methods/scoring.py``), logs them as
+scores the split's poses with PoseTrack mAP and MOTA (``evaluation/scoring.py``), logs them as
 ``val/<name>`` and writes the predictions as PoseTrack18 files. Under DDP every rank tracks
 its share of the videos and gathers all poses before scoring, so every rank logs the same
 values.
@@ -13,11 +13,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import torch.distributed as dist
 from torch import Tensor
 
 from vidpose.data_modules.datasets import read_image
-from vidpose.methods.scoring import score_poses, write_predictions
+from vidpose.evaluation.scoring import score_poses, write_predictions
+from vidpose.evaluation.split import gather_all
 from vidpose.pose import Pose, PoseDataset
 
 
@@ -50,11 +50,7 @@ class VideoValidation:
                 self._poses[i] = frame.poses
 
     def on_validation_epoch_end(self) -> None:
-        poses = self._poses
-        if dist.is_available() and dist.is_initialized():
-            parts: list[Any] = [None] * dist.get_world_size()
-            dist.all_gather_object(parts, poses)
-            poses = {k: v for part in parts for k, v in part.items()}
+        poses = {k: v for part in gather_all(self._poses) for k, v in part.items()}
         self._poses = {}
         data = self.trainer.datamodule.val_data
         # Every rank holds all poses and computes the same values; sync_dist's mean keeps them.
