@@ -1,8 +1,6 @@
-"""CenterNet: losses against hand computation, decoding round trips, detect(), box AP,
-learning on two images and a validation run that writes the detections file."""
+"""CenterNet: decoding round trips, detect(), box AP, learning on two images and a
+validation run that writes the detections file (the losses: tests/test_losses.py)."""
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -14,8 +12,8 @@ from vidpose.errors import ConfigError, InputError
 from vidpose.evaluation.boxes import box_ap
 from vidpose.formats.detections import read_detections
 from vidpose.keypoints import POSETRACK18
-from vidpose.methods.centernet import (CenterNet, boxes_to_image, center_l1,
-                                       centernet_loss, decode_boxes, focal_loss)
+from vidpose.losses import centernet_loss
+from vidpose.methods.centernet import CenterNet, boxes_to_image, decode_boxes
 from vidpose.pose import Frame, Pose, PoseDataset
 
 SMALL_MODEL = {"deconv_filters": 16, "head_conv": 16}
@@ -44,35 +42,6 @@ def oracle_outputs(targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def by_x(boxes: np.ndarray) -> np.ndarray:
     return boxes[np.argsort(boxes[:, 0])]
-
-
-def test_focal_loss_matches_hand_computation():
-    p = torch.tensor([0.8, 0.4, 0.1])
-    logits = torch.logit(p).reshape(1, 1, 1, 3)
-    # One centre (target 1), a background pixel near it (0.5) and one far away (0).
-    loss = focal_loss(logits, torch.tensor([1.0, 0.5, 0.0]).reshape(1, 1, 1, 3))
-    expected = -(math.log(0.8) * 0.2 ** 2 + math.log(0.6) * 0.4 ** 2 * 0.5 ** 4
-                 + math.log(0.9) * 0.1 ** 2)
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-    # No centre: the background sum, divided by 1.
-    loss = focal_loss(logits, torch.tensor([0.5, 0.0, 0.0]).reshape(1, 1, 1, 3))
-    expected = -(math.log(0.2) * 0.8 ** 2 * 0.5 ** 4 + math.log(0.6) * 0.4 ** 2
-                 + math.log(0.9) * 0.1 ** 2)
-    assert loss.item() == pytest.approx(expected, rel=1e-5)
-    # Two centres halve the sum; a sure background mistake stays finite (p clamped).
-    two = focal_loss(torch.logit(torch.tensor([0.8, 0.8])).reshape(1, 1, 1, 2),
-                     torch.ones(1, 1, 1, 2))
-    assert two.item() == pytest.approx(-math.log(0.8) * 0.04, rel=1e-5)
-    sure = focal_loss(torch.full((1, 1, 1, 1), 30.0), torch.zeros(1, 1, 1, 1))
-    assert sure.item() == pytest.approx(-math.log(1e-4) * (1 - 1e-4) ** 2, rel=1e-3)
-
-
-def test_center_l1_reads_the_maps_at_the_centre_cells_only():
-    maps = torch.arange(12.0).reshape(1, 2, 2, 3)  # channel 0: 0..5, channel 1: 6..11
-    index = torch.tensor([[4, 0]])  # cell (x=1, y=1), then a padding row
-    target = torch.tensor([[[1.0, 2.0], [100.0, 100.0]]])
-    loss = center_l1(maps, index, target, torch.tensor([[1.0, 0.0]]))
-    assert loss.item() == pytest.approx((abs(4 - 1) + abs(10 - 2)) / (2 + 1e-4))
 
 
 def test_decoding_the_targets_gives_back_the_boxes_in_image_pixels():

@@ -5,7 +5,7 @@ SimpleBaseline deconvolutions (stride 4) feed three heads of a 3x3 convolution, 
 1x1 convolution: the centre heatmap (one class, person; sigmoid), the box size (w, h) and
 the sub-pixel centre offset, all in heatmap pixels. Training minimises CornerNet's
 penalty-reduced focal loss on the heatmap (alpha 2, beta 4) plus L1 losses on size (weight
-0.1) and offset (weight 1) at the ground-truth centres only.
+0.1) and offset (weight 1) at the ground-truth centres only (:func:`vidpose.losses.centernet_loss`).
 
 Decoding keeps the heatmap's local maxima (3x3 max-pool), the ``max_detections`` strongest,
 and turns each into a box ``centre + offset`` of the predicted size, mapped back to image
@@ -33,6 +33,7 @@ from vidpose.data_modules.transforms import invert_affine, letterbox, normalize
 from vidpose.decode import heatmap_local_peaks
 from vidpose.evaluation.boxes import BoxEvaluator
 from vidpose.keypoints import get_schema
+from vidpose.losses import centernet_loss, gather_at
 from vidpose.methods import check_choices, check_positive, model_config
 from vidpose.methods.common import (BACKBONE_STRIDE, EvaluationHooks, adam_with_steps,
                                     deconv_resnet, log_losses)
@@ -71,53 +72,6 @@ def _model_config(model: dict[str, Any]) -> CenterNetConfig:
     check_choices(cfg, {"backbone": ARCHITECTURES})
     check_positive(cfg, ("max_detections", "head_conv"))
     return cfg
-
-
-# ----------------------------------------------------------------------------- losses
-
-def focal_loss(logits: Tensor, target: Tensor, alpha: float = 2.0, beta: float = 4.0) -> Tensor:
-    """CornerNet's penalty-reduced pixel-wise focal loss (CenterNet Eq. 1).
-
-    Pixels where ``target`` is exactly 1 are centres: ``-(1 - p)^alpha log p``; every other
-    pixel is background, its penalty reduced near a centre: ``-(1 - y)^beta p^alpha
-    log(1 - p)``. The sum is divided by the number of centres (by 1 when there is none).
-    ``p`` is clamped to [1e-4, 1 - 1e-4] as in CenterNet's code, which bounds the loss.
-    """
-    p = torch.sigmoid(logits.float()).clamp(1e-4, 1 - 1e-4)
-    target = target.float()
-    centre = target.eq(1).float()
-    positive = torch.log(p) * (1 - p) ** alpha * centre
-    negative = torch.log(1 - p) * p ** alpha * (1 - target) ** beta * (1 - centre)
-    return -(positive.sum() + negative.sum()) / centre.sum().clamp_min(1.0)
-
-
-def gather_at(maps: Tensor, index: Tensor) -> Tensor:
-    """Values of (B, C, h, w) ``maps`` at flat cells ``index`` (B, P): (B, P, C)."""
-    flat = maps.flatten(2)
-    return flat.gather(2, index[:, None, :].expand(-1, flat.shape[1], -1)).transpose(1, 2)
-
-
-def center_l1(maps: Tensor, index: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """L1 between the (B, 2, h, w) regression maps at the centres and the (B, P, 2) targets,
-    averaged over the masked persons' coordinates (CenterNet's RegL1Loss)."""
-    weight = mask[..., None].expand_as(target).float()
-    error = (gather_at(maps.float(), index) - target.float()).abs() * weight
-    return error.sum() / (weight.sum() + 1e-4)
-
-
-def centernet_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor],
-                   cfg: CenterNetConfig) -> dict[str, Tensor]:
-    """The three losses and their weighted sum ``loss``: L_k + size_weight L_size +
-    offset_weight L_off (0.1 and 1 in the paper)."""
-    losses = {
-        "heatmap_loss": focal_loss(outputs["heatmap"], batch["heatmap"], cfg.focal_alpha,
-                                   cfg.focal_beta),
-        "size_loss": center_l1(outputs["size"], batch["index"], batch["size"], batch["mask"]),
-        "offset_loss": center_l1(outputs["offset"], batch["index"], batch["offset"], batch["mask"]),
-    }
-    losses["loss"] = (losses["heatmap_loss"] + cfg.size_weight * losses["size_loss"]
-                      + cfg.offset_weight * losses["offset_loss"])
-    return losses
 
 
 # ----------------------------------------------------------------------------- decoding

@@ -43,12 +43,12 @@ from vidpose.decode import REFINEMENTS, flip_back
 from vidpose.errors import ConfigError
 from vidpose.evaluation.scoring import score_poses
 from vidpose.keypoints import get_schema
+from vidpose.losses import cpn_loss, joints_mse_loss
 from vidpose.methods import check_choices, check_stride, configured_boxes, model_config
 from vidpose.methods.common import BACKBONE_STRIDE, adam_with_steps
 from vidpose.methods.video_validation import VideoValidation
-from vidpose.methods.simple_baseline import joints_mse_loss
 from vidpose.nn.attention import MemoryRead
-from vidpose.nn.cpn import CPN, cpn_loss
+from vidpose.nn.cpn import CPN
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
 from vidpose.pose import Frame, Pose, PoseDataset

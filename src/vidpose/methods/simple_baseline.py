@@ -28,6 +28,7 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import REFINEMENTS, decode_heatmaps, flip_back, heatmap_to_crop
 from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
+from vidpose.losses import joints_mse_loss
 from vidpose.methods import check_choices, model_config
 from vidpose.methods.common import BACKBONE_STRIDE, EvaluationHooks, adam_with_steps, deconv_resnet
 from vidpose.nn.heads import DeconvHead
@@ -57,16 +58,6 @@ class SimpleBaselineConfig:
     # every predicted joint whatever its score, so PoseTrack entries drop unsure joints: a
     # higher threshold trades AP for MOTA. 0 keeps every joint (what AP alone wants).
     joint_threshold: float = 0.0
-
-
-def joints_mse_loss(heatmaps: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
-    """0.5 x the mean squared error of the target-weighted heatmaps (the official JointsMSELoss).
-
-    A joint with weight 0 (unlabelled, outside the crop) contributes nothing to the sum; the
-    mean still runs over all joints, as in the official code.
-    """
-    weight = target_weight[:, :, None, None].to(heatmaps.dtype)
-    return 0.5 * ((heatmaps - target) * weight).pow(2).mean()
 
 
 def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:

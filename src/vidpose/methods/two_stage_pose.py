@@ -35,6 +35,7 @@ from vidpose.decode import flip_back, heatmap_peaks, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
+from vidpose.losses import heatmap_bce_loss, offset_l1_loss
 from vidpose.methods import check_positive, check_stride, model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
 from vidpose.nn.heads import DeconvHead
@@ -119,14 +120,6 @@ class TwoStagePoseNet(nn.Module):
                 for logits, offsets in ((logits1, offsets1), (logits2, offsets2))]
 
 
-def heatmap_bce_loss(logits: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
-    """Binary cross-entropy of (B, K, h, w) heatmap logits against Gaussian targets, each
-    joint's map weighted by ``target_weight`` (B, K); the mean runs over every pixel of every
-    joint (weight-0 joints add zeros), as SimpleBaseline's MSE does."""
-    weight = target_weight[:, :, None, None].to(logits.dtype).expand_as(logits)
-    return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), weight=weight)
-
-
 def offset_targets(keypoints: Tensor, target_weight: Tensor, size: Sequence[int], stride: int,
                    radius: float) -> tuple[Tensor, Tensor]:
     """Offset targets of (B, K, 3) crop-pixel keypoints on an (h, w) = ``size`` map.
@@ -144,13 +137,6 @@ def offset_targets(keypoints: Tensor, target_weight: Tensor, size: Sequence[int]
     near = dx.square() + dy.square() <= radius ** 2
     mask = near & (target_weight[..., None, None] > 0)
     return torch.stack([dx, dy], 2), mask
-
-
-def offset_l1_loss(offsets: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean absolute error of the (B, K, 2, h, w) offsets over the components of the cells
-    in ``mask`` (B, K, h, w); 0 when no cell is masked."""
-    weight = mask[:, :, None].to(offsets.dtype).expand_as(offsets)
-    return ((offsets - target.to(offsets.dtype)).abs() * weight).sum() / weight.sum().clamp_min(1.0)
 
 
 def decode_offsets(heatmaps: Tensor, offsets: Tensor, stride: int) -> tuple[Tensor, Tensor]:
