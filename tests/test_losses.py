@@ -1,7 +1,5 @@
-"""The training losses (vidpose.losses) against hand computation: SimpleBaseline's and CPN's
-heatmap MSE, the two-stage estimator's BCE and offset L1, STM-skeletons' map losses,
-CenterNet's focal and regression losses, AE's heatmap and tag losses, the correspondence
-network's Eq. 4-5."""
+"""vidpose.losses against hand computation, one section per method, and its place below the
+methods."""
 from __future__ import annotations
 
 import ast

@@ -1,15 +1,7 @@
-"""The training losses of every method, one home for all, each named for its paper.
-
-Heatmap regression of the top-down methods (SimpleBaseline, CPN, the two-stage estimator of
-the keypoint-correspondence paper), the maps of STM-skeletons, CenterNet's centre heatmap
-and box regressions, Associative Embedding's heatmaps and tags and the correspondence
-network's affinity maps. Each takes tensors (and, where a method weighs several terms, the
-few config fields it reads) and returns a scalar or a dict of named scalars; none builds a
-network. The RNN pose decoder's Hungarian-matched loss keeps its own module
-(:mod:`vidpose.methods.rnn_loss`): a matcher and a chunking state machine, not a formula.
-
-This module sits below the methods (it imports torch and ``vidpose.nn`` only), so a method
-never imports another method for its loss.
+"""Every method's training loss, each citing its paper; a method never imports another method
+for its loss. This module sits below the methods (it imports torch and ``vidpose.nn`` only).
+The RNN pose decoder's Hungarian-matched loss keeps its own module,
+:mod:`vidpose.methods.rnn_loss`: a matcher and a chunking state machine, not a formula.
 """
 from __future__ import annotations
 
@@ -21,8 +13,14 @@ from torch import Tensor
 
 from vidpose.nn.hourglass import split_maps
 
-# --------------------------------------------------------------- top-down heatmaps (MSE)
 
+def _masked_mean(values: Tensor, counted: Tensor) -> Tensor:
+    """Mean of ``values`` over the ``counted`` ones (0 with none, graph kept)."""
+    weight = counted.to(values.dtype)
+    return (values * weight).sum() / weight.sum().clamp_min(1.0)
+
+
+# --------------------------------------------------------------- top-down heatmaps (MSE)
 
 def _joint_losses(heatmaps: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
     """(B, K): 0.5 x the per-joint mean squared error of the target-weighted heatmaps; its
@@ -68,7 +66,6 @@ def cpn_loss(global_heatmaps: list[Tensor], refined: Tensor, target: Tensor,
 
 # ------------------------------------------- two-stage estimator (keypoint correspondences)
 
-
 def heatmap_bce_loss(logits: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
     """Binary cross-entropy of (B, K, h, w) heatmap logits against Gaussian targets, each
     joint's map weighted by ``target_weight`` (B, K); the mean runs over every pixel of every
@@ -82,8 +79,8 @@ def offset_l1_loss(offsets: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean absolute error of the (B, K, 2, h, w) offsets over the components of the cells
     in ``mask`` (B, K, h, w); 0 when no cell is masked. The two-stage estimator's joint
     offset loss (Rafi et al., ECCV 2020, appendix 0.A.1, the deltas of Eq. 7)."""
-    weight = mask[:, :, None].to(offsets.dtype).expand_as(offsets)
-    return ((offsets - target.to(offsets.dtype)).abs() * weight).sum() / weight.sum().clamp_min(1.0)
+    error = (offsets - target.to(offsets.dtype)).abs()
+    return _masked_mean(error, mask[:, :, None].expand_as(offsets))
 
 
 # --------------------------------------------------------------- STM-skeletons' map losses
@@ -121,7 +118,6 @@ def map_loss(name: str, logits: Tensor, target: Tensor, gamma: float) -> Tensor:
 
 
 # ---------------------------------------------------------------------------- CenterNet
-
 
 class CenterNetWeights(Protocol):
     """The fields of ``CenterNetConfig`` that :func:`centernet_loss` reads."""
@@ -180,7 +176,6 @@ def centernet_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor],
 
 
 # ------------------------------------------------------------------ Associative Embedding
-
 
 class AELossWeights(Protocol):
     """The fields of ``AssocEmbeddingConfig`` that :func:`ae_loss` reads."""
@@ -253,13 +248,6 @@ def ae_loss(outputs: list[Tensor], batch: dict[str, Tensor], cfg: AELossWeights,
 
 
 # ----------------------------------------------- keypoint correspondence network (Rafi et al.)
-
-
-def _masked_mean(per_map: Tensor, counted: Tensor) -> Tensor:
-    """Mean of (B, P, K) values over the ``counted`` ones (0 with none, graph kept)."""
-    weight = counted.to(per_map.dtype)
-    return (per_map * weight).sum() / weight.sum().clamp_min(1.0)
-
 
 def siamese_loss(affinity: Tensor, targets: Tensor, counted: Tensor, eps: float = 1e-6) -> Tensor:
     """Eq. 4: binary cross-entropy between the softmax maps (clamped into (0, 1), since a
