@@ -84,12 +84,9 @@ class BoxEvaluator(SplitEvaluator):
         self.batches.append({"frame": frame.cpu().numpy(), "boxes": boxes, "scores": scores,
                              "valid": valid})
 
-    def sample_key(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        return rows["frame"][:, None]
-
     def finish(self, dataset: PoseDataset, folder: Path | None) -> dict[str, float]:
         """Box AP of the split (none without a box); ``detections.json`` in ``folder``."""
-        rows = self.unique_rows()
+        rows = self.unique_rows(lambda rows: rows["frame"][:, None])
         if not rows:
             return {}
         frames = rows["frame"].tolist()

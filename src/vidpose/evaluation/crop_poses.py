@@ -53,12 +53,11 @@ class CropPoseEvaluator(SplitEvaluator):
             "box": crop_boxes(batch["crop_to_image"], batch["image"].shape[-2:]).cpu().numpy(),
         })
 
-    def sample_key(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        return np.column_stack([rows["frame"], rows["person"], np.round(rows["box"], 2)])
-
     def finish(self, dataset: PoseDataset, folder: Path | None) -> dict[str, float]:
         """PoseTrack mAP/MOTA (or COCO AP) of the split; its prediction files in ``folder``."""
-        poses = self.poses_per_frame(self.unique_rows())
+        # A crop is its frame, person and box: crops of detection boxes share person -1.
+        poses = self.poses_per_frame(self.unique_rows(lambda rows: np.column_stack(
+            [rows["frame"], rows["person"], np.round(rows["box"], 2)])))
         if folder is not None:
             write_predictions(folder, dataset, poses)
         return score_poses(dataset, poses, self.device)

@@ -1,9 +1,8 @@
 """What every split evaluator shares: gathering the processes' predictions, keeping each
-sample once, and finding the split they belong to."""
+sample once, finding the split they belong to."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Callable
 
 import numpy as np
 import torch.distributed as dist
@@ -11,10 +10,7 @@ import torch.distributed as dist
 from vidpose.errors import ConfigError
 from vidpose.pose import PoseDataset
 
-T = TypeVar("T")
-
-
-def gather_all(obj: T) -> list[T]:
+def gather_all(obj: Any) -> list[Any]:
     """``obj`` of every process in rank order, on every rank (``[obj]`` without DDP).
 
     Each rank evaluates its share of a split; once every rank holds all predictions, every
@@ -45,9 +41,9 @@ def split_data(datamodule: Any, stage: str, evaluated_by: str) -> PoseDataset:
 
 
 class SplitEvaluator:
-    """The predictions of one split: ``add`` per batch (subclasses say what a batch gives),
-    ``finish(dataset, folder)`` once per split -> the scores by name, after writing the
-    result files into ``folder`` (None: no files, e.g. on ranks other than 0)."""
+    """The predictions of one split, held per batch. A subclass has ``add(...)`` per batch and
+    ``finish(dataset, folder)`` once per split -> the scores by name, after writing the result
+    files into ``folder`` (None: no files, e.g. on ranks other than 0)."""
 
     def __init__(self) -> None:
         self.batches: list[Any] = []
@@ -57,23 +53,17 @@ class SplitEvaluator:
         batches, self.batches = self.batches, []
         return [batch for part in gather_all(batches) for batch in part]
 
-    def sample_key(self, rows: dict[str, np.ndarray]) -> np.ndarray:
-        """(N, C): the columns that name the sample of each of the N rows."""
-        raise NotImplementedError
-
-    def unique_rows(self) -> dict[str, np.ndarray]:
+    def unique_rows(self, sample_key: Callable[[dict[str, np.ndarray]], np.ndarray]
+                    ) -> dict[str, np.ndarray]:
         """The gathered batches' arrays joined key by key ({} for none), one row per sample.
 
         DistributedSampler repeats samples to even out the ranks: rows with the same
-        ``sample_key`` are one sample, of which the first is kept, in key order, so that
-        scores and files do not depend on how the ranks split the data.
+        ``sample_key(rows)`` (N, C) are one sample, of which the first is kept, in key order,
+        so that scores and files do not depend on how the ranks split the data.
         """
         batches = self.gathered()
         if not batches:
             return {}
         rows = {name: np.concatenate([b[name] for b in batches]) for name in batches[0]}
-        _, first = np.unique(self.sample_key(rows), axis=0, return_index=True)
+        _, first = np.unique(sample_key(rows), axis=0, return_index=True)
         return {name: values[first] for name, values in rows.items()}
-
-    def finish(self, dataset: PoseDataset, folder: Path | None) -> dict[str, float]:
-        raise NotImplementedError
