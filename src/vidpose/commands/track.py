@@ -99,7 +99,7 @@ def _track(pipeline: OnlineTopDown | CorrespondencePipeline, frames: VideoFrames
 def handle(args: argparse.Namespace) -> None:
     from vidpose.config import compose
     from vidpose.errors import ConfigError
-    from vidpose.methods.scoring import score_poses
+    from vidpose.evaluation.scoring import score_poses
     from vidpose.formats.jsonio import check_output, dump_json
     from vidpose.formats.posetrack import write_posetrack_video
     from vidpose.methods import configured_boxes
