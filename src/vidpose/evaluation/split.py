@@ -2,6 +2,7 @@
 sample once, finding the split they belong to."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -22,6 +23,14 @@ def gather_all(obj: Any) -> list[Any]:
         dist.all_gather_object(parts, obj)
         return parts
     return [obj]
+
+
+def result_folder(trainer: Any, stage: str) -> Path | None:
+    """Where a split's result files go, ``<run>/predictions/<stage>``; None on ranks other
+    than 0 and in the sanity check, whose few batches would give misleading files."""
+    if trainer.is_global_zero and not trainer.sanity_checking:
+        return Path(trainer.default_root_dir) / "predictions" / stage
+    return None
 
 
 def split_data(datamodule: Any, stage: str, evaluated_by: str) -> PoseDataset:

@@ -14,7 +14,6 @@ crowded set (``val/crowded_AP_ae``). Each decoder's poses are written as COCO re
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,7 @@ from torch import Tensor
 
 from vidpose.data_modules.transforms import apply_affine, invert_affine
 from vidpose.errors import ConfigError
-from vidpose.evaluation.split import SplitEvaluator
+from vidpose.evaluation.split import SplitEvaluator, result_folder
 from vidpose.formats.cocostyle import PERSON_CATEGORY
 from vidpose.formats.results import write_coco_results
 from vidpose.methods.common import EvaluationHooks
@@ -155,7 +154,7 @@ class BottomUpEvaluation(EvaluationHooks):
         if not predictions:
             return
         sets = self._eval_sets()
-        write = self.trainer.is_global_zero and not self.trainer.sanity_checking
+        folder = result_folder(self.trainer, stage)
         for set_index, (set_name, truth) in enumerate(sets):
             ground_truth = self._ground_truth(truth)
             for decoder in self.DECODERS:
@@ -184,8 +183,6 @@ class BottomUpEvaluation(EvaluationHooks):
                         # Every rank holds all predictions: the values agree, no sync needed.
                         self.log(metric_name(stage, set_name, decoder, self.DECODERS[0], stat),
                                  stats[stat])
-                if write:
-                    path = (Path(self.trainer.default_root_dir) / "predictions" / stage
-                            / f"{set_name}_{decoder}.json")
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    write_coco_results(path, frames)
+                if folder is not None:
+                    folder.mkdir(parents=True, exist_ok=True)
+                    write_coco_results(folder / f"{set_name}_{decoder}.json", frames)

@@ -1,13 +1,12 @@
 """What several methods' LightningModules share: the optimiser and the evaluation hooks."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from vidpose.evaluation.split import SplitEvaluator, split_data
+from vidpose.evaluation.split import SplitEvaluator, result_folder, split_data
 from vidpose.methods import check_stride
 from vidpose.nn.resnet import ResNet, load_imagenet, resnet
 
@@ -80,10 +79,8 @@ class EvaluationHooks:
         """The evaluator's scores of the split logged as ``<stage>/<name>``; its result files
         in ``<run>/predictions/<stage>``."""
         dataset = split_data(self.trainer.datamodule, stage, type(self).__name__)
-        # The sanity check runs on a few batches only: its files would be misleading.
-        write = self.trainer.is_global_zero and not self.trainer.sanity_checking
-        folder = Path(self.trainer.default_root_dir) / "predictions" / stage if write else None
         # Every rank holds all predictions and computes the same values, which the mean that
         # sync_dist takes leaves exactly as they are.
+        folder = result_folder(self.trainer, stage)
         for name, value in self.evaluator.finish(dataset, folder).items():
             self.log(f"{stage}/{name}", value, sync_dist=True)

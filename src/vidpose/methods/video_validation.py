@@ -10,14 +10,13 @@ values.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from torch import Tensor
 
 from vidpose.data_modules.datasets import read_image
 from vidpose.evaluation.scoring import score_poses, write_predictions
-from vidpose.evaluation.split import gather_all
+from vidpose.evaluation.split import gather_all, result_folder
 from vidpose.pose import Pose, PoseDataset
 
 
@@ -58,5 +57,6 @@ class VideoValidation:
             self.log(f"val/{name}", value, sync_dist=True)
         for name, value in self.extra_scores(data, poses).items():
             self.log(f"val/{name}", value, sync_dist=True)
-        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            write_predictions(Path(self.trainer.default_root_dir) / "predictions" / "val", data, poses)
+        folder = result_folder(self.trainer, "val")
+        if folder is not None:
+            write_predictions(folder, data, poses)
