@@ -109,6 +109,7 @@ class DataConfig:
     input_size: list[int] = field(default_factory=lambda: [256, 192])  # (h, w)
     heatmap_stride: int = 4
     sigma: float = 2.0  # keypoint Gaussian, heatmap pixels
+    subpixel: str = "quarter"  # peak decoding: quarter (SimpleBaseline) | taylor (DARK)
     limb_sigma: float = 1.5  # limb map spread, heatmap pixels
     clip_length: int = 4
     clip_stride: int = 1

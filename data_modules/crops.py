@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.config import DataConfig
 from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
                                            labelled_frame_indices, read_image)
@@ -21,7 +22,6 @@ from vidpose.data_modules.sources import load_detections
 from vidpose.data_modules.transforms import CropTransform, normalize
 from vidpose.errors import ConfigError
 from vidpose.pose import Pose, PoseDataset
-from vidpose.targets import render_heatmaps
 
 # poseval's PCKh normaliser: 0.6 times the head box diagonal.
 HEAD_SIZE_FACTOR = 0.6
@@ -76,27 +76,6 @@ def detection_records(data: PoseDataset, detections: dict[int, list[Pose]]) -> l
     return records
 
 
-def crop_targets(keypoints: np.ndarray, input_size: tuple[int, int], stride: int, sigma: float,
-                 annotated: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """SimpleBaseline's targets of ``(..., K, 3)`` crop-pixel keypoints.
-
-    Returns the keypoints as float32, ``target_weight`` float32 ``(..., K)`` (labelled,
-    ``annotated`` in the schema and inside the crop) and ``heatmaps`` float32
-    ``(..., K, H/stride, W/stride)`` drawn for the weighted keypoints only.
-    """
-    keypoints_t = torch.from_numpy(keypoints).float()
-    h, w = input_size
-    x, y = keypoints_t[..., 0], keypoints_t[..., 1]
-    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    target_weight = ((keypoints_t[..., 2] > 0) & inside & annotated).float()
-    # Heatmap pixel x holds input pixel x * stride (vidpose.decode.heatmap_to_crop).
-    on_map = keypoints_t.clone()
-    on_map[..., :2] /= stride
-    on_map[..., 2] = target_weight
-    heatmaps = render_heatmaps(on_map[..., None, :, :], (h // stride, w // stride), sigma)
-    return keypoints_t, target_weight, heatmaps
-
-
 class CropDataset(Dataset, WorkerSeeded):
     """Person crops with SimpleBaseline's targets.
 
@@ -113,11 +92,8 @@ class CropDataset(Dataset, WorkerSeeded):
         self.data = data
         self.records = records
         self.schema = data.schema
-        self.input_size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
-        self.stride = int(cfg.heatmap_stride)
-        self.heatmap_size = (self.input_size[0] // self.stride, self.input_size[1] // self.stride)
-        self.sigma = float(cfg.sigma)
-        self.transform = CropTransform(self.input_size, self.schema, cfg.box_padding,
+        self.codec = HeatmapCodec.from_data(cfg)
+        self.transform = CropTransform(self.codec.input_size, self.schema, cfg.box_padding,
                                        cfg.augment if train else None)
         self.annotated = torch.from_numpy(self.schema.annotated_mask)
 
@@ -133,8 +109,8 @@ class CropDataset(Dataset, WorkerSeeded):
         pose = frame.poses[record.person] if record.person >= 0 else None
         gt = pose.keypoints if pose is not None else np.zeros((num_k, 3))
         crop = self.transform(read_image(self.data, frame), np.asarray(record.box), gt)
-        keypoints, target_weight, heatmaps = crop_targets(
-            crop.keypoints, self.input_size, self.stride, self.sigma, self.annotated)
+        keypoints = torch.from_numpy(crop.keypoints).float()
+        heatmaps, target_weight = self.codec.encode(keypoints, self.annotated)
         return {
             "image": normalize(crop.image),
             "heatmaps": heatmaps,

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch.utils.data import DataLoader, Dataset
 
+from vidpose.codec import SUBPIXEL
 from vidpose.data_modules.config import BOX_SOURCES, DATASETS, DataConfig
 from vidpose.data_modules.sampling import training_loader
 from vidpose.data_modules.sources import load_split, sample_schema, validation_source
@@ -43,6 +44,8 @@ def check_values(cfg: DataConfig) -> None:
     if cfg.keypoint_schema is not None and cfg.keypoint_schema not in SCHEMAS:
         raise ConfigError(f"data.keypoint_schema: {cfg.keypoint_schema!r} is not one of "
                           f"{sorted(SCHEMAS)}")
+    if cfg.subpixel not in SUBPIXEL:
+        raise ConfigError(f"data.subpixel: {cfg.subpixel!r} is not one of {list(SUBPIXEL)}")
     if cfg.box_source not in BOX_SOURCES:
         raise ConfigError(f"data.box_source: {cfg.box_source!r} is not one of {list(BOX_SOURCES)}")
     stride = cfg.heatmap_stride

@@ -22,10 +22,11 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from vidpose.codec import HeatmapCodec
 from vidpose.crowd import persons_per_frame
 from vidpose.data_modules.clips import clip_windows
 from vidpose.data_modules.config import DataConfig
-from vidpose.data_modules.crops import crop_targets, person_box
+from vidpose.data_modules.crops import person_box
 from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
                                            labelled_frame_indices, read_image)
 from vidpose.data_modules.transforms import CropTransform, normalize
@@ -93,10 +94,9 @@ class TrackClipDataset(Dataset, WorkerSeeded):
         self.data = data
         self.clips = clips
         self.schema = data.schema
-        self.input_size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
-        self.stride = int(cfg.heatmap_stride)
-        self.sigma = float(cfg.sigma)
-        self.transform = CropTransform(self.input_size, self.schema, cfg.box_padding, cfg.augment)
+        self.codec = HeatmapCodec.from_data(cfg)
+        self.transform = CropTransform(self.codec.input_size, self.schema, cfg.box_padding,
+                                       cfg.augment)
         self.annotated = torch.from_numpy(self.schema.annotated_mask)
         crowdedness = persons_per_frame(data)
         video_of = {id(frame): name for name, frames in data.videos().items() for frame in frames}
@@ -116,9 +116,8 @@ class TrackClipDataset(Dataset, WorkerSeeded):
             pose = frame.poses[person]
             crops.append(self.transform(read_image(self.data, frame), person_box(pose),
                                         pose.keypoints, params=params))
-        keypoints, target_weight, heatmaps = crop_targets(
-            np.stack([crop.keypoints for crop in crops]), self.input_size, self.stride,
-            self.sigma, self.annotated)
+        keypoints = torch.from_numpy(np.stack([crop.keypoints for crop in crops])).float()
+        heatmaps, target_weight = self.codec.encode(keypoints, self.annotated)
         return {
             "image": normalize(np.stack([crop.image for crop in crops])),
             "heatmaps": heatmaps,

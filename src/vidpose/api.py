@@ -26,6 +26,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from vidpose.errors import ConfigError, InputError
+from vidpose.methods import Tracking
 from vidpose.pose import Frame, Pose
 
 TOP_DOWN = ("simple_baseline", "two_stage_pose", "pose_memory")
@@ -36,12 +37,9 @@ BoxesLike = Optional[Sequence[Sequence[float]] | np.ndarray]
 def _run_config(checkpoint: Path) -> DictConfig:
     """The resolved config of the run that wrote ``checkpoint`` (its ``config.yaml``)."""
     from vidpose.config import validated
+    from vidpose.run.folders import run_of
 
-    path = checkpoint.parent.parent / "config.yaml"
-    if checkpoint.parent.name != "checkpoints" or not path.is_file():
-        raise InputError("not a checkpoint inside a run folder (expected runs/<experiment>/"
-                         "<time>/checkpoints/<name>.ckpt beside that run's config.yaml)",
-                         file=str(checkpoint), field="checkpoint")
+    path = run_of(checkpoint, "checkpoint") / "config.yaml"
     return validated(OmegaConf.load(path), str(path))
 
 
@@ -87,12 +85,8 @@ class _CropEstimator:
     policy = None
 
     def __init__(self, model: Any) -> None:
-        from vidpose.data_modules.datasets import as_data_config
-
         self.model = model
-        self.schema, self.stride = model.schema, model.stride
-        size = as_data_config(model.hparams["data"]).input_size
-        self.input_size = (int(size[0]), int(size[1]))
+        self.schema, self.codec = model.schema, model.codec
 
     @torch.no_grad()
     def estimate(self, crops: torch.Tensor, memories: list, crowded: bool) -> tuple[torch.Tensor, None]:
@@ -111,7 +105,7 @@ class Predictor:
         self._boxes = _GivenBoxes()
         self._pipeline = None
         if self.method in TOP_DOWN:
-            if hasattr(model, "pipeline"):  # pose_memory: its own tracking settings
+            if isinstance(model, Tracking):  # pose_memory: its own tracking settings
                 self._pipeline = model.pipeline(self._boxes)
             else:
                 from vidpose.data_modules.datasets import as_data_config
@@ -163,7 +157,7 @@ class Predictor:
         the person memories carry over frames). ``frames``: RGB images, or a video file or
         frame folder; ``boxes``: each frame's person boxes (None: the experiment's
         ``data.detector``, our person detector)."""
-        if not hasattr(self.model, "pipeline"):
+        if not isinstance(self.model, Tracking):
             raise ConfigError(f"track runs the tracking methods (pose_memory); "
                               f"{self.cfg.experiment.name!r} is a {self.method} experiment: "
                               "call predict on each frame")

@@ -10,6 +10,7 @@ import torch
 from rnn_scripted import ScriptedDecoder
 from torch.utils.data import DataLoader
 
+from vidpose.codec import HeatmapCodec
 from vidpose.errors import ConfigError, InputError
 from vidpose.methods.assoc_embedding import AssociativeEmbedding
 from vidpose.methods.rnn_decoder import (RNNPoseDecoder, emit_persons, heatmaps_to_poses,
@@ -230,7 +231,8 @@ def test_heatmaps_to_poses_by_hand():
     heatmaps[0, 1, 6, 1] = 0.4
     heatmaps[0, 2, 4, 4] = 0.01  # below tau = 0.015: score 0
     heatmaps[1, :, 3, 3] = 0.01  # no joint kept: the person is dropped
-    poses = heatmaps_to_poses(heatmaps, torch.tensor([0.9, 0.8]), tau=0.015, stride=4)
+    poses = heatmaps_to_poses(heatmaps, torch.tensor([0.9, 0.8]), tau=0.015,
+                              codec=HeatmapCodec((32, 32), stride=4, sigma=2.0))
     assert len(poses) == 1
     keypoints = poses[0].keypoints
     assert keypoints[0].tolist() == pytest.approx([5.25 * 4, 2 * 4, 0.8])

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy
+from vidpose.codec import HeatmapCodec
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Frame, Pose
 from vidpose.targets import render_heatmaps
@@ -20,8 +21,7 @@ class FakeEstimator:
     so a test can see what each person read."""
 
     schema = POSETRACK18
-    stride = 4
-    input_size = (64, 48)
+    codec = HeatmapCodec((64, 48), stride=4, sigma=1.5)
 
     def __init__(self, capacity: int = 3) -> None:
         self.policy = MemoryWritePolicy(capacity=capacity, replacement=False)

@@ -1,13 +1,24 @@
 """Registry of methods: name -> LightningModule, its model config dataclass, its data module.
 
 Modules are imported lazily so that `vidpose list` and config validation stay fast.
+
+Adding a method:
+1. ``methods/<method>.py``: a frozen config dataclass of its ``model:`` keys (read with
+   ``model_config``) and a LightningModule whose ``__init__(model, data, schema)`` calls
+   ``save_hyperparameters()``, so that a checkpoint rebuilds it; its loss goes to
+   ``losses.py``, its split scores to ``evaluation/``.
+2. Its entry in ``METHODS`` (the data module one of ``DATA_MODULES``).
+3. Experiment files naming it (shared defaults in ``experiments/_base/<method>.yaml``).
+4. Its tests, ``tests/methods/test_<method>*.py``; ``tests/smoke`` trains every experiment file.
+5. The optional hooks it needs: ``TRAINABLE`` (``trainable``), ``InferenceSettings``,
+   ``Tracking``, ``SummaryTable``.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vidpose.errors import ConfigError
 
@@ -15,67 +26,80 @@ if TYPE_CHECKING:
     from vidpose.tracking.boxes import BoxSource
 
 
+def trainable(method: Any) -> bool:
+    """False for a pipeline of trained models (``TRAINABLE = False``): ``train`` validates it
+    once, ``eval``/``track`` build it without ``--ckpt``."""
+    return bool(getattr(method, "TRAINABLE", True))
+
+
+@runtime_checkable
+class InferenceSettings(Protocol):
+    """A loaded checkpoint runs with the experiment's inference settings (memory, tracker)."""
+
+    def use_settings(self, model: dict[str, Any], data: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Tracking(Protocol):
+    """Tracks persons online (``vidpose track``, ``Predictor.track``), found in ``boxes``."""
+
+    def pipeline(self, boxes: BoxSource) -> Any: ...
+
+
+@runtime_checkable
+class SummaryTable(Protocol):
+    """A method class with its own table of a run's figures, printed after train/eval."""
+
+    @classmethod
+    def summary_table(cls, metrics: dict[str, float], stage: str = "val") -> str: ...
+
+    @classmethod
+    def summary_legend(cls, stage: str = "val") -> str: ...
+
+
+def _import(path: str) -> type:
+    """``"package.module:Class"`` -> the class, imported now."""
+    module, name = path.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 @dataclass(frozen=True)
 class MethodSpec:
-    module: str  # python module of the LightningModule and its config
+    module: str  # vidpose.methods.<module>: the LightningModule and its config
     model_class: str
     config_class: str
-    datamodule: str  # "package.module:Class"
+    datamodule: str  # its data module, a DATA_MODULES name
 
     @property
     def config_cls(self) -> type:
-        return getattr(importlib.import_module(self.module), self.config_class)
+        return _import(f"vidpose.methods.{self.module}:{self.config_class}")
 
     @property
     def model_cls(self) -> type:
-        return getattr(importlib.import_module(self.module), self.model_class)
+        return _import(f"vidpose.methods.{self.module}:{self.model_class}")
 
     @property
     def datamodule_cls(self) -> type:
-        mod, cls = self.datamodule.split(":")
-        return getattr(importlib.import_module(mod), cls)
+        return _import(DATA_MODULES[self.datamodule])
 
 
 METHODS: dict[str, MethodSpec] = {
-    "simple_baseline": MethodSpec(
-        "vidpose.methods.simple_baseline", "SimpleBaseline", "SimpleBaselineConfig",
-        "vidpose.data_modules.crops:CropDataModule",
-    ),
-    "stm": MethodSpec(
-        "vidpose.methods.stm", "STMSkeletons", "STMConfig",
-        "vidpose.data_modules.clips:ClipDataModule",
-    ),
-    "pose_memory": MethodSpec(
-        "vidpose.methods.pose_memory", "PoseMemory", "PoseMemoryConfig",
-        "vidpose.data_modules.track_clips:TrackClipDataModule",
-    ),
-    "centernet": MethodSpec(
-        "vidpose.methods.centernet", "CenterNet", "CenterNetConfig",
-        "vidpose.data_modules.boxes:BoxDataModule",
-    ),
-    "correspondence": MethodSpec(
-        "vidpose.methods.correspondence", "KeypointCorrespondence", "CorrespondenceConfig",
-        "vidpose.data_modules.pairs:PairDataModule",
-    ),
-    "correspondence_tracking": MethodSpec(
-        "vidpose.methods.correspondence_tracking", "CorrespondenceTracking",
-        "CorrespondenceTrackingConfig", "vidpose.data_modules.track_clips:TrackClipDataModule",
-    ),
-    "two_stage_pose": MethodSpec(
-        "vidpose.methods.two_stage_pose", "TwoStagePose", "TwoStagePoseConfig",
-        "vidpose.data_modules.crops:CropDataModule",
-    ),
-    "assoc_embedding": MethodSpec(
-        "vidpose.methods.assoc_embedding", "AssociativeEmbedding", "AssocEmbeddingConfig",
-        "vidpose.data_modules.images:ImageDataModule",
-    ),
-    "rnn_decoder": MethodSpec(
-        "vidpose.methods.rnn_decoder", "RNNPoseDecoder", "RNNDecoderConfig",
-        "vidpose.data_modules.images:ImageDataModule",
-    ),
+    "simple_baseline": MethodSpec("simple_baseline", "SimpleBaseline", "SimpleBaselineConfig",
+                                  "crops"),
+    "stm": MethodSpec("stm", "STMSkeletons", "STMConfig", "clips"),
+    "pose_memory": MethodSpec("pose_memory", "PoseMemory", "PoseMemoryConfig", "track_clips"),
+    "centernet": MethodSpec("centernet", "CenterNet", "CenterNetConfig", "boxes"),
+    "correspondence": MethodSpec("correspondence", "KeypointCorrespondence",
+                                 "CorrespondenceConfig", "pairs"),
+    "correspondence_tracking": MethodSpec("correspondence_tracking", "CorrespondenceTracking",
+                                          "CorrespondenceTrackingConfig", "track_clips"),
+    "two_stage_pose": MethodSpec("two_stage_pose", "TwoStagePose", "TwoStagePoseConfig", "crops"),
+    "assoc_embedding": MethodSpec("assoc_embedding", "AssociativeEmbedding",
+                                  "AssocEmbeddingConfig", "images"),
+    "rnn_decoder": MethodSpec("rnn_decoder", "RNNPoseDecoder", "RNNDecoderConfig", "images"),
 }
 
-# Data modules an experiment may name in ``experiment.datamodule`` instead of its method's.
+# The data modules by name: each method's default, or the experiment's experiment.datamodule.
 DATA_MODULES: dict[str, str] = {
     "crops": "vidpose.data_modules.crops:CropDataModule",
     "frames": "vidpose.data_modules.frames:FrameDataModule",
@@ -90,16 +114,19 @@ DATA_MODULES: dict[str, str] = {
 
 def get_datamodule_cls(spec: MethodSpec, name: str) -> type:
     """The data module class: the experiment's choice ``name`` or the method's default."""
-    if not name:
-        return spec.datamodule_cls
-    if name not in DATA_MODULES:
+    if name and name not in DATA_MODULES:
         raise ConfigError(f"experiment.datamodule: {name!r} is not one of {sorted(DATA_MODULES)}")
-    mod, cls = DATA_MODULES[name].split(":")
-    return getattr(importlib.import_module(mod), cls)
+    return _import(DATA_MODULES[name or spec.datamodule])
+
+
+# Keys that left the model section: old key -> where it lives now.
+MOVED_KEYS = {"refine": "data.subpixel"}  # the heatmap codec's decoding (vidpose.codec)
 
 
 def model_config(config_cls: type, model: dict[str, Any], method: str) -> Any:
     """A method's ``model:`` section as its config dataclass; unknown keys are refused."""
+    for key in sorted(set(model) & set(MOVED_KEYS)):
+        raise ConfigError(f"model.{key} is now {MOVED_KEYS[key]}")
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(model) - names)
     if unknown:

@@ -28,35 +28,41 @@ ground-truth persons per frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
+from vidpose.codec import HeatmapCodec
 from vidpose.crowd import crowd_videos, video_subset
 from vidpose.data_modules.datasets import as_data_config
-from vidpose.decode import REFINEMENTS, flip_back
+from vidpose.decode import flip_back
 from vidpose.errors import ConfigError
 from vidpose.evaluation.scoring import score_poses
 from vidpose.keypoints import get_schema
 from vidpose.losses import cpn_loss, joints_mse_loss
 from vidpose.methods import check_choices, check_stride, configured_boxes, model_config
-from vidpose.methods.common import BACKBONE_STRIDE, adam_with_steps
+from vidpose.methods.common import adam_with_steps, rename_unassembled_keys
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.nn.attention import MemoryRead
-from vidpose.nn.cpn import CPN
-from vidpose.nn.heads import DeconvHead
-from vidpose.nn.resnet import ARCHITECTURES, load_imagenet, resnet
+from vidpose.nn.resnet import ARCHITECTURES, load_imagenet
+from vidpose.nn.top_down import TOP_DOWN_NETS, crop_to_input, pad_to_stride, top_down_net
 from vidpose.pose import Frame, Pose, PoseDataset
 from vidpose.tracking.boxes import BoxSource
 from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
 
-BACKBONES = ("simple_baseline", "cpn")
 ATTENTIONS = ("switch", "vanilla", "coda")
+# Each network's loss on (intermediate heatmaps, heatmaps, target, weight, model config):
+# SimpleBaseline's MSE; CPN's GlobalNet levels + RefineNet with online hard keypoint mining.
+LOSSES: dict[str, Callable[..., Tensor]] = {
+    "simple_baseline": lambda intermediate, heatmaps, target, weight, cfg:
+        joints_mse_loss(heatmaps, target, weight),
+    "cpn": lambda intermediate, heatmaps, target, weight, cfg:
+        cpn_loss(intermediate, heatmaps, target, weight, cfg.hard_keypoints),
+}
 HEATMAP_STRIDE = 4
 
 
@@ -93,7 +99,6 @@ class PoseMemoryConfig:
     crowdedness: str = "running_mean"
     oks_nms_thr: float = 0.9
     joint_threshold: float = 0.0
-    refine: str = "quarter"
     flip_test: bool = True
     # Optimisation.
     lr: float = 1e-3
@@ -109,14 +114,14 @@ class PoseMemoryConfig:
 
     def tracking(self, box_padding: float) -> TrackingConfig:
         return TrackingConfig(self.association_iou, self.max_age, self.tracker,
-                              self.track_threshold, box_padding, self.refine, self.oks_nms_thr,
+                              self.track_threshold, box_padding, self.oks_nms_thr,
                               self.joint_threshold, self.crowd_threshold, self.crowdedness)
 
 
 def _model_config(model: dict[str, Any]) -> PoseMemoryConfig:
     cfg = model_config(PoseMemoryConfig, model, "pose_memory")
-    check_choices(cfg, {"backbone": BACKBONES, "attention": ATTENTIONS, "resnet": ARCHITECTURES,
-                        "refine": REFINEMENTS})
+    check_choices(cfg, {"backbone": TOP_DOWN_NETS, "attention": ATTENTIONS,
+                        "resnet": ARCHITECTURES})
     try:
         cfg.policy()
         cfg.tracking(1.25)
@@ -154,8 +159,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
     # `vidpose track` apply the experiment's values for these to a loaded checkpoint.
     INFERENCE_KEYS = ("attention", "capacity", "heatmap_threshold", "replacement", "high", "low",
                       "blur_sigma", "association_iou", "max_age", "tracker", "track_threshold",
-                      "crowd_threshold", "crowdedness", "oks_nms_thr", "joint_threshold", "refine",
-                      "flip_test")
+                      "crowd_threshold", "crowdedness", "oks_nms_thr", "joint_threshold", "flip_test")
 
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
@@ -163,23 +167,18 @@ class PoseMemory(VideoValidation, L.LightningModule):
         self.cfg = _model_config(model)
         self.schema = get_schema(schema)
         self.data_cfg = as_data_config(data)
-        self.input_size = (int(self.data_cfg.input_size[0]), int(self.data_cfg.input_size[1]))
+        self.codec = HeatmapCodec.from_data(self.data_cfg)
+        self.input_size = self.codec.input_size
         self.stride = HEATMAP_STRIDE
         check_stride(self.data_cfg.heatmap_stride, HEATMAP_STRIDE, "a pose memory model")
-        num_k = self.schema.num_keypoints
-        if self.cfg.backbone == "simple_baseline":
-            # The names SimpleBaseline uses, so its checkpoints initialise this model.
-            self.backbone = resnet(self.cfg.resnet)
-            self.head = DeconvHead(self.backbone.out_channels, num_k, 3, self.cfg.deconv_filters)
-            trunk, channels = self.backbone, self.backbone.out_channels
-        else:
-            self.cpn = CPN(self.cfg.resnet, num_k, self.cfg.cpn_channels)
-            trunk, channels = self.cpn.backbone, self.cpn.memory_channels
+        # Named as in SimpleBaseline (net.backbone, net.head): its checkpoints initialise this.
+        self.net = top_down_net(self.cfg.backbone, self.cfg.resnet, self.schema.num_keypoints,
+                                self.cfg.deconv_filters, self.cfg.cpn_channels)
         if self.cfg.pretrained:
-            load_imagenet(trunk, self.cfg.pretrained)
+            load_imagenet(self.net.backbone, self.cfg.pretrained)
             self.hparams["model"] = {**model, "pretrained": None}
-        self.read = (MemoryRead(channels, self.cfg.embed_channels, self.cfg.heads, self.cfg.alpha)
-                     if self.cfg.memory else None)
+        self.read = (MemoryRead(self.net.memory_channels, self.cfg.embed_channels, self.cfg.heads,
+                                self.cfg.alpha) if self.cfg.memory else None)
         self.policy = self.cfg.policy()
         self._poses: dict[int, list[Pose]] = {}
         self._pipeline: OnlineTopDown | None = None  # built once per validation epoch
@@ -194,31 +193,24 @@ class PoseMemory(VideoValidation, L.LightningModule):
         data = {**data, "input_size": list(self.input_size), "heatmap_stride": self.stride}
         self.hparams["data"] = data
         self.data_cfg = as_data_config(data)
+        self.codec = HeatmapCodec.from_data(self.data_cfg)  # data.subpixel of the experiment
 
     # -- network -------------------------------------------------------------------------
 
-    def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """(B, 3, H, W) crops -> the stride-32 map F the memory works on, and skip features.
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rename_unassembled_keys(checkpoint)
 
-        Sides that are not multiples of 32 are zero-padded at the right and bottom (zero is
-        the mean colour after normalisation); ``decode`` crops the heatmaps back.
-        """
-        pad_h, pad_w = -image.shape[-2] % BACKBONE_STRIDE, -image.shape[-1] % BACKBONE_STRIDE
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h))
-        if self.cfg.backbone == "simple_baseline":
-            return self.backbone(image), []
-        return self.cpn.encode(image)
+    def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(B, 3, H, W) crops, padded to the stride -> the stride-32 map F the memory works
+        on, and skip features."""
+        return self.net.encode(pad_to_stride(image))
 
     def decode(self, top: Tensor, skips: list[Tensor]) -> tuple[list[Tensor], Tensor]:
         """F~ (and skips) -> intermediate heatmaps (CPN's GlobalNet) and final heatmaps, at
         stride 4 of the unpadded input."""
-        height, width = self.input_size[0] // self.stride, self.input_size[1] // self.stride
-        if self.cfg.backbone == "simple_baseline":
-            intermediate, heatmaps = [], self.head(top)
-        else:
-            intermediate, heatmaps = self.cpn.decode(top, skips)
-        return ([h[..., :height, :width] for h in intermediate], heatmaps[..., :height, :width])
+        intermediate, heatmaps = self.net.decode(top, skips)
+        return ([crop_to_input(h, self.input_size, self.stride) for h in intermediate],
+                crop_to_input(heatmaps, self.input_size, self.stride))
 
     def _crowded(self, flags: Tensor) -> Tensor:
         """The crowdedness switch: per sample, CoDA (True) or vanilla attention."""
@@ -275,12 +267,6 @@ class PoseMemory(VideoValidation, L.LightningModule):
                              f"flip_test={not self.cfg.flip_test}")
         return [m[:, stream] if m is not None else None for m in memories]
 
-    def _loss(self, intermediate: list[Tensor], heatmaps: Tensor, target: Tensor,
-              weight: Tensor) -> Tensor:
-        if self.cfg.backbone == "simple_baseline":
-            return joints_mse_loss(heatmaps, target, weight)
-        return cpn_loss(intermediate, heatmaps, target, weight, self.cfg.hard_keypoints)
-
     # -- training ------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
@@ -298,8 +284,8 @@ class PoseMemory(VideoValidation, L.LightningModule):
             read_any = read_any or any(m is not None for m in stored)
             enhanced = self._read(top[:, t], stored, crowded)
             intermediate, heatmaps = self.decode(enhanced, [s[:, t] for s in skips])
-            loss = loss + self._loss(intermediate, heatmaps, batch["heatmaps"][:, t],
-                                     batch["target_weight"][:, t])
+            loss = loss + LOSSES[self.cfg.backbone](intermediate, heatmaps, batch["heatmaps"][:, t],
+                                                    batch["target_weight"][:, t], self.cfg)
             if memories and t < length - 1:  # the last frame's map is never read
                 # Stored maps are detached (as online); their rows keep W_K / W_V's graph.
                 rows = self.read.project(enhanced.detach())

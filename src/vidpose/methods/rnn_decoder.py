@@ -21,9 +21,9 @@ stays frozen in eval mode. Images need different numbers of backward passes, so 
 the per-backward gradient sync is off and the decoder's gradients are averaged over the
 ranks once per optimiser step.
 
-Inference: a joint is the heatmap argmax with the quarter-pixel refinement of
-``decode.decode_heatmaps``; a joint whose maximum is below tau (0.015) is discarded: score
-0, and, since a COCO results file cannot omit it and pycocotools scores every joint by its
+Inference: a joint is the heatmap argmax with the quarter-pixel refinement (the heatmap
+codec, ``data.subpixel``); a joint whose maximum is below tau (0.015) is discarded: score 0,
+and, since a COCO results file cannot omit it and pycocotools scores every joint by its
 coordinates, placed at the mean of the person's kept joints, as pose-ae-train (on which the
 paper's code is built) writes a missing joint (``bottom_up.place_dropped_joints``). The
 person score (the paper leaves it open) is p_t times the mean maximum of the person's kept
@@ -41,8 +41,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.datasets import as_data_config
-from vidpose.decode import decode_heatmaps, heatmap_to_crop
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import (check_choices, check_positive, check_stride, load_trained,
@@ -194,20 +194,22 @@ def refine_persons(features: Tensor, refiner: PoseRefinerLSTM,
     return out
 
 
-def heatmaps_to_poses(heatmaps: Tensor, stop_prob: Tensor, tau: float, stride: int) -> list[Pose]:
+def heatmaps_to_poses(heatmaps: Tensor, stop_prob: Tensor, tau: float,
+                      codec: HeatmapCodec) -> list[Pose]:
     """One image's persons (n, J, h, w) with their p_t (n,) -> Poses in input pixels.
 
-    Joints: argmax + quarter-pixel shift, score = heatmap maximum; below ``tau`` a joint is
-    dropped: score 0, at the mean of the kept joints (:func:`place_dropped_joints`). Person
-    score: p_t x the mean maximum of the kept joints; a person without one is dropped.
+    Joints: ``codec.decode`` (argmax + quarter-pixel shift by default), score = heatmap
+    maximum; below ``tau`` a joint is dropped: score 0, at the mean of the kept joints
+    (:func:`place_dropped_joints`). Person score: p_t x the mean maximum of the kept joints;
+    a person without one is dropped.
     """
     if not len(heatmaps):
         return []
-    coords, scores = decode_heatmaps(heatmaps.float(), "quarter")
+    coords, scores = codec.decode(heatmaps)
     kept = scores >= tau
     scores = torch.where(kept, scores, torch.zeros_like(scores))
     joint_mean = scores.sum(-1) / kept.sum(-1).clamp_min(1)
-    keypoints = torch.cat([heatmap_to_crop(coords, stride), scores[..., None]], -1)
+    keypoints = torch.cat([coords, scores[..., None]], -1)
     person_scores = stop_prob.float() * joint_mean
     return [Pose(place_dropped_joints(keypoints[n].cpu().numpy()), score=float(person_scores[n]))
             for n in range(len(heatmaps)) if kept[n].any()]
@@ -231,8 +233,8 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         self.automatic_optimization = False
         self.cfg = _model_config(model)
         data_cfg = as_data_config(data)
-        self.stride = int(data_cfg.heatmap_stride)
-        self.sigma = float(data_cfg.sigma)
+        self.codec = HeatmapCodec.from_data(data_cfg)
+        self.stride = self.codec.stride
         self.num_joints = get_schema(schema).num_keypoints
         self.ae = self._feature_model(model, feature_model, schema)
         check_stride(self.stride, self.ae.stride, "the AE feature extractor")
@@ -309,7 +311,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         rows = int(present.any(0).nonzero().max()) + 1 if present.any() else 0
         keypoints = keypoints[:, :rows].clone()
         keypoints[..., :2] /= self.stride
-        heatmaps = render_heatmaps(keypoints, size, self.sigma, per_person=True)
+        heatmaps = render_heatmaps(keypoints, size, self.codec.sigma, per_person=True)
         return heatmaps, present[:, :rows]
 
     def decoder_modules(self) -> nn.ModuleList:
@@ -362,7 +364,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         maps = [m for m, _ in persons]
         if self.lstm2 is not None:
             maps = refine_persons(normed, self.lstm2, persons, self.cfg.ordering)
-        return [heatmaps_to_poses(m, p, self.cfg.tau, self.stride)
+        return [heatmaps_to_poses(m, p, self.cfg.tau, self.codec)
                 for m, (_, p) in zip(maps, persons)]
 
     @torch.no_grad()

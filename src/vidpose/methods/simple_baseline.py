@@ -21,18 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import lightning as L
-import torch.nn.functional as F
 from torch import Tensor
 
+from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.datasets import as_data_config
-from vidpose.decode import REFINEMENTS, decode_heatmaps, flip_back, heatmap_to_crop
+from vidpose.decode import flip_back
 from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import joints_mse_loss
 from vidpose.methods import check_choices, model_config
-from vidpose.methods.common import BACKBONE_STRIDE, EvaluationHooks, adam_with_steps, deconv_resnet
+from vidpose.methods.common import (EvaluationHooks, adam_with_steps, deconv_resnet,
+                                    rename_unassembled_keys)
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
+from vidpose.nn.top_down import SimpleBaselineNet, crop_to_input, pad_to_stride
 
 
 
@@ -52,7 +54,6 @@ class SimpleBaselineConfig:
     lr_factor: float = 0.1
     flip_test: bool = True
     flip_shift: bool = True
-    refine: str = "quarter"  # sub-pixel decoding: quarter (official) | taylor (DARK's step)
     oks_nms_thr: float = 0.9  # OKS-NMS of poses from detection boxes (official value)
     # Joints scored below this are left out of the predictions (written 0, 0, 0). MOTA counts
     # every predicted joint whatever its score, so PoseTrack entries drop unsure joints: a
@@ -62,7 +63,7 @@ class SimpleBaselineConfig:
 
 def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
     cfg = model_config(SimpleBaselineConfig, model, "simple_baseline")
-    check_choices(cfg, {"backbone": ARCHITECTURES, "refine": REFINEMENTS})
+    check_choices(cfg, {"backbone": ARCHITECTURES})
     return cfg
 
 
@@ -75,26 +76,21 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
         self.save_hyperparameters()
         self.cfg = _model_config(model)
         self.schema = get_schema(schema)
-        # The data section as the data module reads it: validated, defaults filled in.
-        self.stride = int(as_data_config(data).heatmap_stride)
-        self.backbone = deconv_resnet(self, model, self.stride)
-        self.head = DeconvHead(self.backbone.out_channels, self.schema.num_keypoints,
-                               self.cfg.deconv_layers, self.cfg.deconv_filters,
-                               self.cfg.deconv_kernel, self.cfg.final_kernel)
+        # Decoded as the data module encodes its targets: from the same data section.
+        self.codec = HeatmapCodec.from_data(as_data_config(data))
+        self.stride = self.codec.stride
+        trunk = deconv_resnet(self, model, self.stride)
+        self.net = SimpleBaselineNet(trunk, DeconvHead(
+            trunk.out_channels, self.schema.num_keypoints, self.cfg.deconv_layers,
+            self.cfg.deconv_filters, self.cfg.deconv_kernel, self.cfg.final_kernel))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        rename_unassembled_keys(checkpoint)
 
     def forward(self, image: Tensor) -> Tensor:
-        """(B, 3, H, W) normalised crops -> (B, K, H / stride, W / stride) heatmaps.
-
-        Inputs whose sides are not multiples of 32 are zero-padded at the right and bottom
-        (zero is the mean colour after normalisation) and the heatmaps cropped back, which
-        keeps heatmap pixel u at input pixel stride * u.
-        """
-        height, width = image.shape[-2:]
-        pad_h, pad_w = -height % BACKBONE_STRIDE, -width % BACKBONE_STRIDE
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h))
-        heatmaps = self.head(self.backbone(image))
-        return heatmaps[..., : height // self.stride, : width // self.stride]
+        """(B, 3, H, W) normalised crops, padded to the ResNet's stride -> (B, K, H / stride,
+        W / stride) heatmaps."""
+        return crop_to_input(self.net(pad_to_stride(image)), image.shape[-2:], self.stride)
 
     def predict_heatmaps(self, image: Tensor) -> Tensor:
         """Test-time heatmaps: with flip test, the mean of the crop's and its mirror's maps."""
@@ -124,5 +120,4 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
         heatmaps = self.predict_heatmaps(batch["image"])
         loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True, batch_size=batch_size)
-        coords, scores = decode_heatmaps(heatmaps.float(), self.cfg.refine)
-        self.evaluator.add(batch, heatmap_to_crop(coords, self.stride), scores)
+        self.evaluator.add(batch, *self.codec.decode(heatmaps))

@@ -27,9 +27,9 @@ from typing import Any, Optional, Sequence
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import flip_back, heatmap_peaks, heatmap_to_crop
 from vidpose.errors import ConfigError
@@ -40,6 +40,7 @@ from vidpose.methods import check_positive, check_stride, model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
+from vidpose.nn.top_down import crop_to_input, pad_to_stride
 
 BACKBONE_STRIDE = 16  # GoogLeNet layer 17 (end of inception 4e)
 HEATMAP_STRIDE = 4  # two stride-2 deconvolutions
@@ -101,22 +102,15 @@ class TwoStagePoseNet(nn.Module):
         return maps[:, :k], maps[:, k:].unflatten(1, (k, 2))
 
     def forward(self, image: Tensor) -> list[tuple[Tensor, Tensor]]:
-        """Both stages' (heatmap logits, offsets); the last pair is the model's output.
-
-        Sides that are not multiples of 16 are zero-padded at the right and bottom (the
-        mean colour after normalisation) and the maps cropped back, which keeps heatmap
-        cell u at input pixel 4 u.
-        """
-        height, width = image.shape[-2:]
-        pad_h, pad_w = -height % BACKBONE_STRIDE, -width % BACKBONE_STRIDE
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h))
-        features, taps = self.stage1(image, taps=("conv2",))
+        """Both stages' (heatmap logits, offsets) of crops padded to GoogLeNet's stride; the
+        last pair is the model's output."""
+        features, taps = self.stage1(pad_to_stride(image, BACKBONE_STRIDE), taps=("conv2",))
         logits1, offsets1 = self._split(self.head1(features))
         refine_input = torch.cat([taps["conv2"], torch.sigmoid(logits1), offsets1.flatten(1, 2)], 1)
         logits2, offsets2 = self._split(self.head2(self.stage2(refine_input)))
-        h, w = height // HEATMAP_STRIDE, width // HEATMAP_STRIDE
-        return [(logits[..., :h, :w], offsets[..., :h, :w])
+        size = image.shape[-2:]
+        return [(crop_to_input(logits, size, HEATMAP_STRIDE),
+                 crop_to_input(offsets, size, HEATMAP_STRIDE))
                 for logits, offsets in ((logits1, offsets1), (logits2, offsets2))]
 
 
@@ -187,10 +181,9 @@ class TwoStagePose(EvaluationHooks, L.LightningModule):
         self.save_hyperparameters()
         self.cfg = _model_config(model)
         self.schema = get_schema(schema)
-        data_cfg = as_data_config(data)
-        self.stride = int(data_cfg.heatmap_stride)
+        self.codec = HeatmapCodec.from_data(as_data_config(data))  # the online pipeline's
+        self.stride, self.input_size = self.codec.stride, self.codec.input_size
         check_stride(self.stride, HEATMAP_STRIDE, "the two-stage network")
-        self.input_size = (int(data_cfg.input_size[0]), int(data_cfg.input_size[1]))
         self.net = TwoStagePoseNet(self.schema.num_keypoints, self.cfg.width,
                                    self.cfg.deconv_filters)
         if self.cfg.pretrained:

@@ -33,8 +33,9 @@ import torch
 from torch import Tensor
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
+from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.transforms import CropTransform, normalize
-from vidpose.decode import crop_to_image, decode_heatmaps, heatmap_to_crop, oks_nms, person_score
+from vidpose.decode import crop_to_image, oks_nms, person_score
 from vidpose.errors import ConfigError
 from vidpose.keypoints import Schema
 from vidpose.pose import Frame, Pose
@@ -49,8 +50,7 @@ class Estimator(Protocol):
     """What the pipeline needs of a top-down pose model (``methods.pose_memory.PoseMemory``)."""
 
     schema: Schema
-    stride: int
-    input_size: tuple[int, int]
+    codec: HeatmapCodec  # its crop size, and how its heatmaps decode
     policy: MemoryWritePolicy | None  # None: the model has no memory
 
     def estimate(self, crops: Tensor, memories: list[Tensor | None],
@@ -69,7 +69,6 @@ class TrackingConfig:
     tracker: str = "memory"  # memory | greedy_iou | greedy_oks (LightTrack-style baseline)
     track_threshold: float = 0.3  # greedy trackers: least IoU/OKS to continue a track
     box_padding: float = 1.25
-    refine: str = "quarter"
     oks_nms_thr: float = 0.9  # the SimpleBaseline code's value
     joint_threshold: float = 0.0  # joints below this are written with score 0 (MOTA ignores them)
     crowd_threshold: float = 8.0  # persons per frame above which a video counts as crowded
@@ -98,7 +97,7 @@ class OnlineTopDown:
         self.estimator = estimator
         self.boxes = boxes
         self.cfg = cfg
-        self.crop = CropTransform(estimator.input_size, estimator.schema, cfg.box_padding)
+        self.crop = CropTransform(estimator.codec.input_size, estimator.schema, cfg.box_padding)
         self.reset()
 
     def reset(self) -> None:
@@ -155,8 +154,8 @@ class OnlineTopDown:
 
     def _decode(self, heatmaps: Tensor, affines: Tensor, boxes: np.ndarray,
                 box_scores: np.ndarray, identities: list[int]) -> list[Pose]:
-        coords, scores = decode_heatmaps(heatmaps, self.cfg.refine)
-        xy = crop_to_image(heatmap_to_crop(coords, self.estimator.stride), affines).numpy()
+        coords, scores = self.estimator.codec.decode(heatmaps)
+        xy = crop_to_image(coords, affines).numpy()
         scores = scores.double().numpy()
         rescored = person_score(np.asarray(box_scores, dtype=np.float64), scores)
         written = np.where(scores >= self.cfg.joint_threshold, scores, 0.0)
