@@ -58,7 +58,7 @@ def _load(method: str, checkpoint: str, key: str) -> L.LightningModule:
 class CorrespondenceTracking(VideoValidation, L.LightningModule):
     """The tracking pipeline around a trained estimator and correspondence network."""
 
-    TRAINABLE = False  # vidpose.run validates it instead of fitting it
+    TRAINABLE = False  # methods.trainable: run.train validates it instead of fitting it
 
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
