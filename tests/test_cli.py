@@ -10,10 +10,10 @@ import pytest
 import torch
 from crashing import Crash
 
-import vidpose.run as run_module
+import vidpose.run.trainer as run_trainer
 from vidpose.cli import main
 from vidpose.config import compose
-from vidpose.run import train
+from vidpose.run import RUN_DIR_ENV, train
 
 SMALL = ["model.backbone=resnet18", "model.deconv_filters=32", "data.input_size=[64,48]",
          "experiment.scale=compact"]
@@ -117,9 +117,9 @@ def test_resume_last_continues_from_the_saved_step(quick_overrides, tmp_path, mo
                                       "trainer.checkpoint_every_n_steps=2",
                                       "data.max_train_samples=40", "data.batch_size=4"]
     cfg = compose("simple_baseline", args)
-    original = run_module._callbacks
-    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [Crash(5)])
-    monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
+    original = run_trainer._callbacks
+    monkeypatch.setattr(run_trainer, "_callbacks", lambda c, d: original(c, d) + [Crash(5)])
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg)
     run_dir = next((tmp_path / "runs" / "simple_baseline").iterdir())
@@ -127,8 +127,8 @@ def test_resume_last_continues_from_the_saved_step(quick_overrides, tmp_path, mo
     assert saved["global_step"] == 4
 
     first = _FirstStep()
-    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [first])
-    monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
+    monkeypatch.setattr(run_trainer, "_callbacks", lambda c, d: original(c, d) + [first])
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     result = train(compose("simple_baseline", args), resume="last")
     assert result.run_dir == run_dir  # same folder, not a new run
     assert first.first == 4

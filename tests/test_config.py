@@ -155,9 +155,9 @@ def test_alias_files_are_checked(tmp_path):
 
 
 def test_run_lookups_of_an_alias_find_its_targets_runs(tmp_path):
-    from vidpose.run import resolve_init_from
+    from vidpose.run.prerequisites import resolve_run_reference
 
     ckpt = tmp_path / "rnn_t1_ours" / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"")
-    assert resolve_init_from("run:rnn_t3_learned", tmp_path) == ckpt
+    assert resolve_run_reference("run:rnn_t3_learned", tmp_path) == ckpt

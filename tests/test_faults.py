@@ -21,13 +21,14 @@ import pytest
 import torch
 from crashing import Crash
 
-import vidpose.run as run_module
+import vidpose.run.trainer as run_trainer
 from vidpose.callbacks.checkpoint import AtomicCheckpointIO, atomic_write, read_checkpoint
 from vidpose.cli import main
 from vidpose.config import compose
 from vidpose.errors import ConfigError, InputError
 from vidpose.report import run_metrics
-from vidpose.run import plan_resume, train
+from vidpose.run import RUN_DIR_ENV, train
+from vidpose.run.folders import plan_resume
 
 EXP = "assoc_embedding"
 VIDPOSE = [sys.executable, "-m", "vidpose.cli"]
@@ -198,13 +199,13 @@ def test_mid_epoch_resume_repeats_the_uninterrupted_run_step_by_step(tiny_synth,
     limits = ["trainer.max_steps=11", "trainer.max_epochs=5", "trainer.checkpoint_every_n_steps=2",
               "trainer.limit_val_batches=0"]
     args = _tiny(tiny_synth, tmp_path / "runs") + limits
-    monkeypatch.delenv(run_module.RUN_DIR_ENV, raising=False)
+    monkeypatch.delenv(RUN_DIR_ENV, raising=False)
     whole = train(compose(EXP, _tiny(tiny_synth, tmp_path / "whole") + limits))
-    original = run_module._callbacks
-    monkeypatch.setattr(run_module, "_callbacks", lambda c, d: original(c, d) + [Crash(9)])
+    original = run_trainer._callbacks
+    monkeypatch.setattr(run_trainer, "_callbacks", lambda c, d: original(c, d) + [Crash(9)])
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(compose(EXP, args))
-    monkeypatch.setattr(run_module, "_callbacks", original)
+    monkeypatch.setattr(run_trainer, "_callbacks", original)
     resumed = train(compose(EXP, [f"runs_dir={tmp_path / 'runs'}"]), resume="last")
     expected, got = _losses(whole.run_dir), _losses(resumed.run_dir)
     assert sorted(got) == sorted(expected) == list(range(11))

@@ -23,7 +23,8 @@ def _oracle_metrics(method: str, overfit_data: Path, tmp_path: Path, outputs, at
     network's outputs go (``model.<attribute>`` replaced for each batch): the oracle check
     of the path behind the network."""
     from vidpose.config import compose
-    from vidpose.run import build, build_trainer
+    from vidpose.run import build
+    from vidpose.run.trainer import build_trainer
 
     recipe = overfit.RECIPES[method]
     cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from vidpose.cli import main
 from vidpose.config import compose
-from vidpose.run import inherited_overrides, missing_prerequisites
+from vidpose.run.prerequisites import inherited_overrides, missing_prerequisites
 
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
           "data.input_size=[64,48]"]

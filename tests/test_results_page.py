@@ -15,7 +15,9 @@ from vidpose.results import (EXPERIMENTS, GOALS, LEFT_OUT, NO_RUN, NOT_MEASURABL
                              SHOWN, TABLES, Comparison, Figure, Goal, Measured, PaperTable,
                              finished_run, goal_status, page, persons_counted_exactly,
                              train_missing, verdict, write_page)
-from vidpose.run import FINISHED_FILE, missing_prerequisites, train
+from vidpose.run import train
+from vidpose.run.folders import FINISHED_FILE
+from vidpose.run.prerequisites import missing_prerequisites
 
 MEMORY, BASELINE = "memory_t3_simple_baseline_memory", "memory_t3_simple_baseline_baseline"
 MACHINE = {"accelerator": "cpu", "devices": 1, "cpu": "Test CPU 9000", "cores": 2,

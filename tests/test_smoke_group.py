@@ -8,7 +8,8 @@ import pytest
 from vidpose.cli import main
 from vidpose.config import compose, list_experiments
 from vidpose.errors import ConfigError
-from vidpose.run import SYNTH_DATASETS, train
+from vidpose.run import train
+from vidpose.run.data import SYNTH_DATASETS
 
 
 # One experiment of each method family at the paper scale too (whose blocks the group follows).
@@ -39,7 +40,7 @@ def test_smoke_on_real_data_shrinks_the_run_and_keeps_the_data():
 
 
 def test_a_prerequisite_is_smoke_run_too():
-    from vidpose.run import inherited_overrides
+    from vidpose.run.prerequisites import inherited_overrides
 
     assert inherited_overrides(["debug=smoke", "model.lr=1"]) == ["debug=smoke"]
 

@@ -9,7 +9,7 @@ from lightning.pytorch.loggers import WandbLogger
 from vidpose.cli import main
 from vidpose.config import compose, wandb_group, wandb_tags
 from vidpose.errors import ConfigError
-from vidpose.run import _loggers, wandb_mode
+from vidpose.run.trainer import _loggers, wandb_mode
 
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
           "data.input_size=[64,48]"]

@@ -51,7 +51,7 @@ def _report(err: VidposeError) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # No WANDB_MODE default here: logger.mode=auto logs offline, and online under a sweep
-    # agent (run.wandb_mode); a WANDB_MODE set here would hide the sweep from its runs.
+    # agent (run.trainer.wandb_mode); a WANDB_MODE set here would hide the sweep from its runs.
     os.environ.setdefault("WANDB_SILENT", "true")
     args = _parse(argv)
     try:

@@ -116,7 +116,7 @@ class TrainerConfig:
     progress_bar: bool = True
     # Any other argument of Lightning's Trainer (fast_dev_run, overfit_batches, profiler,
     # detect_anomaly, ...) may be set as trainer.<name> too: compose checks the name against
-    # Trainer.__init__ (LIGHTNING_MANAGED aside) and run.build_trainer passes it through.
+    # Trainer.__init__ (LIGHTNING_MANAGED aside) and run.trainer.build_trainer passes it through.
 
 
 # Trainer arguments the run builds itself, and the key that sets each instead.

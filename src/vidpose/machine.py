@@ -1,7 +1,7 @@
 """What a measurement ran on: the CPU's model and cores, library versions.
 
 Kept free of torch and Lightning so that ``vidpose bench`` records (``bench.py``) and run
-folders (``run.py``'s ``finished.yaml``) describe the machine the same way.
+folders (``run/folders.py``'s ``finished.yaml``) describe the machine the same way.
 """
 from __future__ import annotations
 

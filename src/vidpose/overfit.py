@@ -17,7 +17,6 @@ did not (no ``max_*_samples`` cut that the metric would not know about).
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -269,7 +268,7 @@ def with_prerequisites(names: list[str], root: Path, runs_dir: Path) -> list[str
     config: the refinement reads the Siamese run, the RNN decoder the AE) and that have no
     run yet, so that ``vidpose overfit correspondence_refinement`` works on its own."""
     from vidpose.config import compose
-    from vidpose.run import missing_prerequisites
+    from vidpose.run.prerequisites import missing_prerequisites
 
     by_experiment = {recipe.experiment: name for name, recipe in RECIPES.items()}
     ordered: list[str] = []

@@ -1,6 +1,6 @@
 """`vidpose report RUN_DIR... --out report.md`: compare runs the way a paper table does.
 
-Each run folder (``runs/<experiment>/<time>/``, see ``run.py``) gives its composed
+Each run folder (``runs/<experiment>/<time>/``, see ``run/folders.py``) gives its composed
 ``config.yaml`` and its Lightning CSV log ``csv/metrics.csv``, joined with the logs of its
 resumes (``csv/resume-<n>/metrics.csv``, each resumed from the step its ``resume-<n>.yaml``
 records): a resume's rows replace the earlier attempts' rows from that step on. The report

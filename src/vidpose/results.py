@@ -252,18 +252,16 @@ SHOWN, NOT_SHOWN, NOT_MEASURABLE, NO_RUN = (
 
 def finished_run(runs_dir: Path, experiment: str) -> Path | None:
     """The newest run folder of ``experiment`` (an alias: its target's) under ``runs_dir``
-    whose training finished (``run.FINISHED_FILE``); None when there is none. A run that was
-    interrupted, or is still training, is not finished: ``make results`` trains it anew."""
-    from vidpose.config import canonical_name
-    from vidpose.run import FINISHED_FILE, _run_order
+    whose training finished (``run.folders.FINISHED_FILE``); None when there is none. A run
+    that was interrupted, or is still training, is not finished: ``make results`` trains it
+    anew."""
+    from vidpose.run.folders import FINISHED_FILE, newest_run
 
-    base = Path(runs_dir) / canonical_name(experiment)
-    done = [p for p in base.glob("*") if p.name[:1].isdigit() and (p / FINISHED_FILE).is_file()]
-    return max(done, key=_run_order) if done else None
+    return newest_run(runs_dir, experiment, lambda p: (p / FINISHED_FILE).is_file())
 
 
 def _finished_record(folder: Path) -> dict:
-    from vidpose.run import FINISHED_FILE
+    from vidpose.run.folders import FINISHED_FILE
 
     return OmegaConf.to_container(OmegaConf.load(folder / FINISHED_FILE))
 

@@ -20,7 +20,7 @@ from vidpose.evaluation.scoring import write_predictions
 from vidpose.formats import read_coco, read_posetrack
 from vidpose.formats.results import write_coco_results
 from vidpose.pose import PoseDataset
-from vidpose.run import _callbacks
+from vidpose.run.trainer import _callbacks
 
 
 class _Data(L.LightningDataModule):

@@ -4,7 +4,6 @@ keypoint detections and keypoint P/R/F1."""
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 from vidpose.commands.summary import print_metrics
@@ -31,7 +30,9 @@ def handle(args: argparse.Namespace) -> None:
     from vidpose.data_modules.sources import load_split, validation_source
     from vidpose.errors import ConfigError
     from vidpose.methods.stm_video import infer_split
-    from vidpose.run import ensure_data, load_model
+    from vidpose.run import load_model
+    from vidpose.run.data import ensure_data
+    from vidpose.run.folders import new_run_dir
 
     cfg = compose(args.experiment, args.overrides)
     if cfg.experiment.method != "stm":
@@ -45,8 +46,7 @@ def handle(args: argparse.Namespace) -> None:
     # images, validating on PoseTrack18 videos).
     source = validation_source(data_cfg) if args.split == data_cfg.val_split else data_cfg
     data = in_schema(load_split(source, args.split), model.schema.name)
-    run_dir = Path(args.out) if args.out else (Path(cfg.runs_dir) / cfg.experiment.name
-                                               / f"infer-{time.strftime('%Y%m%d-%H%M%S')}")
+    run_dir = Path(args.out) if args.out else new_run_dir(cfg, prefix="infer-")
     folder = run_dir / "predictions" / args.split
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))

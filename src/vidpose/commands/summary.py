@@ -21,7 +21,7 @@ def print_metrics(run_dir: Path, metrics: dict[str, float]) -> None:
 def wandb_location(cfg: Any, run_dir: Path) -> str:
     """Where a run's W&B log is: its online page, its offline folder (and how to upload it),
     or that W&B was off."""
-    from vidpose.run import wandb_mode
+    from vidpose.run.trainer import wandb_mode
 
     mode = wandb_mode(cfg)
     id_file = run_dir / "wandb_id.txt"
@@ -59,17 +59,17 @@ def reading_notes(cfg: Any, run_dir: Path, legend: str = "") -> list[str]:
 
 def print_summary(cfg: Any, metrics: dict[str, float], run_dir: Path) -> None:
     """The method's own table of the run's figures (e.g. RNN vs AE on normal and crowded
-    images), for methods that define ``summary_table(metrics)``, then how to read the run's
+    images), for methods that are a ``methods.SummaryTable``, then how to read the run's
     figures and where the run is."""
-    from vidpose.methods import get_method
+    from vidpose.methods import SummaryTable, get_method
 
     if os.environ.get("LOCAL_RANK", "0") != "0":
         return
     model_cls = get_method(cfg.experiment.method).model_cls
     legend = ""
-    if hasattr(model_cls, "summary_table"):
+    if isinstance(model_cls, SummaryTable):
         table = model_cls.summary_table(metrics)
         if table:
             print(f"\n{table}")
-            legend = model_cls.summary_legend() if hasattr(model_cls, "summary_legend") else ""
+            legend = model_cls.summary_legend()
     print("\n" + "\n".join(reading_notes(cfg, run_dir, legend)))

@@ -102,8 +102,9 @@ def handle(args: argparse.Namespace) -> None:
     from vidpose.evaluation.scoring import score_poses
     from vidpose.formats.jsonio import check_output, dump_json
     from vidpose.formats.posetrack import write_posetrack_video
-    from vidpose.methods import configured_boxes
-    from vidpose.run import load_model, resolve_init_from
+    from vidpose.methods import Tracking, configured_boxes
+    from vidpose.run import load_model
+    from vidpose.run.prerequisites import resolve_run_reference
     from vidpose.tracking.video import image_id, open_video
 
     cfg = compose(args.experiment, args.overrides)
@@ -115,9 +116,9 @@ def handle(args: argparse.Namespace) -> None:
                           "whose image ids are the video's)")
     detector = args.detector
     if detector and detector.startswith("run:"):
-        detector = str(resolve_init_from(detector, Path(cfg.runs_dir)))
+        detector = str(resolve_run_reference(detector, Path(cfg.runs_dir), "--detector"))
     model = load_model(cfg, args.ckpt)
-    if not hasattr(model, "pipeline"):
+    if not isinstance(model, Tracking):
         raise ConfigError(f"vidpose track runs top-down tracking experiments (methods pose_memory "
                           f"and correspondence_tracking); {cfg.experiment.name!r} is a "
                           f"{cfg.experiment.method} experiment")
