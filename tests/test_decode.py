@@ -11,16 +11,13 @@ from vidpose.decode import (crop_to_image, decode_heatmaps, flip_back, heatmap_p
                             heatmap_to_crop, oks, oks_nms)
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Pose
+from vidpose.targets import render_heatmaps
 
 
 def gaussian_maps(centres: torch.Tensor, size: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
-    """(B, K, h, w) Gaussians at (B, K, 2) x, y centres, pixel centres at integer coords."""
-    h, w = size
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64),
-                            torch.arange(w, dtype=torch.float64), indexing="ij")
-    dx = xs - centres[..., 0, None, None]
-    dy = ys - centres[..., 1, None, None]
-    return torch.exp(-(dx ** 2 + dy ** 2) / (2 * sigma ** 2))
+    """(B, K, h, w) Gaussians at (B, K, 2) x, y centres, drawn by the suite's one renderer."""
+    present = torch.ones(centres.shape[:-1] + (1,), dtype=centres.dtype)
+    return render_heatmaps(torch.cat([centres, present], -1)[:, None], size, sigma)
 
 
 CENTRES = torch.tensor([[[10.3, 7.6], [5.5001, 12.0], [20.9, 3.2], [8.0, 8.0], [14.26, 9.74]]],

@@ -1,11 +1,7 @@
-"""The top-down heatmap codec: keypoints in crop pixels <-> one Gaussian heatmap per joint.
+"""The top-down heatmap codec: crop-pixel keypoints <-> one Gaussian heatmap per joint.
 
-Training targets (``encode``, the data modules) and predictions (``decode``, the methods and
-the online tracking pipeline) are built from the same ``data:`` keys (``input_size``,
-``heatmap_stride``, ``sigma``, ``subpixel``), so the two halves cannot drift apart; as
-mmpose's ``MSRAHeatmap`` codec, shared by its target generator and its head's decoder.
-Heatmap pixel ``u`` holds crop pixel ``u * stride`` (:func:`vidpose.decode.heatmap_to_crop`).
-
+The data modules' targets (``encode``) and the methods' predictions (``decode``) come from
+the same ``data:`` keys, so the two cannot drift apart (as mmpose's ``MSRAHeatmap``).
 Bottom-up and STM maps (several persons per map, limbs) keep ``targets.render_heatmaps``
 and their own decoders (``grouping.py``, ``stm_video.py``).
 """
@@ -59,7 +55,7 @@ class HeatmapCodec:
         return render_heatmaps(on_map[..., None, :, :], self.heatmap_size, self.sigma), weights
 
     def decode(self, heatmaps: Tensor) -> tuple[Tensor, Tensor]:
-        """``(B, K, h, w)`` heatmaps -> sub-pixel peaks ``(B, K, 2)`` in crop pixels and
-        scores ``(B, K)`` (each map's maximum)."""
+        """``(B, K, h, w)`` heatmaps -> sub-pixel peaks ``(B, K, 2)`` in crop pixels (heatmap
+        pixel ``u`` is crop pixel ``u * stride``) and scores ``(B, K)``, each map's maximum."""
         coords, scores = decode_heatmaps(heatmaps.float(), self.subpixel)
         return heatmap_to_crop(coords, self.stride), scores
