@@ -52,7 +52,7 @@ def test_without_memory_there_is_no_read_and_the_baseline_trains():
     assert model.read is None and model.policy is None
     loss = model.training_step(clip_batch(model), 0)
     loss.backward()
-    assert model.head.final_layer.weight.grad.abs().sum() > 0
+    assert model.net.head.final_layer.weight.grad.abs().sum() > 0
 
 
 def test_estimate_reads_memory_and_returns_the_map_to_write():
@@ -87,6 +87,18 @@ def test_the_flip_test_reads_a_memory_of_mirrored_crops():
     torch.testing.assert_close(crop_again[0, 1], mirror_again[0, 0], rtol=1e-4, atol=1e-4)
     # The memory made a difference to what was read.
     assert not torch.allclose(crop_again[0, 1], crop_written[0, 1], atol=1e-3)
+
+
+@pytest.mark.parametrize("backbone, old_prefix", [("simple_baseline", ""), ("cpn", "cpn.")])
+def test_a_checkpoint_from_before_the_network_was_one_module_loads(backbone, old_prefix):
+    saved = PoseMemory({**MODEL, "backbone": backbone, "cpn_channels": 32}, DATA)
+    checkpoint = {"state_dict": {old_prefix + k.removeprefix("net.") if k.startswith("net.") else k:
+                                 v for k, v in saved.state_dict().items()}}
+    torch.manual_seed(1)
+    model = PoseMemory({**MODEL, "backbone": backbone, "cpn_channels": 32}, DATA)
+    model.on_load_checkpoint(checkpoint)  # as load_from_checkpoint and a resumed fit call it
+    model.load_state_dict(checkpoint["state_dict"])  # strict: every tensor has its place
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.state_dict().items())
 
 
 def test_pad_memories_masks_missing_slots():

@@ -39,7 +39,7 @@ def test_flip_test_is_mirror_equivariant(small_model):
     # With the unshifted flip, the test-time maps of a mirrored crop are the mirrored maps.
     model = small_model(flip_shift=False).eval()
     with torch.no_grad():  # O(1) heatmaps instead of the initial ~1e-9
-        for m in model.head.modules():
+        for m in model.net.head.modules():
             if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)):
                 m.weight.normal_(std=0.1)
     image = torch.randn(2, 3, 64, 48)
@@ -88,7 +88,7 @@ def test_imagenet_file_is_not_needed_to_rebuild(small_model, tmp_path):
     weights = resnet("resnet18").state_dict()
     torch.save(weights, tmp_path / "r18.pth")
     model = small_model(pretrained=str(tmp_path / "r18.pth"))
-    assert torch.equal(model.backbone.conv1.weight, weights["conv1.weight"])
+    assert torch.equal(model.net.backbone.conv1.weight, weights["conv1.weight"])
     (tmp_path / "r18.pth").unlink()
     rebuilt = SimpleBaseline(**model.hparams)
     assert rebuilt.cfg.pretrained is None and model.cfg.pretrained is not None
@@ -205,6 +205,16 @@ def test_checkpoint_rebuilds_the_model(small_model, plain_crops, quiet_trainer, 
     trainer.save_checkpoint(tmp_path / "sb.ckpt")
     loaded = SimpleBaseline.load_from_checkpoint(tmp_path / "sb.ckpt", map_location="cpu")
     assert loaded.cfg == model.cfg and asdict(loaded.cfg)["lr_steps"] == [5]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_checkpoint_from_before_the_network_was_one_module_loads(small_model, tmp_path):
+    model = small_model()
+    old = {k.removeprefix("net."): v for k, v in model.state_dict().items()}  # backbone., head.
+    torch.save({"state_dict": old, "hyper_parameters": dict(model.hparams),
+                "pytorch-lightning_version": L.__version__}, tmp_path / "old.ckpt")
+    loaded = SimpleBaseline.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
 

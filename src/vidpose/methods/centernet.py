@@ -24,7 +24,6 @@ from typing import Any, Optional
 import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vidpose.data_modules.boxes import transform_boxes
@@ -35,10 +34,10 @@ from vidpose.evaluation.boxes import BoxEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import centernet_loss, gather_at
 from vidpose.methods import check_choices, check_positive, model_config
-from vidpose.methods.common import (BACKBONE_STRIDE, EvaluationHooks, adam_with_steps,
-                                    deconv_resnet, log_losses)
+from vidpose.methods.common import EvaluationHooks, adam_with_steps, deconv_resnet, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
+from vidpose.nn.top_down import crop_to_input, pad_to_stride
 
 @dataclass
 class CenterNetConfig:
@@ -141,17 +140,9 @@ class CenterNet(EvaluationHooks, L.LightningModule):
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
         """(B, 3, H, W) normalised images -> ``heatmap`` logits (B, 1, h, w), ``size`` and
-        ``offset`` (B, 2, h, w), h, w = H, W / stride.
-
-        Inputs whose sides are not multiples of 32 are zero-padded at the right and bottom
-        and the maps cropped back, which keeps heatmap pixel u at input pixel stride * u.
-        """
-        height, width = image.shape[-2:]
-        pad_h, pad_w = -height % BACKBONE_STRIDE, -width % BACKBONE_STRIDE
-        if pad_h or pad_w:
-            image = F.pad(image, (0, pad_w, 0, pad_h))
-        features = self.upsample(self.backbone(image))
-        return {name: head(features)[..., : height // self.stride, : width // self.stride]
+        ``offset`` (B, 2, h, w), h, w = H, W / stride (padded to the ResNet's stride)."""
+        features = self.upsample(self.backbone(pad_to_stride(image)))
+        return {name: crop_to_input(head(features), image.shape[-2:], self.stride)
                 for name, head in self.heads.items()}
 
     @torch.no_grad()

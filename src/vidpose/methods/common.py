@@ -8,9 +8,7 @@ from torch import Tensor, nn
 
 from vidpose.evaluation.split import SplitEvaluator, result_folder, split_data
 from vidpose.methods import check_stride
-from vidpose.nn.resnet import ResNet, load_imagenet, resnet
-
-BACKBONE_STRIDE = 32  # a ResNet's last stage
+from vidpose.nn.resnet import BACKBONE_STRIDE, ResNet, load_imagenet, resnet
 
 
 def adam_with_steps(module: nn.Module, cfg: Any) -> dict[str, Any]:
@@ -37,6 +35,14 @@ def deconv_resnet(module: Any, model: dict, stride: int) -> ResNet:
         load_imagenet(trunk, cfg.pretrained)
         module.hparams["model"] = {**model, "pretrained": None}
     return trunk
+
+
+def rename_unassembled_keys(checkpoint: dict[str, Any]) -> None:
+    """A SimpleBaseline or pose memory checkpoint saved before its network became one module
+    names the tensors ``backbone.*`` and ``head.*`` (or ``cpn.*``): renamed to ``net.*``."""
+    state = checkpoint["state_dict"]
+    for key in [k for k in state if k.startswith(("backbone.", "head.", "cpn."))]:
+        state["net." + key.removeprefix("cpn.")] = state.pop(key)
 
 
 def log_losses(module: Any, losses: dict[str, Tensor], batch_size: int) -> Tensor:

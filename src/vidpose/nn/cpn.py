@@ -20,9 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vidpose.nn.resnet import ResNet, resnet
+from vidpose.nn.resnet import BACKBONE_STRIDE, ResNet, resnet
 
-BACKBONE_STRIDE = 32
 PYRAMID_LEVELS = 4  # C2, C3, C4, C5
 
 

@@ -16,6 +16,8 @@ from torch import Tensor, nn
 
 from vidpose.errors import InputError
 
+BACKBONE_STRIDE = 32  # of the last stage's map
+
 
 def _conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
