@@ -7,9 +7,9 @@ import pytest
 
 from vidpose.cli import main
 from vidpose.config import compose, list_experiments
+from vidpose.data_modules.config import DATASETS as SYNTH_DATASETS
 from vidpose.errors import ConfigError
 from vidpose.run import train
-from vidpose.run.data import SYNTH_DATASETS
 
 
 # One experiment of each method family at the paper scale too (whose blocks the group follows).

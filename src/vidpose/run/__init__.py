@@ -43,8 +43,7 @@ def _new_model(cfg: DictConfig) -> L.LightningModule:
         raise ConfigError(f"data.dataset: {cfg.data.dataset!r} is not one of {sorted(DATASET_SCHEMA)}")
     resolve_checkpoints(cfg)
     return get_method(cfg.experiment.method).model_cls(
-        model=to_dict(cfg.model), data=to_dict(cfg.data),
-        schema=sample_schema(cfg.data))
+        model=to_dict(cfg.model), data=to_dict(cfg.data), schema=sample_schema(cfg.data))
 
 
 def build(cfg: DictConfig, *, init_weights: bool = True

@@ -5,9 +5,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from vidpose.data_modules.config import DATASETS
 from vidpose.errors import ConfigError, InputError
-
-SYNTH_DATASETS = ("posetrack18", "coco", "ochuman")
 
 
 def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
@@ -32,8 +31,8 @@ def ensure_data(cfg: DictConfig, *, progress: bool = True) -> None:
                                  "(or data.synth_preset to generate synthetic data there)",
                                  file=str(root), field=field)
             continue
-        if root.name not in SYNTH_DATASETS:
-            raise ConfigError(f"{field}: a synthetic root must end in one of {SYNTH_DATASETS} "
+        if root.name not in DATASETS:
+            raise ConfigError(f"{field}: a synthetic root must end in one of {DATASETS} "
                               f"(got {root}); set data.synth_preset=null for real data")
         out = root.parent
         if (out / "manifest.json").is_file():
