@@ -4,9 +4,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from vidpose.cli import main
 from vidpose.config import compose
-from vidpose.run.prerequisites import inherited_overrides, missing_prerequisites
+from vidpose.errors import InputError
+from vidpose.run.prerequisites import (inherited_overrides, missing_prerequisites,
+                                       resolve_run_reference)
 
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
           "data.input_size=[64,48]"]
@@ -61,3 +65,13 @@ def test_the_flagship_trains_the_ae_then_the_decoder_and_prints_its_table(
     assert main(["eval", "rnn_association", *args, "model.features=null",
                  "--ckpt", str(ckpt)]) == 0
     assert "| AE grouping | " in capsys.readouterr().out
+
+
+def test_a_run_reference_is_the_newest_run_in_the_order_runs_were_made(tmp_path):
+    for name in ("20260101-120000-2", "20260101-120000-10", "eval-20270101-000000"):
+        (tmp_path / "centernet" / name / "checkpoints").mkdir(parents=True)
+        (tmp_path / "centernet" / name / "checkpoints" / "last.ckpt").write_bytes(b"")
+    newest = tmp_path / "centernet" / "20260101-120000-10" / "checkpoints" / "last.ckpt"
+    assert resolve_run_reference("run:centernet", tmp_path, "--detector") == newest
+    with pytest.raises(InputError, match="field '--detector': no run of experiment 'stm'"):
+        resolve_run_reference("run:stm", tmp_path, "--detector")

@@ -114,9 +114,8 @@ def handle(args: argparse.Namespace) -> None:
     if args.boxes == "detections" and not args.detections:
         raise ConfigError("--boxes detections needs --detections FILE (COCO results boxes "
                           "whose image ids are the video's)")
-    detector = args.detector
-    if detector and detector.startswith("run:"):
-        detector = str(resolve_run_reference(detector, Path(cfg.runs_dir), "--detector"))
+    detector = args.detector and str(resolve_run_reference(args.detector, Path(cfg.runs_dir),
+                                                           "--detector"))
     model = load_model(cfg, args.ckpt)
     if not isinstance(model, Tracking):
         raise ConfigError(f"vidpose track runs top-down tracking experiments (methods pose_memory "
