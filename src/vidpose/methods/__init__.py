@@ -11,7 +11,7 @@ Adding a method:
 3. Experiment files naming it (shared defaults in ``experiments/_base/<method>.yaml``).
 4. Its tests, ``tests/methods/test_<method>*.py``; ``tests/smoke`` trains every experiment file.
 5. The optional hooks it needs: ``TRAINABLE`` (``trainable``), ``InferenceSettings``,
-   ``Tracking``, ``SummaryTable``.
+   ``Tracking``, ``SummaryTable`` below; ``FP32_REASON`` (``callbacks/distribution.py``).
 """
 from __future__ import annotations
 
