@@ -83,7 +83,7 @@ def run(quick: bool = False) -> dict[str, float]:
 
         base = best_time(plain_frame, rounds)
         with torch.no_grad():
-            top, _ = plain.encode(crops[:1])
+            top, _ = plain.net.encode(crops[:1])
         print(f"{backbone}: stored map {tuple(top.shape[1:])}, plain {1000 * base / PERSONS:.1f} "
               f"ms/crop")
         print(f"{'capacity':>9} {'vanilla x':>10} {'CoDA x':>8} {'KiB/person':>11}")

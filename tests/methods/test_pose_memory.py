@@ -89,18 +89,6 @@ def test_the_flip_test_reads_a_memory_of_mirrored_crops():
     assert not torch.allclose(crop_again[0, 1], crop_written[0, 1], atol=1e-3)
 
 
-@pytest.mark.parametrize("backbone, old_prefix", [("simple_baseline", ""), ("cpn", "cpn.")])
-def test_a_checkpoint_from_before_the_network_was_one_module_loads(backbone, old_prefix):
-    saved = PoseMemory({**MODEL, "backbone": backbone, "cpn_channels": 32}, DATA)
-    checkpoint = {"state_dict": {old_prefix + k.removeprefix("net.") if k.startswith("net.") else k:
-                                 v for k, v in saved.state_dict().items()}}
-    torch.manual_seed(1)
-    model = PoseMemory({**MODEL, "backbone": backbone, "cpn_channels": 32}, DATA)
-    model.on_load_checkpoint(checkpoint)  # as load_from_checkpoint and a resumed fit call it
-    model.load_state_dict(checkpoint["state_dict"])  # strict: every tensor has its place
-    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.state_dict().items())
-
-
 def test_pad_memories_masks_missing_slots():
     like = torch.zeros(3, 4, 2, 2)
     memory, valid = pad_memories([torch.ones(2, 4, 2, 2), None, torch.ones(1, 4, 2, 2)], like)

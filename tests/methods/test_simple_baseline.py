@@ -209,16 +209,6 @@ def test_checkpoint_rebuilds_the_model(small_model, plain_crops, quiet_trainer, 
         assert torch.equal(loaded.state_dict()[key], value), key
 
 
-def test_a_checkpoint_from_before_the_network_was_one_module_loads(small_model, tmp_path):
-    model = small_model()
-    old = {k.removeprefix("net."): v for k, v in model.state_dict().items()}  # backbone., head.
-    torch.save({"state_dict": old, "hyper_parameters": dict(model.hparams),
-                "pytorch-lightning_version": L.__version__}, tmp_path / "old.ckpt")
-    loaded = SimpleBaseline.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
-    for key, value in model.state_dict().items():
-        assert torch.equal(loaded.state_dict()[key], value), key
-
-
 @pytest.mark.slow
 def test_two_process_validation_equals_one(small_model, plain_crops, tmp_path):
     single_root, ddp_root = tmp_path / "one", tmp_path / "two"

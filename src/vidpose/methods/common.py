@@ -37,14 +37,6 @@ def deconv_resnet(module: Any, model: dict, stride: int) -> ResNet:
     return trunk
 
 
-def rename_unassembled_keys(checkpoint: dict[str, Any]) -> None:
-    """A SimpleBaseline or pose memory checkpoint saved before its network became one module
-    names the tensors ``backbone.*`` and ``head.*`` (or ``cpn.*``): renamed to ``net.*``."""
-    state = checkpoint["state_dict"]
-    for key in [k for k in state if k.startswith(("backbone.", "head.", "cpn."))]:
-        state["net." + key.removeprefix("cpn.")] = state.pop(key)
-
-
 def log_losses(module: Any, losses: dict[str, Tensor], batch_size: int) -> Tensor:
     """Log ``losses["loss"]`` as train/loss (per step and epoch, on the progress bar) and each
     other term as train/<name> per epoch; returns the loss to optimise."""

@@ -45,7 +45,7 @@ from vidpose.evaluation.scoring import score_poses
 from vidpose.keypoints import get_schema
 from vidpose.losses import cpn_loss, joints_mse_loss
 from vidpose.methods import check_choices, check_stride, configured_boxes, model_config
-from vidpose.methods.common import adam_with_steps, rename_unassembled_keys
+from vidpose.methods.common import adam_with_steps
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.nn.attention import MemoryRead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet
@@ -55,13 +55,10 @@ from vidpose.tracking.boxes import BoxSource
 from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
 
 ATTENTIONS = ("switch", "vanilla", "coda")
-# Each network's loss on (intermediate heatmaps, heatmaps, target, weight, model config):
-# SimpleBaseline's MSE; CPN's GlobalNet levels + RefineNet with online hard keypoint mining.
+# Each network's loss on (intermediate heatmaps, heatmaps, target, weight) and the config.
 LOSSES: dict[str, Callable[..., Tensor]] = {
-    "simple_baseline": lambda intermediate, heatmaps, target, weight, cfg:
-        joints_mse_loss(heatmaps, target, weight),
-    "cpn": lambda intermediate, heatmaps, target, weight, cfg:
-        cpn_loss(intermediate, heatmaps, target, weight, cfg.hard_keypoints),
+    "simple_baseline": lambda intermediate, *maps, cfg: joints_mse_loss(*maps),
+    "cpn": lambda *maps, cfg: cpn_loss(*maps, cfg.hard_keypoints),
 }
 HEATMAP_STRIDE = 4
 
@@ -195,16 +192,6 @@ class PoseMemory(VideoValidation, L.LightningModule):
         self.data_cfg = as_data_config(data)
         self.codec = HeatmapCodec.from_data(self.data_cfg)  # data.subpixel of the experiment
 
-    # -- network -------------------------------------------------------------------------
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rename_unassembled_keys(checkpoint)
-
-    def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """(B, 3, H, W) crops, padded to the stride -> the stride-32 map F the memory works
-        on, and skip features."""
-        return self.net.encode(pad_to_stride(image))
-
     def decode(self, top: Tensor, skips: list[Tensor]) -> tuple[list[Tensor], Tensor]:
         """F~ (and skips) -> intermediate heatmaps (CPN's GlobalNet) and final heatmaps, at
         stride 4 of the unpadded input."""
@@ -229,7 +216,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
                 crowded: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B, 3, H, W) crops, each person's stored memory rows (T, c_bar + C, h, w) or None
         -> heatmaps and F~."""
-        top, skips = self.encode(image)
+        top, skips = self.net.encode(pad_to_stride(image))
         if memories is not None:
             crowded = torch.zeros(len(top), dtype=torch.bool, device=top.device) \
                 if crowded is None else crowded
@@ -272,7 +259,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]  # (B, T, 3, H, W)
         batch_size, length = images.shape[:2]
-        top, skips = self.encode(images.flatten(0, 1))
+        top, skips = self.net.encode(pad_to_stride(images.flatten(0, 1)))
         top = top.unflatten(0, (batch_size, length))
         skips = [s.unflatten(0, (batch_size, length)) for s in skips]
         crowded = batch["persons_per_frame"] > self.cfg.crowd_threshold
@@ -284,8 +271,9 @@ class PoseMemory(VideoValidation, L.LightningModule):
             read_any = read_any or any(m is not None for m in stored)
             enhanced = self._read(top[:, t], stored, crowded)
             intermediate, heatmaps = self.decode(enhanced, [s[:, t] for s in skips])
-            loss = loss + LOSSES[self.cfg.backbone](intermediate, heatmaps, batch["heatmaps"][:, t],
-                                                    batch["target_weight"][:, t], self.cfg)
+            loss = loss + LOSSES[self.cfg.backbone](
+                intermediate, heatmaps, batch["heatmaps"][:, t], batch["target_weight"][:, t],
+                cfg=self.cfg)
             if memories and t < length - 1:  # the last frame's map is never read
                 # Stored maps are detached (as online); their rows keep W_K / W_V's graph.
                 rows = self.read.project(enhanced.detach())

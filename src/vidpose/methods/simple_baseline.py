@@ -30,12 +30,10 @@ from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import joints_mse_loss
 from vidpose.methods import check_choices, model_config
-from vidpose.methods.common import (EvaluationHooks, adam_with_steps, deconv_resnet,
-                                    rename_unassembled_keys)
+from vidpose.methods.common import EvaluationHooks, adam_with_steps, deconv_resnet
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
 from vidpose.nn.top_down import SimpleBaselineNet, crop_to_input, pad_to_stride
-
 
 
 @dataclass
@@ -83,9 +81,6 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
         self.net = SimpleBaselineNet(trunk, DeconvHead(
             trunk.out_channels, self.schema.num_keypoints, self.cfg.deconv_layers,
             self.cfg.deconv_filters, self.cfg.deconv_kernel, self.cfg.final_kernel))
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        rename_unassembled_keys(checkpoint)
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) normalised crops, padded to the ResNet's stride -> (B, K, H / stride,

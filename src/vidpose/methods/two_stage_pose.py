@@ -108,9 +108,8 @@ class TwoStagePoseNet(nn.Module):
         logits1, offsets1 = self._split(self.head1(features))
         refine_input = torch.cat([taps["conv2"], torch.sigmoid(logits1), offsets1.flatten(1, 2)], 1)
         logits2, offsets2 = self._split(self.head2(self.stage2(refine_input)))
-        size = image.shape[-2:]
-        return [(crop_to_input(logits, size, HEATMAP_STRIDE),
-                 crop_to_input(offsets, size, HEATMAP_STRIDE))
+        return [(crop_to_input(logits, image.shape[-2:], HEATMAP_STRIDE),
+                 crop_to_input(offsets, image.shape[-2:], HEATMAP_STRIDE))
                 for logits, offsets in ((logits1, offsets1), (logits2, offsets2))]
 
 

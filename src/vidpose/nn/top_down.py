@@ -1,11 +1,7 @@
-"""The top-down pose networks behind one interface, and padding to a network's stride.
-
-A ``TopDownNet`` is split at the stride-32 map F: ``encode`` (crops -> F and skip
-features) and ``decode`` (F, skips -> intermediate and final heatmaps at stride 4), so that
-the pose temporal memory reads F between the two. SimpleBaseline: F is the ResNet's C5 and
-the deconvolution head (``heads.py``) decodes it; CPN (``cpn.py``): F is GlobalNet's lateral
-of C5, decoded by GlobalNet and RefineNet.
-"""
+"""Top-down pose networks behind one interface, split at the stride-32 map F that the pose
+temporal memory reads: ``encode`` (crops -> F, skips) and ``decode`` (F, skips ->
+intermediate and final heatmaps). SimpleBaseline: F is C5, decoded by the deconvolution
+head; CPN (``cpn.py``): F is GlobalNet's lateral of C5. And padding to a network's stride."""
 from __future__ import annotations
 
 from typing import Protocol, Sequence
@@ -21,9 +17,8 @@ TOP_DOWN_NETS = ("simple_baseline", "cpn")
 
 
 def pad_to_stride(image: Tensor, stride: int = BACKBONE_STRIDE) -> Tensor:
-    """(..., H, W) zero-padded at the right and bottom to multiples of ``stride`` (zero is
-    the mean colour after normalisation). A map of stride s keeps pixel u at input pixel
-    s * u, so ``crop_to_input`` undoes the padding."""
+    """(..., H, W) zero-padded at the right and bottom to multiples of ``stride`` (zero is the
+    mean colour after normalisation); pixel u of a map keeps its place, u times its stride."""
     pad_h, pad_w = -image.shape[-2] % stride, -image.shape[-1] % stride
     return F.pad(image, (0, pad_w, 0, pad_h)) if pad_h or pad_w else image
 
@@ -34,24 +29,20 @@ def crop_to_input(maps: Tensor, size: Sequence[int], stride: int) -> Tensor:
 
 
 class TopDownNet(Protocol):
-    backbone: ResNet  # the trunk that ImageNet weights load into
-    memory_channels: int  # F's channels
-
-    def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """(B, 3, H, W), sides multiples of 32 -> F (B, memory_channels, H/32, W/32), skips."""
-
-    def decode(self, top: Tensor, skips: list[Tensor]) -> tuple[list[Tensor], Tensor]:
-        """F (or the memory's F~) and skips -> intermediate heatmaps (CPN's GlobalNet levels;
-        none for SimpleBaseline) and the final (B, K, H/4, W/4) heatmaps."""
+    """(B, 3, H, W) crops, sides multiples of 32 -> F (B, memory_channels, H/32, W/32) and
+    skips -> intermediate heatmaps (CPN's GlobalNet levels) and final (B, K, H/4, W/4) ones."""
+    backbone: ResNet  # where ImageNet weights load
+    memory_channels: int
+    def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]: ...
+    def decode(self, top: Tensor, skips: list[Tensor]) -> tuple[list[Tensor], Tensor]: ...
 
 
 class SimpleBaselineNet(nn.Module):
-    """SimpleBaseline's network: a ResNet and the deconvolution head; F is C5, no skips."""
+    """A ResNet and SimpleBaseline's deconvolution head: F is C5, no skips."""
 
     def __init__(self, backbone: ResNet, head: DeconvHead) -> None:
         super().__init__()
-        self.backbone, self.head = backbone, head
-        self.memory_channels = backbone.out_channels
+        self.backbone, self.head, self.memory_channels = backbone, head, backbone.out_channels
 
     def encode(self, image: Tensor) -> tuple[Tensor, list[Tensor]]:
         return self.backbone(image), []
@@ -65,12 +56,11 @@ class SimpleBaselineNet(nn.Module):
 
 def top_down_net(family: str, depth: str, num_joints: int, deconv_filters: int = 256,
                  cpn_channels: int = 256) -> TopDownNet:
-    """A ``TOP_DOWN_NETS`` network on a ResNet of ``depth`` (``resnet18`` ... ``resnet152``):
-    SimpleBaseline with its 3 deconvolutions of ``deconv_filters``, or CPN with pyramid
-    width ``cpn_channels``."""
-    if family not in TOP_DOWN_NETS:
-        raise ValueError(f"unknown network {family!r}; known: {', '.join(TOP_DOWN_NETS)}")
+    """A ``TOP_DOWN_NETS`` network on a ResNet of ``depth`` (SimpleBaseline: 3 deconvolutions)."""
+    if family == "simple_baseline":
+        trunk = resnet(depth)
+        head = DeconvHead(trunk.out_channels, num_joints, 3, deconv_filters)
+        return SimpleBaselineNet(trunk, head)
     if family == "cpn":
         return CPN(depth, num_joints, cpn_channels)
-    trunk = resnet(depth)
-    return SimpleBaselineNet(trunk, DeconvHead(trunk.out_channels, num_joints, 3, deconv_filters))
+    raise ValueError(f"unknown network {family!r}; known: {', '.join(TOP_DOWN_NETS)}")
