@@ -74,6 +74,17 @@ def test_every_recipe_trains_and_scores_the_same_split(overfit_data, tmp_path):
         assert cfg.data.crowded_root is None, recipe.name
 
 
+def test_a_precision_replaces_auto_for_every_recipe(overfit_data, tmp_path):
+    from vidpose.config import compose
+
+    for recipe in overfit.RECIPES.values():
+        cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path,
+                                                                  "32-true"))
+        assert cfg.trainer.precision == "32-true", recipe.name
+        assert compose(recipe.experiment, overfit.recipe_overrides(
+            recipe, overfit_data, tmp_path)).trainer.precision == "auto", recipe.name
+
+
 def test_unknown_method_is_a_one_line_error(tiny_synth, tmp_path, capsys):
     with pytest.raises(ConfigError, match="unknown method 'nosuch'"):
         overfit.run_all(["nosuch"], tiny_synth, tmp_path)

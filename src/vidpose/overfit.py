@@ -200,8 +200,10 @@ class Outcome:
         return self.reached >= self.goal and all(v >= g for _, v, g in self.checks)
 
 
-def recipe_overrides(recipe: Recipe, root: Path, runs_dir: Path) -> list[str]:
-    """The full override list of ``recipe`` on the overfit data at ``root``."""
+def recipe_overrides(recipe: Recipe, root: Path, runs_dir: Path,
+                     precision: str | None = None) -> list[str]:
+    """The full override list of ``recipe`` on the overfit data at ``root``; ``precision``
+    replaces ``trainer.precision=auto`` (issue 19: bf16 must reach fp32's metric here)."""
     epochs = next((o.split("=", 1)[1] for o in recipe.overrides
                    if o.startswith("trainer.max_epochs=")), "1")
     return [
@@ -213,16 +215,18 @@ def recipe_overrides(recipe: Recipe, root: Path, runs_dir: Path) -> list[str]:
         "trainer.accelerator=cpu", "trainer.devices=1", f"trainer.max_time={MAX_TIME}",
         f"trainer.check_val_every_n_epoch={epochs}", "trainer.log_every_n_steps=1",
         *recipe.overrides,
+        *([f"trainer.precision={precision}"] if precision else []),
     ]
 
 
 def run_recipe(recipe: Recipe, root: Path, runs_dir: Path,
-               extra: list[str] | None = None) -> Outcome:
+               extra: list[str] | None = None, precision: str | None = None) -> Outcome:
     """Train ``recipe`` on the overfit data at ``root`` and score it on the same samples."""
     from vidpose.config import compose
     from vidpose.run import evaluate, train
 
-    cfg = compose(recipe.experiment, recipe_overrides(recipe, root, runs_dir) + list(extra or []))
+    cfg = compose(recipe.experiment,
+                  recipe_overrides(recipe, root, runs_dir, precision) + list(extra or []))
     start = time.perf_counter()
     result = train(cfg)
     steps = _steps(result.run_dir)
@@ -248,18 +252,21 @@ def _steps(run_dir: Path) -> int:
     return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
 
 
-def run_all(names: list[str], tiny: Path, work: Path, echo: Callable[[str], None] = print
-            ) -> list[Outcome]:
-    """Run the named recipes (all when empty) on an overfit root made from ``tiny``."""
+def run_all(names: list[str], tiny: Path, work: Path, echo: Callable[[str], None] = print,
+            precision: str | None = None) -> list[Outcome]:
+    """Run the named recipes (all when empty) on an overfit root made from ``tiny``; with
+    ``precision``, in that precision, their runs (prerequisites too) under
+    ``<work>/runs-<precision>``."""
     unknown = [n for n in names if n not in RECIPES]
     if unknown:
         from vidpose.errors import ConfigError
         raise ConfigError(f"overfit: unknown method {unknown[0]!r}; known: {', '.join(RECIPES)}")
     root = overfit_root(tiny, work / "data")
+    runs_dir = work / (f"runs-{precision}" if precision else "runs")
     outcomes: list[Outcome] = []
-    for name in with_prerequisites(names or list(RECIPES), root, work / "runs"):
+    for name in with_prerequisites(names or list(RECIPES), root, runs_dir):
         echo(f"overfit {name} ...")
-        outcomes.append(run_recipe(RECIPES[name], root, work / "runs"))
+        outcomes.append(run_recipe(RECIPES[name], root, runs_dir, precision=precision))
     return outcomes
 
 
@@ -291,11 +298,12 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
-def main(names: list[str], tiny: Path, work: Path) -> int:
+def main(names: list[str], tiny: Path, work: Path, precision: str | None = None) -> int:
     """`vidpose overfit`: the table, and 0 only when every method reached its goal."""
     if not (tiny / "posetrack18").is_dir():  # the tiny preset, made as `vidpose data synth` would
         from vidpose.synth import synthesize
         synthesize(tiny, preset="tiny", seed=0, progress=False)
-    outcomes = run_all(names, tiny, work)
+    outcomes = run_all(names, tiny, work, precision=precision)
+    print(f"precision: {precision or 'auto (each method as trainer.precision=auto picks)'}")
     print(table(outcomes))
     return 0 if all(o.passed for o in outcomes) else 1

@@ -18,9 +18,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work", type=Path, default=Path("data/overfit"),
                         help="scratch folder for the 16-sample data root and its runs (outside "
                         "runs/, which `make report` reads)")
+    parser.add_argument("--precision", default=None,
+                        help="train every proof in this trainer.precision (e.g. 32-true, "
+                        "bf16-mixed) instead of auto, runs under <work>/runs-<precision>: "
+                        "compare the two tables to check bf16's numerics")
 
 
 def handle(args: argparse.Namespace) -> int:
     from vidpose.overfit import main
 
-    return main(args.methods, args.tiny or Path("data/synth/tiny"), args.work)
+    return main(args.methods, args.tiny or Path("data/synth/tiny"), args.work,
+                precision=args.precision)
