@@ -61,3 +61,11 @@ def test_bad_or_moved_subpixel_keys_are_one_line_config_errors():
         as_data_config({"subpixel": "dark"})
     with pytest.raises(ConfigError, match=r"^model.refine is now data.subpixel$"):
         SimpleBaseline({"backbone": "resnet18", "refine": "taylor"}, {})
+
+
+def test_the_old_key_on_the_command_line_names_its_new_place():
+    from vidpose.config import compose
+
+    with pytest.raises(ConfigError, match=r"unknown key 'model.refine' \(it is now "
+                                          r"'data.subpixel'\)"):
+        compose("simple_baseline", ["model.refine=taylor"])

@@ -119,14 +119,12 @@ def get_datamodule_cls(spec: MethodSpec, name: str) -> type:
     return _import(DATA_MODULES[name or spec.datamodule])
 
 
-# Keys that left the model section: old key -> where it lives now.
-MOVED_KEYS = {"refine": "data.subpixel"}  # the heatmap codec's decoding (vidpose.codec)
-
-
 def model_config(config_cls: type, model: dict[str, Any], method: str) -> Any:
     """A method's ``model:`` section as its config dataclass; unknown keys are refused."""
-    for key in sorted(set(model) & set(MOVED_KEYS)):
-        raise ConfigError(f"model.{key} is now {MOVED_KEYS[key]}")
+    from vidpose.config import MOVED_KEYS
+
+    for key in sorted(f"model.{k}" for k in model if f"model.{k}" in MOVED_KEYS):
+        raise ConfigError(f"{key} is now {MOVED_KEYS[key]}")
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(model) - names)
     if unknown:
