@@ -127,6 +127,11 @@ def test_wheel_ships_the_experiments_and_finds_them_installed(tmp_path):
     shipped = {f"vidpose/experiments/{p.relative_to(REPO / 'experiments').as_posix()}"
                for p in (REPO / "experiments").rglob("*.yaml")}
     assert shipped and shipped <= names
+    modules = {f"vidpose/{p.relative_to(REPO / 'src' / 'vidpose').as_posix()}"
+               for p in (REPO / "src" / "vidpose").rglob("*.py")}
+    modules |= {f"vidpose/{p.relative_to(REPO).as_posix()}" for folder in ("data_modules", "callbacks")
+                for p in (REPO / folder).rglob("*.py")}
+    assert modules - names == set()  # every package is listed in setup.cfg
     # A wheel is installed by unpacking it onto the path; it comes before the editable finder.
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
