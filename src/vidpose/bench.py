@@ -91,9 +91,6 @@ def run_all(quick: bool = False, only: list[str] | None = None,
     return results
 
 
-# ------------------------------------------------------------------------------------------
-# The results page's performance section (issue 19's goals)
-
 @dataclass(frozen=True)
 class BenchGoal:
     """A goal on recorded figures: every figure of ``benchmark`` whose name matches

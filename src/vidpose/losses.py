@@ -20,8 +20,6 @@ def _masked_mean(values: Tensor, counted: Tensor) -> Tensor:
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-# --------------------------------------------------------------- top-down heatmaps (MSE)
-
 def _joint_losses(heatmaps: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
     """(B, K): 0.5 x the per-joint mean squared error of the target-weighted heatmaps; its
     mean over all joints is :func:`joints_mse_loss`."""
@@ -64,8 +62,6 @@ def cpn_loss(global_heatmaps: list[Tensor], refined: Tensor, target: Tensor,
     return global_loss + per_sample.mean()
 
 
-# ------------------------------------------- two-stage estimator (keypoint correspondences)
-
 def heatmap_bce_loss(logits: Tensor, target: Tensor, target_weight: Tensor) -> Tensor:
     """Binary cross-entropy of (B, K, h, w) heatmap logits against Gaussian targets, each
     joint's map weighted by ``target_weight`` (B, K); the mean runs over every pixel of every
@@ -82,8 +78,6 @@ def offset_l1_loss(offsets: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     error = (offsets - target.to(offsets.dtype)).abs()
     return _masked_mean(error, mask[:, :, None].expand_as(offsets))
 
-
-# --------------------------------------------------------------- STM-skeletons' map losses
 
 STM_MAP_LOSSES = ("focal", "mse", "cc")  # model.loss of STM-skeletons (Tables 1-2)
 
@@ -116,8 +110,6 @@ def map_loss(name: str, logits: Tensor, target: Tensor, gamma: float) -> Tensor:
         return F.mse_loss(torch.sigmoid(logits), target)
     return correlation_loss(logits, target)
 
-
-# ---------------------------------------------------------------------------- CenterNet
 
 class CenterNetWeights(Protocol):
     """The fields of ``CenterNetConfig`` that :func:`centernet_loss` reads."""
@@ -174,8 +166,6 @@ def centernet_loss(outputs: dict[str, Tensor], batch: dict[str, Tensor],
                       + cfg.offset_weight * losses["offset_loss"])
     return losses
 
-
-# ------------------------------------------------------------------ Associative Embedding
 
 class AELossWeights(Protocol):
     """The fields of ``AssocEmbeddingConfig`` that :func:`ae_loss` reads."""
@@ -246,8 +236,6 @@ def ae_loss(outputs: list[Tensor], batch: dict[str, Tensor], cfg: AELossWeights,
             "loss": (cfg.heatmap_weight * heatmap_loss + cfg.pull_weight * pull_loss
                      + cfg.push_weight * push_loss)}
 
-
-# ----------------------------------------------- keypoint correspondence network (Rafi et al.)
 
 def siamese_loss(affinity: Tensor, targets: Tensor, counted: Tensor, eps: float = 1e-6) -> Tensor:
     """Eq. 4: binary cross-entropy between the softmax maps (clamped into (0, 1), since a

@@ -241,9 +241,6 @@ LEFT_OUT: dict[str, str] = {
 }
 
 
-# ------------------------------------------------------------------------------------------
-# Run folders
-
 DEFAULT_RUNS = Path("runs/results")
 DEFAULT_OUT = Path("docs/RESULTS.md")
 SHOWN, NOT_SHOWN, NOT_MEASURABLE, NO_RUN = (
@@ -404,9 +401,6 @@ def goal_status(goal: Goal, measured: Measured) -> tuple[float | None, float | N
     return reached, target, "met" if met else "missed"
 
 
-# ------------------------------------------------------------------------------------------
-# Training what is missing
-
 def duration(seconds: float | None) -> str:
     """``2 h 05 min``, ``5 min 12 s``, ``42 s``."""
     if seconds is None or math.isnan(seconds):
@@ -460,9 +454,6 @@ def train_missing(runs_dir: Path, experiments: tuple[str, ...] = EXPERIMENTS,
              f"{duration(time.monotonic() - began)} since make results started")
     return failed
 
-
-# ------------------------------------------------------------------------------------------
-# The page
 
 def _cell(value: float | None) -> str:
     return MISSING if value is None else _fmt(value)

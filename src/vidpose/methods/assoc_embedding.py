@@ -102,8 +102,6 @@ def _model_config(model: dict[str, Any]) -> AssocEmbeddingConfig:
     return cfg
 
 
-# ----------------------------------------------------------------------------- the module
-
 class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
     """Stacked hourglass with AE heatmaps and tags, grouped by AE's heuristics; COCO AP per
     validation set through :class:`BottomUpEvaluation`."""

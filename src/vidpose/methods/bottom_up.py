@@ -117,7 +117,6 @@ class BottomUpEvaluation(EvaluationHooks):
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
 
-    # ------------------------------------------------------------------------------------
     def make_evaluator(self) -> SplitEvaluator:
         """Holds (set index, decoder, frame, poses in image pixels) per image; the scores
         are this mixin's (per set and decoder)."""

@@ -73,8 +73,6 @@ def _model_config(model: dict[str, Any]) -> CenterNetConfig:
     return cfg
 
 
-# ----------------------------------------------------------------------------- decoding
-
 def decode_boxes(outputs: dict[str, Tensor], max_detections: int,
                  threshold: float = 0.0) -> tuple[Tensor, Tensor, Tensor]:
     """Boxes from the heads: (B, M, 4) x, y, w, h in heatmap pixels, scores (B, M) and
@@ -99,8 +97,6 @@ def boxes_to_image(boxes: np.ndarray, stride: int, image_to_input: np.ndarray) -
     scaled = np.asarray(boxes, dtype=np.float64) * stride
     return transform_boxes(scaled, invert_affine(image_to_input))
 
-
-# ----------------------------------------------------------------------------- the module
 
 def _output_head(in_channels: int, out_channels: int, head_conv: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(in_channels, head_conv, 3, padding=1), nn.ReLU(inplace=True),

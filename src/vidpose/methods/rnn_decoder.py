@@ -141,8 +141,6 @@ def _plain(section: Any) -> dict:
     return OmegaConf.to_container(section) if isinstance(section, DictConfig) else dict(section)
 
 
-# ----------------------------------------------------------------------------- inference
-
 def emit_persons(features: Tensor, decoder: PoseDecoderLSTM, passes: int, omega: float,
                  max_steps: int) -> list[tuple[Tensor, Tensor]]:
     """LSTM1 at inference, all images at once: step until p_t < omega or ``max_steps``.
@@ -214,8 +212,6 @@ def heatmaps_to_poses(heatmaps: Tensor, stop_prob: Tensor, tau: float,
     return [Pose(place_dropped_joints(keypoints[n].cpu().numpy()), score=float(person_scores[n]))
             for n in range(len(heatmaps)) if kept[n].any()]
 
-
-# ----------------------------------------------------------------------------- the module
 
 class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
     """Frozen AE features -> RunningNorm -> LSTM1 (+ LSTM2); Alg. 1 training; COCO AP of
