@@ -83,11 +83,6 @@ class MemoryRead(nn.Module):
         self.value = nn.Conv2d(channels, channels, 1, bias=False)        # W_V
         self.alpha = nn.Parameter(torch.tensor(float(alpha)))
 
-    @property
-    def row_channels(self) -> int:
-        """Channels of a stored map: its keys (c_bar) then its values (c)."""
-        return self.embed_channels + self.value.out_channels
-
     def project(self, maps: Tensor) -> Tensor:
         """(..., C, h, w) feature maps -> (..., c_bar + C, h, w): W_K m then W_V m, the form
         the memory stores, so that a read never projects a stored map again. Both 1x1

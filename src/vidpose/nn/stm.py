@@ -31,7 +31,6 @@ from vidpose.errors import InputError
 from vidpose.nn.resnet import read_state_dict, resnet
 
 STRIDE = 16  # res4, where keys and values live
-OUTPUT_STRIDE = 4  # res2, where the decoder predicts
 
 # Map channels per variant of the memory input and decoder output (see num_maps_for).
 VARIANTS = ("skeleton_map", "skeletons", "edges")
