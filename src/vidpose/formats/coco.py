@@ -5,13 +5,11 @@ import os
 from pathlib import Path
 
 from vidpose.formats.cocostyle import (
-    PERSON_CATEGORY, annotation_ids, box_of, category_record, coco_index, flat_keypoints,
+    PERSON_CATEGORY, TOP_LEVEL_KEYS, annotation_ids, box_of, category_record, flat_keypoints,
     read_images, read_poses, read_schema, require_keys, segmentation_record,
 )
 from vidpose.formats.jsonio import dump_json, load_json, reports_deep_nesting
 from vidpose.pose import PoseDataset
-
-TOP_LEVEL_KEYS = ("images", "annotations", "categories")
 
 
 @reports_deep_nesting
@@ -24,18 +22,23 @@ def read_coco(ann_file: str | os.PathLike, image_root: str | os.PathLike, *,
     ``check_images`` makes a missing image file an error; ``outside_tolerance`` is how
     many pixels a labelled keypoint may lie outside its image.
     """
-    file = str(ann_file)
-    data = load_json(ann_file)
+    return coco_dataset(load_json(ann_file), str(ann_file), image_root, check_images=check_images,
+                        outside_tolerance=outside_tolerance)
+
+
+def coco_dataset(data: object, file: str, image_root: str | os.PathLike, *,
+                 check_images: bool = True, outside_tolerance: float = 1.0) -> PoseDataset:
+    """``read_coco`` of an already parsed file (or an in-memory dict: ``file`` names it in
+    errors); each image's poses in file order, as pycocotools' index has them."""
     require_keys(data, TOP_LEVEL_KEYS, file)
     schema, category_ids = read_schema(data["categories"], file)
     frames = read_images(data["images"], file, image_root, check_images=check_images,
                          require_size=True)
     poses = read_poses(data["annotations"], file, frames, schema, category_ids,
                        outside_tolerance=outside_tolerance)
-    by_ann_id = {pose.ann_id: pose for pose in poses}
-    coco = coco_index(data)
-    for frame in frames:
-        frame.poses = [by_ann_id[ann["id"]] for ann in coco.imgToAnns[frame.image_id]]
+    by_id = {frame.image_id: frame for frame in frames}
+    for ann, pose in zip(data["annotations"], poses):
+        by_id[ann["image_id"]].poses.append(pose)
     return PoseDataset(frames, schema, str(image_root), source=file)
 
 

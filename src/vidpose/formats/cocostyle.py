@@ -30,11 +30,10 @@ if TYPE_CHECKING:  # pycocotools (and the urllib it imports) only where an index
     from pycocotools.coco import COCO
 
 PERSON_CATEGORY = 1
+TOP_LEVEL_KEYS = ("images", "annotations", "categories")
 VISIBILITY_FLAGS = (0, 1, 2)
 FILE_SCHEMAS = (COCO17, POSETRACK18)
 
-
-# ----------------------------------------------------------------------------- scalars
 
 def is_int(value: Any) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -59,7 +58,6 @@ def record_name(kind: str, record: dict, index: int) -> str:
     return f"{kind} {rid}" if is_int(rid) or isinstance(rid, str) else f"{kind}s[{index}]"
 
 
-
 def _unique_id(item: Any, kind: str, record: str, seen: set[int], file: str) -> int:
     """The integer ``id`` of an image or annotation object, refused when repeated."""
     if not isinstance(item, dict):
@@ -74,6 +72,7 @@ def _unique_id(item: Any, kind: str, record: str, seen: set[int], file: str) -> 
     seen.add(item_id)
     return item_id
 
+
 def read_box(value: Any, file: str, record: str, field: str) -> np.ndarray:
     """An x, y, w, h box of four finite numbers with non-negative width and height."""
     if not isinstance(value, (list, tuple)) or len(value) != 4 or not all(map(is_number, value)):
@@ -85,8 +84,6 @@ def read_box(value: Any, file: str, record: str, field: str) -> np.ndarray:
                          file=file, record=record, field=field)
     return box
 
-
-# ----------------------------------------------------------------------------- top level
 
 def require_keys(data: Any, keys: tuple[str, ...], file: str) -> None:
     """The file must be a JSON object holding each of ``keys`` as a list."""
@@ -131,8 +128,6 @@ def read_schema(categories: list, file: str) -> tuple[Schema, set[int]]:
         raise InputError("no category has a 'keypoints' name list", file=file, field="categories")
     return schema, ids
 
-
-# ----------------------------------------------------------------------------- images
 
 def inside_root(file_name: str) -> str | None:
     """``file_name`` normalised, or None when it is absolute or climbs out of the image root."""
@@ -184,8 +179,6 @@ def read_images(images: list, file: str, image_root: str | Path, *, check_images
                             is_labeled=is_labeled))
     return frames
 
-
-# ----------------------------------------------------------------------------- annotations
 
 def _read_segmentation(value: Any, frame: Frame, file: str, record: str) -> Any:
     """Polygons or an RLE dict; an RLE ``size`` written as the string "[h, w]" becomes a list."""
@@ -281,9 +274,10 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
                require_ids: bool = True) -> list[Pose]:
     """Validated ground-truth Poses, aligned with ``annotations`` (not yet attached to frames).
 
-    ``require_ids=False`` accepts annotations without ``id`` (prediction files, which
-    poseval reads without them); their Poses get ``ann_id`` None. Reads ``id``, ``image_id``, ``category_id``, ``keypoints``, and when present ``bbox``,
-    ``area``, ``iscrowd`` and ``segmentation``; format readers add their own fields. An
+    ``require_ids=False`` accepts annotations without ``id`` (prediction files, which poseval
+    reads without them); their Poses get ``ann_id`` None. Reads ``id``, ``image_id``,
+    ``category_id``, ``keypoints``, and when present ``bbox``, ``area``, ``iscrowd`` and
+    ``segmentation``; format readers add their own fields. An
     annotation with per-joint ``scores`` is a prediction (PoseTrack18 format): its joints
     are not labels and are not held to the image.
     """
@@ -350,8 +344,6 @@ def coco_index(data: dict) -> COCO:
     return coco
 
 
-# ----------------------------------------------------------------------------- results files
-
 def read_results_list(path: str | os.PathLike) -> tuple[str, list]:
     """The file name and its top-level list of result records (COCO results are a bare list)."""
     file = str(path)
@@ -386,8 +378,6 @@ def read_result_record(det: object, index: int, file: str,
                          field="score")
     return int(image_id), float(det["score"])
 
-
-# ----------------------------------------------------------------------------- writing
 
 def category_record(schema: Schema) -> dict:
     """The person category with ``schema``'s keypoint names and 1-based skeleton."""

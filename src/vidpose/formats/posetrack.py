@@ -17,15 +17,13 @@ import numpy as np
 
 from vidpose.errors import InputError
 from vidpose.formats.cocostyle import (
-    INT64_RANGE, JSON_NUMBER_TYPES, PERSON_CATEGORY, VISIBILITY_FLAGS, annotation_ids, box_of, category_record,
-    flat_keypoints, is_int, is_int64, is_number, read_box, read_images, read_poses, read_schema,
-    record_name, require_keys,
+    INT64_RANGE, JSON_NUMBER_TYPES, PERSON_CATEGORY, TOP_LEVEL_KEYS, VISIBILITY_FLAGS, annotation_ids,
+    box_of, category_record, flat_keypoints, is_int, is_int64, is_number, read_box, read_images,
+    read_poses, read_schema, record_name, require_keys,
 )
 from vidpose.formats.jsonio import dump_json, load_json, reports_deep_nesting
 from vidpose.keypoints import POSETRACK18, Schema
 from vidpose.pose import Frame, Pose, PoseDataset
-
-TOP_LEVEL_KEYS = ("images", "annotations", "categories")
 
 
 def _default_image_root(path: Path) -> Path:
@@ -135,9 +133,6 @@ def read_video(file: Path, image_root: Path, *, check_images: bool = True,
         _read_posetrack_fields(ann, pose, name, record_name("annotation", ann, i))
         by_id[ann["image_id"]].poses.append(pose)
     return schema, frames
-
-
-# ----------------------------------------------------------------------------- as arrays
 
 @dataclass
 class VideoArrays:

@@ -45,10 +45,9 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.errors import InputError
-from vidpose.formats.coco import TOP_LEVEL_KEYS, read_coco
+from vidpose.formats.coco import coco_dataset, read_coco
 from vidpose.formats.cocostyle import (
-    PERSON_CATEGORY, annotation_ids, category_record, coco_index, read_images, read_poses,
-    read_results_list, read_schema, require_keys,
+    PERSON_CATEGORY, annotation_ids, category_record, coco_index, read_results_list,
 )
 from vidpose.formats.jsonio import load_json
 from vidpose.formats.ochuman import read_ochuman
@@ -85,9 +84,6 @@ class CocoKeypointResult:
             "predictions": self.predictions,
         }
 
-
-# ----------------------------------------------------------------------------- ground truth
-
 def detect_dataset(data: Any, file: str) -> str:
     """'ochuman' when the file says so (its description, or RLE sizes quoted as strings, as
     OCHuman's files write them), else 'coco'. OCHuman's own ``ochuman.json`` is refused."""
@@ -116,19 +112,6 @@ def read_ground_truth(path: str | os.PathLike, dataset: str = "auto") -> tuple[P
     reader = read_ochuman if dataset == "ochuman" else read_coco
     truth = reader(path, Path(path).parent, check_images=False, outside_tolerance=math.inf)
     return truth, dataset
-
-
-def dataset_from_dict(data: Any, source: str = DICT_SOURCE) -> PoseDataset:
-    """Validate an in-memory COCO keypoints dict as ``read_coco`` validates a file."""
-    require_keys(data, TOP_LEVEL_KEYS, source)
-    schema, category_ids = read_schema(data["categories"], source)
-    frames = read_images(data["images"], source, ".", check_images=False, require_size=True)
-    poses = read_poses(data["annotations"], source, frames, schema, category_ids,
-                       outside_tolerance=math.inf)
-    by_id = {frame.image_id: frame for frame in frames}
-    for ann, pose in zip(data["annotations"], poses, strict=True):
-        by_id[ann["image_id"]].poses.append(pose)
-    return PoseDataset(frames, schema, "", source=source)
 
 
 def _counts(pose: Pose) -> bool:
@@ -184,9 +167,6 @@ def ground_truth_dict(truth: PoseDataset) -> dict[str, Any]:
     return {"images": images, "annotations": annotations,
             "categories": [category_record(truth.schema)]}
 
-
-# ----------------------------------------------------------------------------- predictions
-
 def read_predictions(path: str | os.PathLike, image_ids: set[int]) -> list[dict[str, Any]]:
     """The results file as the records ``COCO.loadRes`` takes: image_id, category_id,
     keypoints, score (in the file's order within each image)."""
@@ -208,9 +188,6 @@ def read_predictions(path: str | os.PathLike, image_ids: set[int]) -> list[dict[
         raise InputError("the results list is empty: no predictions to evaluate (every AP and "
                          "AR would be 0)", file=str(path))
     return predictions
-
-
-# ----------------------------------------------------------------------------- evaluation
 
 def coco_keypoint_stats(ground_truth: dict[str, Any], predictions: list[dict[str, Any]],
                         sigmas: np.ndarray) -> dict[str, float]:
@@ -273,9 +250,6 @@ def format_coco_table(result: CocoKeypointResult) -> str:
         lines.append("-: no ground-truth person of that size")
     return "\n".join(lines)
 
-
-# ----------------------------------------------------------------------------- metric
-
 class CocoKeypointAP(Metric):
     """COCO keypoint AP/AR of predicted persons against fixed ground truth, DDP-synced.
 
@@ -295,7 +269,8 @@ class CocoKeypointAP(Metric):
         if isinstance(ground_truth, PoseDataset):
             truth = ground_truth
         elif isinstance(ground_truth, dict):
-            truth = dataset_from_dict(ground_truth)
+            truth = coco_dataset(ground_truth, DICT_SOURCE, "", check_images=False,
+                                 outside_tolerance=math.inf)
         else:
             truth, _ = read_ground_truth(ground_truth, dataset)
         _require_persons(truth)
