@@ -12,7 +12,7 @@ from vidpose.methods.pose_memory import PoseMemory, pad_memories
 
 # An untrained net's maps are near blank: under the measured write gate nothing would be
 # written, so these tests of the memory's mechanics open the gate.
-MODEL = {"backbone": "simple_baseline", "resnet": "resnet18", "deconv_filters": 16,
+MODEL = {"network": "simple_baseline", "resnet": "resnet18", "deconv_filters": 16,
          "embed_channels": 16, "heads": 2, "capacity": 2, "lr": 2e-3, "lr_steps": [100],
          "heatmap_threshold": 0.0}
 DATA = {"dataset": "posetrack18", "synth_preset": None, "input_size": [64, 64], "sigma": 1.5,
@@ -28,10 +28,10 @@ def clip_batch(model: PoseMemory, batch: int = 2, length: int = 3) -> dict[str, 
             "persons_per_frame": torch.tensor([2.0, 12.0])[:batch]}
 
 
-@pytest.mark.parametrize("backbone", ["simple_baseline", "cpn"])
-def test_training_reads_the_memory_written_by_earlier_frames(backbone):
+@pytest.mark.parametrize("network", ["simple_baseline", "cpn"])
+def test_training_reads_the_memory_written_by_earlier_frames(network):
     torch.manual_seed(0)
-    model = PoseMemory({**MODEL, "backbone": backbone, "cpn_channels": 32}, DATA)
+    model = PoseMemory({**MODEL, "network": network, "cpn_channels": 32}, DATA)
     seen = []
     model.read.register_forward_hook(
         lambda module, args, output: seen.append((args[1].shape[1], args[2].tolist(),
@@ -110,7 +110,7 @@ def test_inference_settings_change_behaviour_not_weights():
 
 @pytest.mark.parametrize("model, data, message", [
     ({"attention": "soft"}, {}, "model.attention"),
-    ({"backbone": "hrnet"}, {}, "model.backbone"),
+    ({"network": "hrnet"}, {}, "model.network"),
     ({"capacity": 0}, {}, "capacity"),
     ({"colour": 1}, {}, "unknown key"),
     ({}, {"heatmap_stride": 8}, "stride 4"),
@@ -182,7 +182,7 @@ def test_validation_switches_coda_on_the_boxes_not_ground_truth_counts(monkeypat
         return np.array([[10.0 + 5 * i, 10, 20, 40] for i in range(boxes)]), np.ones(boxes)
 
     model = PoseMemory({**MODEL, "flip_test": False}, DATA)
-    monkeypatch.setattr(model, "box_source", lambda data, split: detector)
+    monkeypatch.setattr("vidpose.methods.video_validation.configured_boxes", lambda *args: detector)
     flags = []
     estimate = model.estimate
     monkeypatch.setattr(model, "estimate",

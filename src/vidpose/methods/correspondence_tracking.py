@@ -25,7 +25,7 @@ import numpy as np
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import configured_boxes, load_trained, model_config
+from vidpose.methods import load_trained, model_config
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.pose import Frame, Pose, PoseDataset
 from vidpose.tracking.boxes import BoxSource
@@ -80,8 +80,6 @@ class CorrespondenceTracking(VideoValidation, L.LightningModule):
                                   "merging need a trained correspondence network "
                                   "(run:correspondence_refinement)")
             self.correspondence = _load("correspondence", self.cfg.correspondence, "correspondence")
-        self._poses = {}
-        self._pipeline = None
 
     def pipeline(self, boxes: BoxSource) -> CorrespondencePipeline:
         net = self.correspondence.net if self.correspondence is not None else None
@@ -99,11 +97,6 @@ class CorrespondenceTracking(VideoValidation, L.LightningModule):
             return {}
         return {"applied_affinity_threshold": applied.affinity,
                 "applied_track_threshold": applied.track}
-
-    def make_pipeline(self, data: PoseDataset) -> CorrespondencePipeline:
-        boxes = configured_boxes(self.data_cfg, {f.image_id for f in data.frames},
-                                 self.data_cfg.val_split, self.device)
-        return self.pipeline(boxes)
 
     def track(self, pipeline: CorrespondencePipeline, frames: Iterable[tuple[Frame, np.ndarray]],
               video: str) -> Iterator[Frame]:

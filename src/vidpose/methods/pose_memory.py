@@ -44,7 +44,7 @@ from vidpose.errors import ConfigError
 from vidpose.evaluation.scoring import score_poses
 from vidpose.keypoints import get_schema
 from vidpose.losses import cpn_loss, joints_mse_loss
-from vidpose.methods import check_choices, check_stride, configured_boxes, model_config
+from vidpose.methods import check_choices, check_stride, model_config
 from vidpose.methods.common import adam_with_steps
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.nn.attention import MemoryRead
@@ -67,7 +67,7 @@ HEATMAP_STRIDE = 4
 class PoseMemoryConfig:
     """The ``model:`` section of a pose temporal memory experiment."""
 
-    backbone: str = "simple_baseline"  # simple_baseline | cpn
+    network: str = "simple_baseline"  # simple_baseline | cpn
     resnet: str = "resnet50"
     pretrained: Optional[str] = None  # local torchvision ImageNet state dict of the ResNet
     deconv_filters: int = 256  # SimpleBaseline head
@@ -117,7 +117,7 @@ class PoseMemoryConfig:
 
 def _model_config(model: dict[str, Any]) -> PoseMemoryConfig:
     cfg = model_config(PoseMemoryConfig, model, "pose_memory")
-    check_choices(cfg, {"backbone": TOP_DOWN_NETS, "attention": ATTENTIONS,
+    check_choices(cfg, {"network": TOP_DOWN_NETS, "attention": ATTENTIONS,
                         "resnet": ARCHITECTURES})
     try:
         cfg.policy()
@@ -169,7 +169,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
         self.stride = HEATMAP_STRIDE
         check_stride(self.data_cfg.heatmap_stride, HEATMAP_STRIDE, "a pose memory model")
         # Named as in SimpleBaseline (net.backbone, net.head): its checkpoints initialise this.
-        self.net = top_down_net(self.cfg.backbone, self.cfg.resnet, self.schema.num_keypoints,
+        self.net = top_down_net(self.cfg.network, self.cfg.resnet, self.schema.num_keypoints,
                                 self.cfg.deconv_filters, self.cfg.cpn_channels)
         if self.cfg.pretrained:
             load_imagenet(self.net.backbone, self.cfg.pretrained)
@@ -177,8 +177,6 @@ class PoseMemory(VideoValidation, L.LightningModule):
         self.read = (MemoryRead(self.net.memory_channels, self.cfg.embed_channels, self.cfg.heads,
                                 self.cfg.alpha) if self.cfg.memory else None)
         self.policy = self.cfg.policy()
-        self._poses: dict[int, list[Pose]] = {}
-        self._pipeline: OnlineTopDown | None = None  # built once per validation epoch
 
     def use_settings(self, model: dict[str, Any], data: dict[str, Any]) -> None:
         """Run this trained model with the experiment's inference settings: ``model``'s values
@@ -254,8 +252,6 @@ class PoseMemory(VideoValidation, L.LightningModule):
                              f"flip_test={not self.cfg.flip_test}")
         return [m[:, stream] if m is not None else None for m in memories]
 
-    # -- training ------------------------------------------------------------------------
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         images = batch["image"]  # (B, T, 3, H, W)
         batch_size, length = images.shape[:2]
@@ -271,7 +267,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
             read_any = read_any or any(m is not None for m in stored)
             enhanced = self._read(top[:, t], stored, crowded)
             intermediate, heatmaps = self.decode(enhanced, [s[:, t] for s in skips])
-            loss = loss + LOSSES[self.cfg.backbone](
+            loss = loss + LOSSES[self.cfg.network](
                 intermediate, heatmaps, batch["heatmaps"][:, t], batch["target_weight"][:, t],
                 cfg=self.cfg)
             if memories and t < length - 1:  # the last frame's map is never read
@@ -295,17 +291,8 @@ class PoseMemory(VideoValidation, L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)
 
-    # -- validation: the online pipeline over whole videos ---------------------------------
-
-    def box_source(self, data: PoseDataset, split: str) -> BoxSource:
-        """The data config's box source for ``data`` (one split)."""
-        return configured_boxes(self.data_cfg, {f.image_id for f in data.frames}, split, self.device)
-
     def pipeline(self, boxes: BoxSource) -> OnlineTopDown:
         return OnlineTopDown(self, boxes, self.cfg.tracking(float(self.data_cfg.box_padding)))
-
-    def make_pipeline(self, data: PoseDataset) -> OnlineTopDown:
-        return self.pipeline(self.box_source(data, self.data_cfg.val_split))
 
     def track(self, pipeline: OnlineTopDown, frames: Iterable[tuple[Frame, np.ndarray]],
               video: str) -> Iterator[Frame]:

@@ -17,13 +17,14 @@ from torch import Tensor
 from vidpose.data_modules.datasets import read_image
 from vidpose.evaluation.scoring import score_poses, write_predictions
 from vidpose.evaluation.split import gather_all, result_folder
+from vidpose.methods import configured_boxes
 from vidpose.pose import Pose, PoseDataset
 
 
 class VideoValidation:
-    """Mixin for a LightningModule that has ``make_pipeline(data) -> pipeline`` (built once
-    per epoch for the validation split) and ``track(pipeline, frames, video) -> frames``
-    (one video's (frame, image) pairs in order -> its frames with tracked poses)."""
+    """Mixin for a LightningModule (a ``methods.Tracking``) that has ``data_cfg`` and
+    ``track(pipeline, frames, video) -> frames`` (one video's (frame, image) pairs in order ->
+    its frames with tracked poses)."""
 
     _poses: dict[int, list[Pose]]
     _pipeline: Any
@@ -31,6 +32,11 @@ class VideoValidation:
     def extra_scores(self, data: PoseDataset, poses: dict[int, list[Pose]]) -> dict[str, float]:
         """Further ``val/<name>`` values (e.g. on a subset of the videos)."""
         return {}
+
+    def make_pipeline(self, data: PoseDataset) -> Any:
+        """The pipeline of one epoch's validation, with the data config's boxes for ``data``."""
+        return self.pipeline(configured_boxes(self.data_cfg, {f.image_id for f in data.frames},
+                                              self.data_cfg.val_split, self.device))
 
     def on_validation_epoch_start(self) -> None:
         self._poses = {}
