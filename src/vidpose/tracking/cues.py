@@ -39,37 +39,26 @@ class Cue(Protocol):
         """The frame's poses with their final track ids (duplicates removed)."""
 
 
-class IoUCue:
-    """Box IoU of the new poses with the tracks' last boxes (keypoint boxes when no box)."""
-
-    def begin(self, image: np.ndarray | None) -> None:
-        """Stateless: the image is not needed."""
+class IoUCue(Cue):
+    """Box IoU of the new poses with the tracks' last boxes (keypoint boxes when no box);
+    stateless (``begin`` and ``end`` are the protocol's no-ops)."""
 
     def similarity(self, poses: list[Pose], tracks: dict[int, Pose]) -> np.ndarray:
         return box_iou(np.stack([tracking_box(p) for p in poses]),
                        np.stack([tracking_box(t) for t in tracks.values()]))
 
-    def end(self, tracked: list[Pose]) -> None:
-        """Stateless: the tracker keeps the last poses."""
 
-
-class OKSCue:
+class OKSCue(Cue):
     """OKS of the new poses with the tracks' last poses, motion not taken into account
-    (Xiao et al.; the correspondence paper's Table 2 row "OKS")."""
+    (Xiao et al.; the correspondence paper's Table 2 row "OKS"); stateless."""
 
     def __init__(self, sigmas: np.ndarray | None) -> None:
         if sigmas is None:
             raise ValueError("OKS tracking needs the keypoint sigmas of the poses' schema")
         self.sigmas = np.asarray(sigmas, dtype=np.float64)
 
-    def begin(self, image: np.ndarray | None) -> None:
-        """Stateless: the image is not needed."""
-
     def similarity(self, poses: list[Pose], tracks: dict[int, Pose]) -> np.ndarray:
         return track_oks(poses, list(tracks.values()), self.sigmas)
-
-    def end(self, tracked: list[Pose]) -> None:
-        """Stateless: the tracker keeps the last poses."""
 
 
 def _correspondence(sigmas: np.ndarray | None, memory: Any = None, **options: Any) -> Cue:

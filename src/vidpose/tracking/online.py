@@ -90,6 +90,17 @@ def crop_boxes(crop: CropTransform, image: np.ndarray, boxes: np.ndarray) -> tup
     return crops, torch.from_numpy(np.stack([s.crop_to_image for s in samples]))
 
 
+def box_poses(coords: Tensor, scores: Tensor, affines: Tensor, boxes: np.ndarray,
+              box_scores: np.ndarray) -> list[Pose]:
+    """A pose per box from its crop's joints (N, K, 2) and scores (N, K), in image pixels,
+    scored as SimpleBaseline rescores."""
+    xy = crop_to_image(coords.cpu(), affines).numpy()
+    scores = scores.double().cpu().numpy()
+    rescored = person_score(np.asarray(box_scores, dtype=np.float64), scores)
+    return [Pose(np.concatenate([xy[i], scores[i, :, None]], -1), box=boxes[i],
+                 score=float(rescored[i])) for i in range(len(boxes))]
+
+
 class OnlineTopDown:
     """Pipeline state for one video at a time: call ``reset`` between videos."""
 
@@ -136,7 +147,10 @@ class OnlineTopDown:
         poses: list[Pose] = []
         if len(boxes):
             heatmaps, enhanced, affines = self._estimate(image, boxes, identities)
-            poses = self._decode(heatmaps, affines, boxes, box_scores, identities)
+            poses = box_poses(*self.estimator.codec.decode(heatmaps), affines, boxes, box_scores)
+            for pose, identity in zip(poses, identities):
+                pose.track_id = identity
+                pose.keypoints[pose.keypoints[:, 2] < self.cfg.joint_threshold, 2] = 0.0
             keep = oks_nms(poses, self.cfg.oks_nms_thr, self.estimator.schema.sigmas)
             poses = [poses[k] for k in sorted(keep)]
             self._write(heatmaps, enhanced, sorted(keep), identities)
@@ -151,17 +165,6 @@ class OnlineTopDown:
         memories = [self.memories[i].stacked() if i in self.memories else None for i in identities]
         heatmaps, enhanced = self.estimator.estimate(crops, memories, self.crowded(len(boxes)))
         return heatmaps.float().cpu(), enhanced, affines
-
-    def _decode(self, heatmaps: Tensor, affines: Tensor, boxes: np.ndarray,
-                box_scores: np.ndarray, identities: list[int]) -> list[Pose]:
-        coords, scores = self.estimator.codec.decode(heatmaps)
-        xy = crop_to_image(coords, affines).numpy()
-        scores = scores.double().numpy()
-        rescored = person_score(np.asarray(box_scores, dtype=np.float64), scores)
-        written = np.where(scores >= self.cfg.joint_threshold, scores, 0.0)
-        return [Pose(np.concatenate([xy[i], written[i, :, None]], -1), box=boxes[i],
-                     track_id=identities[i], score=float(rescored[i]))
-                for i in range(len(boxes))]
 
     def _write(self, heatmaps: Tensor, enhanced: Tensor | None, kept: list[int],
                identities: list[int]) -> None:

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from vidpose.data_modules.transforms import CropTransform
-from vidpose.decode import crop_to_image, oks_nms, person_score
+from vidpose.decode import oks_nms
 from vidpose.errors import ConfigError
 from vidpose.keypoints import Schema
 from vidpose.pose import Frame, Pose
@@ -43,7 +43,7 @@ from vidpose.tracking.correspondence import CorrespondenceMemory
 from vidpose.tracking.cues import CUES, make_cue
 from vidpose.tracking.greedy import GreedyTracker
 from vidpose.tracking.merging import MergeConfig, merge_tracks
-from vidpose.tracking.online import crop_boxes
+from vidpose.tracking.online import box_poses, crop_boxes
 from vidpose.tracking.recovery import RecoveryConfig, keep_recovered, propagated_boxes
 
 
@@ -159,20 +159,13 @@ class CorrespondencePipeline:
         self.calls = 0
         self.prepared: dict[int, PreparedFrame] = {}  # call position -> frame, for merging
 
-    # -- per frame -------------------------------------------------------------------------
-
     def poses_in_boxes(self, image: np.ndarray, boxes: np.ndarray,
                        box_scores: np.ndarray) -> list[Pose]:
-        """A top-down pose per box, in image pixels, scored as SimpleBaseline rescores."""
+        """A top-down pose per box (``online.box_poses``)."""
         if not len(boxes):
             return []
         crops, affines = crop_boxes(self.crop, image, boxes)
-        coords, scores = self.estimator.locate(crops)
-        xy = crop_to_image(coords.cpu(), affines).numpy()
-        scores = scores.double().cpu().numpy()
-        rescored = person_score(np.asarray(box_scores, dtype=np.float64), scores)
-        return [Pose(np.concatenate([xy[i], scores[i, :, None]], -1), box=boxes[i],
-                     score=float(rescored[i])) for i in range(len(boxes))]
+        return box_poses(*self.estimator.locate(crops), affines, boxes, box_scores)
 
     def _recover(self, image: np.ndarray) -> list[Pose]:
         cfg = RecoveryConfig(self.thresholds.affinity, self.cfg.recovery_min_joints,
