@@ -1,7 +1,7 @@
 """Pose temporal memory: per-crop cost of the module against the plain backbone, and the
 memory a tracked person holds.
 
-For each backbone (SimpleBaseline, CPN; ResNet-50 at the paper's 384x288 crops unless
+For each network (SimpleBaseline, CPN; ResNet-50 at the paper's 384x288 crops unless
 ``quick``), one crop batch of 8 persons is run through the plain network (no memory) and
 through the memory model with a full memory of capacity 1, 2, 4, 8 and 16 stored maps per
 person, read by vanilla attention and by CoDA (Eq. 1-3). The memory model's time per crop
@@ -28,9 +28,9 @@ CAPACITIES = (1, 2, 4, 8, 16)
 PERSONS = 8
 
 
-def _model(backbone: str, memory: bool, quick: bool, capacity: int = max(CAPACITIES)) -> PoseMemory:
+def _model(network: str, memory: bool, quick: bool, capacity: int = max(CAPACITIES)) -> PoseMemory:
     resnet, size = ("resnet18", [128, 96]) if quick else ("resnet50", [384, 288])
-    model = {"backbone": backbone, "resnet": resnet, "memory": memory, "flip_test": False,
+    model = {"network": network, "resnet": resnet, "memory": memory, "flip_test": False,
              "capacity": capacity, "replacement": True, "heatmap_threshold": -1.0}
     data = {"dataset": "posetrack18", "synth_preset": None, "input_size": size}
     torch.manual_seed(0)
@@ -74,8 +74,8 @@ def _seconds(fn) -> float:
 def run(quick: bool = False) -> dict[str, float]:
     rounds = 1 if quick else 3
     results: dict[str, float] = {}
-    for backbone in ("simple_baseline", "cpn"):
-        plain = _model(backbone, False, quick)
+    for network in ("simple_baseline", "cpn"):
+        plain = _model(network, False, quick)
         crops = torch.randn(PERSONS, 3, *plain.input_size)
 
         def plain_frame() -> None:
@@ -84,11 +84,11 @@ def run(quick: bool = False) -> dict[str, float]:
         base = best_time(plain_frame, rounds)
         with torch.no_grad():
             top, _ = plain.net.encode(crops[:1])
-        print(f"{backbone}: stored map {tuple(top.shape[1:])}, plain {1000 * base / PERSONS:.1f} "
+        print(f"{network}: stored map {tuple(top.shape[1:])}, plain {1000 * base / PERSONS:.1f} "
               f"ms/crop")
         print(f"{'capacity':>9} {'vanilla x':>10} {'CoDA x':>8} {'KiB/person':>11}")
         for capacity in CAPACITIES:
-            with_memory = _model(backbone, True, quick, capacity)
+            with_memory = _model(network, True, quick, capacity)
             memories = _full_memories(with_memory, capacity, top[0])
             frames = [lambda crowded=crowded: _frame(with_memory, crops, memories, crowded)
                       for crowded in (False, True)]
@@ -101,9 +101,9 @@ def run(quick: bool = False) -> dict[str, float]:
                        for _ in range(rounds)]
             ratios = [statistics.median(r[i] for r in rounds_) for i in range(2)]
             size = _memory_bytes(memories[0])
-            results[f"{backbone}_vanilla_over_plain_c{capacity}"] = ratios[0]
-            results[f"{backbone}_coda_over_plain_c{capacity}"] = ratios[1]
-            results[f"{backbone}_bytes_per_person_c{capacity}"] = float(size)
+            results[f"{network}_vanilla_over_plain_c{capacity}"] = ratios[0]
+            results[f"{network}_coda_over_plain_c{capacity}"] = ratios[1]
+            results[f"{network}_bytes_per_person_c{capacity}"] = float(size)
             print(f"{capacity:>9} {ratios[0]:>10.3f} {ratios[1]:>8.3f} {size / 1024:>11.1f}",
                   flush=True)
     return results

@@ -15,7 +15,7 @@ from vidpose.cli import main
 from vidpose.config import compose
 from vidpose.run import RUN_DIR_ENV, train
 
-SMALL = ["model.backbone=resnet18", "model.deconv_filters=32", "data.input_size=[64,48]",
+SMALL = ["model.resnet=resnet18", "model.deconv_filters=32", "data.input_size=[64,48]",
          "experiment.scale=compact"]
 
 

@@ -51,7 +51,7 @@ def test_encode_weights_labelled_annotated_joints_inside_the_crop():
 
 def test_the_method_decodes_with_the_codec_of_its_data_section():
     data = {"input_size": [64, 48], "heatmap_stride": 4, "sigma": 1.5, "subpixel": "taylor"}
-    model = SimpleBaseline({"backbone": "resnet18", "deconv_filters": 16}, data)
+    model = SimpleBaseline({"resnet": "resnet18", "deconv_filters": 16}, data)
     assert model.codec == HeatmapCodec.from_data(as_data_config(data))
     assert model.codec == HeatmapCodec((64, 48), 4, 1.5, "taylor")
 
@@ -60,12 +60,4 @@ def test_bad_or_moved_subpixel_keys_are_one_line_config_errors():
     with pytest.raises(ConfigError, match=r"data.subpixel: 'dark' is not one of"):
         as_data_config({"subpixel": "dark"})
     with pytest.raises(ConfigError, match=r"^model.refine is now data.subpixel$"):
-        SimpleBaseline({"backbone": "resnet18", "refine": "taylor"}, {})
-
-
-def test_the_old_key_on_the_command_line_names_its_new_place():
-    from vidpose.config import compose
-
-    with pytest.raises(ConfigError, match=r"unknown key 'model.refine' \(it is now "
-                                          r"'data.subpixel'\)"):
-        compose("simple_baseline", ["model.refine=taylor"])
+        SimpleBaseline({"resnet": "resnet18", "refine": "taylor"}, {})

@@ -1,6 +1,7 @@
 """Experiment composition: bases, scales, group selections, overrides and their errors."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -22,20 +23,20 @@ def test_every_experiment_composes_at_both_scales():
 def test_scale_block_then_overrides():
     compact = compose("simple_baseline")
     paper = compose("simple_baseline", ["experiment.scale=paper"])
-    assert compact.model.backbone == "resnet18" and paper.model.backbone == "resnet50"
+    assert compact.model.resnet == "resnet18" and paper.model.resnet == "resnet50"
     assert list(paper.data.input_size) == [256, 192]
     # a dotted override wins over the scale block
-    cfg = compose("simple_baseline", ["model.backbone=resnet34", "trainer.max_epochs=3"])
-    assert cfg.model.backbone == "resnet34" and cfg.trainer.max_epochs == 3
+    cfg = compose("simple_baseline", ["model.resnet=resnet34", "trainer.max_epochs=3"])
+    assert cfg.model.resnet == "resnet34" and cfg.trainer.max_epochs == 3
 
 
 def test_data_group_switches_dataset_and_scale():
     cfg = compose("simple_baseline", ["data=coco", "data.root=/data/coco"])
     assert cfg.data.dataset == "coco" and cfg.data.root == "/data/coco"
     assert cfg.data.synth_preset is None
-    assert cfg.experiment.scale == "paper" and cfg.model.backbone == "resnet50"
+    assert cfg.experiment.scale == "paper" and cfg.model.resnet == "resnet50"
     cfg = compose("simple_baseline", ["data=coco", "data.root=/c", "experiment.scale=compact"])
-    assert cfg.model.backbone == "resnet18"
+    assert cfg.model.resnet == "resnet18"
 
 
 @pytest.mark.parametrize("group", ["posetrack18", "coco", "ochuman", "coco_posetrack18"])
@@ -51,6 +52,16 @@ def test_unknown_key_names_the_key_and_a_close_one():
         compose("simple_baseline", ["trainer.max_epoch=3"])
     msg = str(err.value)
     assert "trainer.max_epoch" in msg and "trainer.max_epochs" in msg
+
+
+@pytest.mark.parametrize("name, override, new", [
+    ("simple_baseline", "model.refine=taylor", "'data.subpixel'"),
+    ("memory_t3_cpn_memory", "model.backbone=cpn", "'model.resnet' (the ResNet depth) or 'model.network'"),
+])
+def test_an_old_key_on_the_command_line_names_its_new_place(name, override, new):
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=re.escape(f"unknown key '{key}' (it is now {new}")):
+        compose(name, [override])
 
 
 def test_wrong_type_names_the_key():
@@ -149,7 +160,7 @@ def test_alias_files_are_checked(tmp_path):
     _write(tmp_path, "b.yaml", "alias_of: nowhere\nreproduces: x\n")
     with pytest.raises(ConfigError, match="b.yaml: field 'alias_of': unknown experiment"):
         compose("b", root=tmp_path)
-    _write(tmp_path, "b.yaml", "alias_of: t\nmodel:\n  backbone: resnet50\n")
+    _write(tmp_path, "b.yaml", "alias_of: t\nmodel:\n  resnet: resnet50\n")
     with pytest.raises(ConfigError, match="b.yaml: field 'model': an alias file holds only"):
         compose("b", root=tmp_path)
 

@@ -10,7 +10,7 @@ import pytest
 
 from vidpose.cli import main
 
-SMALL = ["model.backbone=resnet18", "model.deconv_filters=32", "data.input_size=[64,48]",
+SMALL = ["model.resnet=resnet18", "model.deconv_filters=32", "data.input_size=[64,48]",
          "experiment.scale=compact"]
 
 

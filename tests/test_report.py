@@ -62,10 +62,10 @@ def table(markdown: str, heading: str) -> list[dict[str, str]]:
 @pytest.fixture()
 def two_runs(tmp_path) -> list[Path]:
     a = make_run(tmp_path, "20260101-000000",
-                 [f"runs_dir={tmp_path}/a", "model.backbone=resnet18", "experiment.monitor=val/PCKh",
+                 [f"runs_dir={tmp_path}/a", "model.resnet=resnet18", "experiment.monitor=val/PCKh",
                   "experiment.monitor_mode=max"], CSV_A, paper={"PCKh": 70.4})
     b = make_run(tmp_path, "20260102-000000",
-                 [f"runs_dir={tmp_path}/b", "logger.mode=disabled", "model.backbone=resnet50",
+                 [f"runs_dir={tmp_path}/b", "logger.mode=disabled", "model.resnet=resnet50",
                   "experiment.monitor=val/loss", "experiment.monitor_mode=min"],
                  CSV_B, paper={"val/PCKh": 70.4})
     return [a, b]
@@ -81,9 +81,9 @@ def test_final_table_rows_differing_config_and_paper_numbers(report):
     _, md = report
     rows = table(md, "Final values")
     # runs_dir, logger.mode and the monitor differ too, but are noise: one config column.
-    assert list(rows[0]) == ["#", "experiment", "run", "model.backbone", "val/PCKh", "val/loss",
+    assert list(rows[0]) == ["#", "experiment", "run", "model.resnet", "val/PCKh", "val/loss",
                              "reproduces"]
-    assert [(r["experiment"], r["run"], r["model.backbone"]) for r in rows] == [
+    assert [(r["experiment"], r["run"], r["model.resnet"]) for r in rows] == [
         ("simple_baseline", "20260101-000000", "resnet18"),
         ("simple_baseline", "20260102-000000", "resnet50")]
     assert [r["val/PCKh"] for r in rows] == ["45.0 (paper 70.4)", "40.0 (paper 70.4)"]
@@ -123,10 +123,10 @@ def test_pngs_are_written_beside_the_markdown_and_linked(report):
 
 
 def test_run_without_val_metrics_is_listed_with_dashes(two_runs, tmp_path):
-    empty = make_run(tmp_path, "20260103-000000", ["model.backbone=resnet34"], CSV_NO_VAL)
+    empty = make_run(tmp_path, "20260103-000000", ["model.resnet=resnet34"], CSV_NO_VAL)
     md = build_report([two_runs[0], empty], tmp_path / "r.md").read_text()
     final, best = table(md, "Final values"), table(md, "Best values")
-    assert final[1]["model.backbone"] == "resnet34"
+    assert final[1]["model.resnet"] == "resnet34"
     assert final[1]["val/PCKh"] == MISSING  # no paper numbers recorded in this run
     assert final[1]["val/loss"] == MISSING
     assert best[1]["best epoch (monitor)"] == MISSING
@@ -231,10 +231,10 @@ def test_every_shipped_sweep_names_existing_experiments_and_composes():
 def test_backbone_sweep_expands_to_the_four_table_rows():
     path = next(p for p in list_sweeps() if p.stem == "simple_baseline_backbone_input_size")
     assert check_sweep(path) == [
-        ["train", "simple_baseline", "model.backbone=resnet18", "data.input_size=[128, 96]"],
-        ["train", "simple_baseline", "model.backbone=resnet18", "data.input_size=[256, 192]"],
-        ["train", "simple_baseline", "model.backbone=resnet50", "data.input_size=[128, 96]"],
-        ["train", "simple_baseline", "model.backbone=resnet50", "data.input_size=[256, 192]"],
+        ["train", "simple_baseline", "model.resnet=resnet18", "data.input_size=[128, 96]"],
+        ["train", "simple_baseline", "model.resnet=resnet18", "data.input_size=[256, 192]"],
+        ["train", "simple_baseline", "model.resnet=resnet50", "data.input_size=[128, 96]"],
+        ["train", "simple_baseline", "model.resnet=resnet50", "data.input_size=[256, 192]"],
     ]
 
 
@@ -255,7 +255,7 @@ def test_sweep_naming_a_missing_experiment_fails(tmp_path):
 
 def test_sweep_with_an_override_that_does_not_compose_fails(tmp_path):
     path = _write_sweep(tmp_path, {"exp": {"value": "simple_baseline"},
-                                   "model.backbone": {"values": ["resnet18"]},
+                                   "model.resnet": {"values": ["resnet18"]},
                                    "model.backbon": {"values": ["resnet50"]}})
     with pytest.raises(InputError, match="record 0.*model.backbon"):
         check_sweep(path)
@@ -282,10 +282,10 @@ def test_sweep_refuses_null_values_and_distributions(tmp_path):
 
 
 def test_agent_arguments_become_a_vidpose_train_command_line():
-    assert train_argv(["model.backbone=resnet50", "exp=simple_baseline", "seed=3"]) == [
-        "train", "simple_baseline", "model.backbone=resnet50", "seed=3"]
+    assert train_argv(["model.resnet=resnet50", "exp=simple_baseline", "seed=3"]) == [
+        "train", "simple_baseline", "model.resnet=resnet50", "seed=3"]
     with pytest.raises(ConfigError, match="exactly one 'exp=NAME'"):
-        train_argv(["model.backbone=resnet50"])
+        train_argv(["model.resnet=resnet50"])
 
 
 def test_our_expansion_matches_wandbs_args_no_hyphens():

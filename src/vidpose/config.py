@@ -328,13 +328,15 @@ def _schema(method: str) -> DictConfig:
     return schema
 
 
-# Keys that moved (old dotted key -> new one): an old key's error names its new place.
-MOVED_KEYS = {"model.refine": "data.subpixel"}  # the heatmap codec's decoding (vidpose.codec)
+# Keys that moved (old dotted key -> new one, or a phrase naming several): errors name it.
+MOVED_KEYS = {"model.refine": "data.subpixel",  # the heatmap codec's decoding (vidpose.codec)
+              "model.backbone": "'model.resnet' (the ResNet depth) or 'model.network' "
+                                "(pose_memory's simple_baseline | cpn)"}
 
 
 def _close_key(cfg: DictConfig, full_key: str) -> str:
-    if full_key in MOVED_KEYS:
-        return f" (it is now '{MOVED_KEYS[full_key]}')"
+    if new := MOVED_KEYS.get(full_key):
+        return f" (it is now {new if ' ' in new else repr(new)})"
     parent_key, _, leaf = full_key.rpartition(".")
     parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
     if isinstance(parent, DictConfig):

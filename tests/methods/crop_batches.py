@@ -22,7 +22,7 @@ INPUT_SIZE = (64, 48)  # h, w
 STRIDE = 4
 SIGMA = 1.5
 DATA = {"input_size": list(INPUT_SIZE), "heatmap_stride": STRIDE, "sigma": SIGMA}
-SMALL_MODEL = {"backbone": "resnet18", "deconv_filters": 16}
+SMALL_MODEL = {"resnet": "resnet18", "deconv_filters": 16}
 
 
 def _person(rng: np.random.Generator, origin: np.ndarray, track_id: int) -> Pose:

@@ -54,7 +54,7 @@ def test_flip_test_is_mirror_equivariant(small_model):
 
 def test_config_is_a_structured_omegaconf_section():
     cfg = OmegaConf.structured(SimpleBaselineConfig)
-    assert cfg.backbone == "resnet50" and list(cfg.lr_steps) == [90, 120]
+    assert cfg.resnet == "resnet50" and list(cfg.lr_steps) == [90, 120]
     with pytest.raises(Exception):
         OmegaConf.merge(cfg, {"flip_tset": True})
 
@@ -66,8 +66,8 @@ def test_bad_model_sections_are_config_errors(small_model):
         small_model(deconv_layers=2)
     with pytest.raises(ConfigError, match="refine"):
         small_model(refine="dark")
-    with pytest.raises(ConfigError, match="model.backbone.*resnet18"):
-        small_model(backbone="resnet19")
+    with pytest.raises(ConfigError, match="model.resnet.*resnet18"):
+        small_model(resnet="resnet19")
 
 
 def test_optimizer_is_adam_with_epoch_steps(small_model):

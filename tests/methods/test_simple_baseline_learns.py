@@ -10,7 +10,7 @@ from vidpose.methods.simple_baseline import SimpleBaseline
 @pytest.mark.slow
 def test_loss_falls_and_map_rises_on_tiny_synthetic_videos(tiny_synth, tmp_path):
     losses, before, after = fit_on_tiny_crops(
-        lambda data: SimpleBaseline({"backbone": "resnet18", "deconv_filters": 64, "lr": 2e-3,
+        lambda data: SimpleBaseline({"resnet": "resnet18", "deconv_filters": 64, "lr": 2e-3,
                                      "lr_steps": [100]}, data), tiny_synth, tmp_path, epochs=10)
 
     assert losses[-1]["loss_epoch"] < 0.6 * losses[0]["loss_epoch"]

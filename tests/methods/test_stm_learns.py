@@ -16,7 +16,7 @@ def test_keypoint_f1_rises_on_tiny_synthetic_videos(tiny_synth, tmp_path):
             "num_workers": 0, "clip_length": 3, "clip_stride": 1, "val_clip_stride": 2}
     L.seed_everything(0, verbose=False)
     datamodule = ClipDataModule(data, "posetrack18")
-    model = STMSkeletons({"backbone": "resnet18", "key_dim": 32, "value_dim": 64,
+    model = STMSkeletons({"resnet": "resnet18", "key_dim": 32, "value_dim": 64,
                           "decoder_dim": 32, "lr": 2e-3, "cyclic": True}, data)
     before, after = fit_and_validate(model, datamodule, tmp_path, 15, ("val/f1", "val/loss"))
     # Measured: F1 (10 image pixels) 6.5 -> 19.4, loss 0.43 -> 0.13.

@@ -9,7 +9,7 @@ from vidpose.keypoints import POSETRACK18
 from vidpose.losses import map_loss
 from vidpose.methods.stm import STMSkeletons
 
-SMALL = {"backbone": "resnet18", "key_dim": 8, "value_dim": 16, "decoder_dim": 8, "lr": 1e-3}
+SMALL = {"resnet": "resnet18", "key_dim": 8, "value_dim": 16, "decoder_dim": 8, "lr": 1e-3}
 DATA = {"heatmap_stride": 4, "clip_length": 4}
 K, L = POSETRACK18.num_keypoints, len(POSETRACK18.limbs)
 

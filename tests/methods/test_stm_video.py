@@ -69,7 +69,7 @@ def test_infer_pixel_scores_are_100_for_the_ground_truth_maps(tiny_synth):
     cfg = as_data_config({"root": str(tiny_synth / "posetrack18"), "synth_preset": None,
                           "input_size": [64, 80], "sigma": 1.5})
     data = load_split(cfg, "val")
-    model = STMSkeletons({"variant": "edges", "backbone": "resnet18", "key_dim": 8,
+    model = STMSkeletons({"variant": "edges", "resnet": "resnet18", "key_dim": 8,
                           "value_dim": 16, "decoder_dim": 8}, {"heatmap_stride": 4})
 
     def ground_truth(frames):

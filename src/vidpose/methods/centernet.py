@@ -43,7 +43,7 @@ from vidpose.nn.top_down import crop_to_input, pad_to_stride
 class CenterNetConfig:
     """The ``model:`` section of a CenterNet experiment."""
 
-    backbone: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
+    resnet: str = "resnet18"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
     pretrained: Optional[str] = None  # local torchvision ImageNet state dict
     deconv_layers: int = 3
     deconv_filters: int = 256
@@ -68,7 +68,7 @@ class CenterNetConfig:
 
 def _model_config(model: dict[str, Any]) -> CenterNetConfig:
     cfg = model_config(CenterNetConfig, model, "centernet")
-    check_choices(cfg, {"backbone": ARCHITECTURES})
+    check_choices(cfg, {"resnet": ARCHITECTURES})
     check_positive(cfg, ("max_detections", "head_conv"))
     return cfg
 

@@ -21,7 +21,7 @@ def adam_with_steps(module: nn.Module, cfg: Any) -> dict[str, Any]:
 
 
 def deconv_resnet(module: Any, model: dict, stride: int) -> ResNet:
-    """The ResNet trunk of a SimpleBaseline-style network (``module.cfg``: backbone,
+    """The ResNet trunk of a SimpleBaseline-style network (``module.cfg``: resnet,
     pretrained, deconv_layers) whose deconvolution head reaches the data's heatmap stride.
 
     ImageNet weights come from ``cfg.pretrained``; they then live in the state dict, so the
@@ -30,7 +30,7 @@ def deconv_resnet(module: Any, model: dict, stride: int) -> ResNet:
     cfg = module.cfg
     check_stride(stride, BACKBONE_STRIDE // 2 ** cfg.deconv_layers,
                  f"a head of {cfg.deconv_layers} deconvolutions")
-    trunk = resnet(cfg.backbone)
+    trunk = resnet(cfg.resnet)
     if cfg.pretrained:
         load_imagenet(trunk, cfg.pretrained)
         module.hparams["model"] = {**model, "pretrained": None}

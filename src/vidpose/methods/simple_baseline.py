@@ -40,7 +40,7 @@ from vidpose.nn.top_down import SimpleBaselineNet, crop_to_input, pad_to_stride
 class SimpleBaselineConfig:
     """The ``model:`` section of a SimpleBaseline experiment."""
 
-    backbone: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
+    resnet: str = "resnet50"  # resnet18 | resnet34 | resnet50 | resnet101 | resnet152
     pretrained: Optional[str] = None  # local torchvision ImageNet state dict
     deconv_layers: int = 3
     deconv_filters: int = 256
@@ -61,7 +61,7 @@ class SimpleBaselineConfig:
 
 def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
     cfg = model_config(SimpleBaselineConfig, model, "simple_baseline")
-    check_choices(cfg, {"backbone": ARCHITECTURES})
+    check_choices(cfg, {"resnet": ARCHITECTURES})
     return cfg
 
 

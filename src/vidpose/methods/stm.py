@@ -51,7 +51,7 @@ class STMConfig:
     """The ``model:`` section of an STM experiment."""
 
     variant: str = "skeletons"  # skeleton_map | edges | skeletons
-    backbone: str = "resnet50"
+    resnet: str = "resnet50"
     key_dim: int = 128
     value_dim: int = 512
     decoder_dim: int = 256
@@ -103,7 +103,7 @@ class STMSkeletons(L.LightningModule):
         check_stride(self.stride, 4, "STM's decoder")
         self.num_maps = num_maps_for(self.cfg.variant, self.schema.num_keypoints,
                                      len(self.schema.limbs))
-        self.net = STM(self.num_maps, self.cfg.backbone, self.cfg.key_dim, self.cfg.value_dim,
+        self.net = STM(self.num_maps, self.cfg.resnet, self.cfg.key_dim, self.cfg.value_dim,
                        self.cfg.decoder_dim)
         if self.cfg.official_weights:
             load_official_stm(self.net, self.cfg.official_weights)
