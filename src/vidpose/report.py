@@ -86,16 +86,12 @@ class Run:
         return float(log.values[i]), int(log.epochs[i])
 
 
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings -> {dotted.key: leaf}; lists are leaves (one config value)."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        dotted = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{dotted}."))
-        else:
-            flat[dotted] = value
-    return flat
+def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> {dotted.key: leaf}; a list or an empty mapping is one leaf."""
+    if isinstance(value, dict) and value:
+        return {dotted: leaf for key, item in value.items()
+                for dotted, leaf in flatten(item, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): value}
 
 
 def _number(text: str, file: Path, line: int, column: str) -> float:

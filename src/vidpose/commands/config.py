@@ -17,14 +17,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="show only the keys whose values differ from OTHER_EXP's (as it ships)")
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as {dotted.key: leaf value}; an empty mapping or list is one leaf."""
-    if isinstance(value, dict) and value:
-        return {dotted: leaf for key, item in value.items()
-                for dotted, leaf in _flatten(item, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): value}
-
-
 def config_tree(cfg: dict[str, Any], label: str) -> Any:
     """The resolved config as a rich Tree: one branch per section, ``key: value`` leaves."""
     from rich.markup import escape
@@ -48,6 +40,7 @@ def handle(args: argparse.Namespace) -> None:
     from rich.table import Table
 
     from vidpose.config import compose, to_dict
+    from vidpose.report import flatten
 
     this = to_dict(compose(args.experiment, args.overrides))
     console = Console(width=max(120, Console().width))
@@ -55,8 +48,8 @@ def handle(args: argparse.Namespace) -> None:
         label = " ".join([args.experiment, *args.overrides])
         console.print(config_tree(this, f"{label} ({this['experiment']['method']})"))
         return
-    other = _flatten(to_dict(compose(args.diff)))
-    mine = _flatten(this)
+    other = flatten(to_dict(compose(args.diff)))
+    mine = flatten(this)
     # Keys of both, in this config's order then the other's own (a different method's model).
     keys = list(mine) + [key for key in other if key not in mine]
     missing = "(absent)"
