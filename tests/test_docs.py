@@ -11,6 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # A file name in prose or code spans; ``<name>``, ``*`` and ``../`` names are left alone.
 FILE_NAME = re.compile(r"(?<![\w./<>{}*$-])(\.?\w[\w./-]*\.(?:py|md|yaml|yml|cfg|toml|txt))(?![\w/])")
 MODULE_ATTR = re.compile(r"(?<![\w./<>{}*$-])(\w[\w/]*/\w+)\.(\w+)(?![\w/.(])")  # nn/cpn.CPN
+DOTTED = re.compile(r"(?<![\w./-])(?:vidpose\.)?([a-z_]\w*(?:\.\w+)+)(?![\w/])")  # run.data.ensure_data
+EXTENSIONS = {"py", "md", "yaml", "yml", "json", "txt", "csv", "jpg", "ckpt", "pth", "cfg", "toml"}
 # Written by a run, `make report` or the CI, not kept in the repository.
 WRITTEN = {"config.yaml", "finished.yaml", "wandb_id.txt", "wandb_url.txt", "report/report.md",
            "overfit.txt", "bench.txt"}
@@ -37,12 +39,26 @@ def test_every_file_a_doc_names_exists(doc: str) -> None:
     def where(name: str) -> list[str]:
         return [f for f in files if f == name or f.endswith("/" + name.removeprefix("./"))]
 
+    def defines(source: Path, attr: str) -> bool:
+        return bool(re.search(rf"^\s*(def|class) {attr}\b|^{attr}\b|^(from|import) .*\b{attr}\b",
+                              source.read_text(), re.M))
+
+    def module(parts: list[str]) -> Path | None:  # the file of vidpose.<parts>
+        path = (ROOT if parts[0] in ("data_modules", "callbacks") else ROOT / "src/vidpose").joinpath(*parts)
+        return next((p for p in (path.with_suffix(".py"), path / "__init__.py") if p.is_file()), None)
+
     missing = [n for n in FILE_NAME.findall(text) if n not in WRITTEN and not where(n)]
-    for module, attr in MODULE_ATTR.findall(text):  # the name is defined in that module
-        defines = re.compile(rf"^\s*(def|class) {attr}\b|^{attr}\b", re.M)
-        sources = [] if where(f"{module}.{attr}") else where(module + ".py")
-        if sources and not any(defines.search((ROOT / s).read_text()) for s in sources):
-            missing.append(f"{module}.{attr}")
+    for name, attr in MODULE_ATTR.findall(text):  # dir/module.name: defined in that module
+        sources = [] if where(f"{name}.{attr}") else where(name + ".py")
+        if sources and not any(defines(ROOT / s, attr) for s in sources):
+            missing.append(f"{name}.{attr}")
+    for span in re.findall(r"`([^`\n]+)`", text):  # package.module.name (config keys resolve to none)
+        for dotted in DOTTED.findall(span):
+            parts = dotted.split(".")  # the longest module prefix defines (or holds) the next name
+            k = next((k for k in range(len(parts) - 1, 0, -1) if module(parts[:k])), 0)
+            if k and parts[-1] not in EXTENSIONS and not (defines(module(parts[:k]), parts[k])
+                                                          or module(parts[:k + 1])):
+                missing.append(dotted)
     assert not missing, f"{doc} names what the repository lacks: {sorted(set(missing))}"
 
 
