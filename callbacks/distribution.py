@@ -54,14 +54,11 @@ def cpu_bf16() -> CpuBf16:
         return CpuBf16(bool(probe._is_avx512_bf16_supported()),
                        bool(probe._is_amx_tile_supported()))
     except AttributeError:
-        flags: set[str] = set()
         try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
+            lines = Path("/proc/cpuinfo").read_text().splitlines()
         except OSError:
-            pass
+            lines = []
+        flags = next((line.split(":", 1)[1].split() for line in lines if line.startswith("flags")), [])
         return CpuBf16("avx512_bf16" in flags, "amx_bf16" in flags)
 
 
@@ -102,10 +99,6 @@ def choose_precision(precision: str, accelerator: str, module_cls: type | None =
                                "with channels_last weights")
     return PrecisionChoice("32-true", reason="the CPU has neither AVX512-BF16 nor AMX-BF16 "
                            "(bf16 would be emulated, slower than fp32)")
-
-
-def resolve_precision(precision: str, accelerator: str, module_cls: type | None = None) -> str:
-    return choose_precision(precision, accelerator, module_cls).precision
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
@@ -156,11 +149,6 @@ def trainer_kwargs(trainer_cfg: Any, module_cls: type | None = None) -> dict[str
     if trainer_cfg.precision == "auto":
         layout = ", channels_last" if choice.channels_last else ""
         rank_zero_info(f"trainer.precision=auto: {choice.precision}{layout} ({choice.reason})")
-    return {
-        "accelerator": accelerator,
-        "devices": devices,
-        "num_nodes": trainer_cfg.num_nodes,
-        "strategy": strategy,
-        "precision": choice.precision,
-        "callbacks": [ChannelsLast()] if choice.channels_last else [],
-    }
+    return {"accelerator": accelerator, "devices": devices, "num_nodes": trainer_cfg.num_nodes,
+            "strategy": strategy, "precision": choice.precision,
+            "callbacks": [ChannelsLast()] if choice.channels_last else []}

@@ -12,8 +12,7 @@ import torch
 
 from vidpose.callbacks import distribution
 from vidpose.callbacks.distribution import (ChannelsLast, CpuBf16, choose_precision, cpu_bf16,
-                                            device_count, resolve_precision, to_channels_last,
-                                            trainer_kwargs)
+                                            device_count, to_channels_last, trainer_kwargs)
 from vidpose.errors import ConfigError
 
 
@@ -112,14 +111,14 @@ def test_channels_last_converts_4d_weights_and_a_bf16_step_trains():
 
 def test_half_precision_on_cpu_is_refused_with_advice():
     with pytest.raises(ConfigError, match="bf16-mixed"):
-        resolve_precision("16-mixed", "cpu")
+        choose_precision("16-mixed", "cpu")
     with pytest.raises(ConfigError, match="trainer.precision"):
-        resolve_precision("fp8", "cpu")
+        choose_precision("fp8", "cpu")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_auto_precision_on_gpu_is_mixed():
-    assert resolve_precision("auto", "gpu") in {"bf16-mixed", "16-mixed"}
+    assert choose_precision("auto", "gpu").precision in {"bf16-mixed", "16-mixed"}
 
 
 def test_several_devices_mean_ddp_with_gloo_on_cpu():
