@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +31,7 @@ from typing import Callable
 from omegaconf import OmegaConf
 
 from vidpose.bench import DEFAULT_RECORDS as DEFAULT_BENCH
-from vidpose.report import MISSING, Run, _fmt, _table, load_run
+from vidpose.report import MISSING, Run, _fmt, _ours, _table, load_run
 
 # A pseudo-metric: the run's own training wall time in seconds (recorded when it finished).
 WALL = "wall_s"
@@ -275,9 +276,7 @@ def _paper_metrics(experiment: str) -> dict[str, float]:
 def persons_counted_exactly(predictions: list[dict], truth: dict) -> float:
     """The share (percent) of the ground truth's images on which ``predictions`` (COCO
     results) hold as many persons as are annotated (with keypoints, not crowd regions)."""
-    counted: dict[int, int] = {}
-    for record in predictions:
-        counted[record["image_id"]] = counted.get(record["image_id"], 0) + 1
+    counted = Counter(record["image_id"] for record in predictions)
     persons: dict[int, int] = {image["id"]: 0 for image in truth["images"]}
     for ann in truth["annotations"]:
         if not ann.get("iscrowd") and ann.get("num_keypoints", 1) > 0:
@@ -459,12 +458,6 @@ def _cell(value: float | None) -> str:
     return MISSING if value is None else _fmt(value)
 
 
-def _beside(value: float | None, paper: float | None) -> str:
-    """Ours, with the paper's number beside it where the experiment records one."""
-    ours = _cell(value)
-    return ours if paper is None else f"{ours} (paper {_fmt(paper)})"
-
-
 def _machines(measured: Measured, names: list[str]) -> list[str]:
     """One line per distinct machine the runs of ``names`` were trained on (precision is per
     method and is listed per run)."""
@@ -538,7 +531,7 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
         lines += ["", f"## {table.group}: {table.title}", "", f"**Claim.** {table.claim}", ""]
         rows = []
         for name in table.rows:
-            cells = [_beside(measured.value(Figure(name, m)), measured.paper(Figure(name, m)))
+            cells = [_ours(measured.value(Figure(name, m)), measured.paper(Figure(name, m)))
                      for m in table.metrics]
             run = measured.runs.get(name)
             rows.append([name, *cells, duration(measured.wall.get(name)),
