@@ -2,14 +2,8 @@
 
 A sample is one labelled frame, letterboxed to ``data.input_size`` (in training through the
 same albumentations flip / scale / shift as the bottom-up frames, with the exact
-``image_to_input`` affine recovered), and CenterNet's targets at ``data.heatmap_stride``:
-
-``image`` float32 (3, H, W); ``heatmap`` float32 (1, h, w), one Gaussian per person centre
-with a radius from the box size, peak exactly 1 at the centre cell; ``index`` int64 (P,) the
-flat centre cell ``y * w + x``; ``size`` float32 (P, 2) box width and height in heatmap
-pixels; ``offset`` float32 (P, 2) the centre minus its cell; ``mask`` float32 (P,) 1 for the
-rows that hold a person; ``frame`` int64, the index into the split's frames;
-``image_to_input`` float64 (2, 3). ``P`` is ``data.max_persons``.
+``image_to_input`` affine recovered), and CenterNet's targets at ``data.heatmap_stride``
+(:class:`BoxSample`).
 
 Coordinates follow the suite's convention: pixel centres at integers, heatmap pixel ``u``
 at input pixel ``stride * u``. A box is moved by mapping its corners as points, and a centre
@@ -24,7 +18,7 @@ silently change the annotation.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -33,8 +27,8 @@ from torch.utils.data import Dataset
 
 from vidpose.data_modules.config import DataConfig
 from vidpose.data_modules.crops import person_box
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
-                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, annotation_file,
+                                           evenly_spaced, labelled_frame_indices, read_image)
 from vidpose.data_modules.transforms import FrameTransform, apply_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import PoseDataset
@@ -43,15 +37,6 @@ from vidpose.targets import render_gaussian_peaks
 # CenterNet's minimum IoU between the ground-truth box and a box from a centre moved by the
 # radius (CornerNet's rule, applied to centres).
 MIN_OVERLAP = 0.7
-
-
-def annotation_file(data: PoseDataset, index: int) -> str:
-    """The annotation file of frame ``index``: its video's JSON in a PoseTrack18 folder."""
-    frame = data.frames[index]
-    source = Path(data.source)
-    if frame.video and source.is_dir():
-        return str(source / f"{frame.video}.json")
-    return data.source
 
 
 def frame_boxes(data: PoseDataset, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +50,7 @@ def frame_boxes(data: PoseDataset, index: int) -> tuple[np.ndarray, np.ndarray]:
                       else f"image {frame.image_id} pose {i}")
             raise InputError(f"person box of non-positive size (w={pose.box[2]:g}, "
                              f"h={pose.box[3]:g}); a detector needs boxes with extent: fix or "
-                             "remove this box", file=annotation_file(data, index), record=record,
+                             "remove this box", file=annotation_file(data, frame), record=record,
                              field="bbox")
         box = person_box(pose)
         if box is not None:
@@ -111,7 +96,7 @@ def gaussian_radius(height: np.ndarray, width: np.ndarray,
 
 def centernet_targets(boxes: np.ndarray, input_size: tuple[int, int], stride: int,
                       max_objects: int) -> dict[str, Tensor]:
-    """CenterNet's targets of (N, 4) x, y, w, h boxes in input pixels (see the module doc).
+    """CenterNet's targets (:class:`BoxSample`) of (N, 4) x, y, w, h boxes in input pixels.
 
     Boxes are clipped to the input first (CenterNet clips to its output); a box left
     without area (moved out of view by augmentation) is no target.
@@ -148,8 +133,21 @@ def centernet_targets(boxes: np.ndarray, input_size: tuple[int, int], stride: in
     return {"heatmap": heatmap, "index": index, "size": size_t, "offset": offset, "mask": mask}
 
 
+class BoxSample(TypedDict):
+    """One frame; P is ``data.max_persons``; a collated batch adds a leading B dim."""
+
+    image: Tensor  # float32 (3, H, W), normalised
+    heatmap: Tensor  # float32 (1, h, w): a Gaussian per person centre, peak 1 at its cell
+    index: Tensor  # int64 (P,): the flat centre cell y * w + x
+    size: Tensor  # float32 (P, 2): box width and height in heatmap pixels
+    offset: Tensor  # float32 (P, 2): the centre minus its cell
+    mask: Tensor  # float32 (P,): 1 for the rows that hold a person
+    frame: Tensor  # int64 (): index into the split's frames
+    image_to_input: Tensor  # float64 (2, 3)
+
+
 class BoxDataset(Dataset, WorkerSeeded):
-    """Letterboxed frames with CenterNet's targets (keys in the module docstring)."""
+    """Letterboxed frames with CenterNet's targets."""
 
     def __init__(self, data: PoseDataset, frames: list[int], boxes: list[np.ndarray],
                  cfg: DataConfig, train: bool) -> None:
@@ -167,7 +165,7 @@ class BoxDataset(Dataset, WorkerSeeded):
     def __len__(self) -> int:
         return len(self.frames)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> BoxSample:
         if self.transform.pipeline is not None:
             self.reseed(self.transform.pipeline)
         frame = self.data.frames[self.frames[index]]

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidpose.data_modules.datasets import PoseDataModule, evenly_spaced
+from vidpose.data_modules.datasets import PoseDataModule, annotation_file, evenly_spaced
 from vidpose.data_modules.frames import FrameDataset, Window, check_max_persons
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import Frame, PoseDataset
 
 
-def _track_rows(frames: list[Frame], indices: tuple[int, ...], source: str) -> Window:
+def _track_rows(frames: list[Frame], indices: tuple[int, ...], data: PoseDataset) -> Window:
     """One row per track seen in the window (labelled poses only), in track id order."""
     tracks: list[dict[int, int]] = []
     for frame in frames:
@@ -30,7 +30,7 @@ def _track_rows(frames: list[Frame], indices: tuple[int, ...], source: str) -> W
             if pose.track_id < 0 or pose.track_id in ids:
                 problem = "missing" if pose.track_id < 0 else f"repeated ({pose.track_id})"
                 raise InputError(f"clips need a unique track id per person and frame; "
-                                 f"{problem}", file=source,
+                                 f"{problem}", file=annotation_file(data, frame),
                                  record=f"annotation {pose.ann_id} (image {frame.image_id})",
                                  field="track_id")
             ids[pose.track_id] = i
@@ -53,7 +53,7 @@ def clip_windows(data: PoseDataset, length: int, stride: int) -> list[Window]:
             clip = frames[start:start + span + 1:stride]
             if all(frame.is_labeled for frame in clip):
                 indices = tuple(position[id(frame)] for frame in clip)
-                windows.append(_track_rows(clip, indices, data.source))
+                windows.append(_track_rows(clip, indices, data))
     return windows
 
 

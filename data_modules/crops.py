@@ -1,13 +1,13 @@
 """Top-down person crops (SimpleBaseline): one sample per person box of a labelled frame.
 
 Boxes come from the ground truth (``Pose.box``, else the keypoints' box) or, for validation
-with ``box_source: detections``, from a detector's file. A sample holds the crop, its
-heatmap targets and everything needed to map predictions back to the original image and
-score them there (``crop_to_image``, ``gt_keypoints``, ``head_size``).
+with ``box_source: detections``, from a detector's file. A :class:`CropSample` carries what
+maps predictions back to the image and scores them there.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -76,16 +76,24 @@ def detection_records(data: PoseDataset, detections: dict[int, list[Pose]]) -> l
     return records
 
 
-class CropDataset(Dataset, WorkerSeeded):
-    """Person crops with SimpleBaseline's targets.
+class CropSample(TypedDict):
+    """One person crop; a collated batch has the same keys with a leading B dim."""
 
-    Keys: ``image`` float32 (3, H, W) normalised; ``heatmaps`` float32 (K, H/s, W/s);
-    ``target_weight`` float32 (K,), 1 for labelled, annotated joints inside the crop;
-    ``keypoints`` float32 (K, 3) in crop pixels; ``crop_to_image`` float64 (2, 3);
-    ``frame``, ``person`` (-1 for detections), ``track_id`` int64; ``score`` float32;
-    ``gt_keypoints`` float32 (K, 3) in image pixels (zeros for detections); ``head_size``
-    float32 (0 without a head box).
-    """
+    image: Tensor  # float32 (3, H, W), normalised
+    heatmaps: Tensor  # float32 (K, H/s, W/s)
+    target_weight: Tensor  # float32 (K,): 1 for labelled, annotated joints inside the crop
+    keypoints: Tensor  # float32 (K, 3) in crop pixels
+    crop_to_image: Tensor  # float64 (2, 3)
+    frame: Tensor  # int64 (): index into the PoseDataset's frames
+    person: Tensor  # int64 (): the GT pose's index in the frame, -1 for detections
+    score: Tensor  # float32 ()
+    track_id: Tensor  # int64 ()
+    gt_keypoints: Tensor  # float32 (K, 3) in image pixels, zeros for detections
+    head_size: Tensor  # float32 (), 0 without a head box
+
+
+class CropDataset(Dataset, WorkerSeeded):
+    """Person crops with SimpleBaseline's targets."""
 
     def __init__(self, data: PoseDataset, records: list[CropRecord], cfg: DataConfig,
                  train: bool) -> None:
@@ -100,7 +108,7 @@ class CropDataset(Dataset, WorkerSeeded):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> CropSample:
         if self.transform.photometric is not None:
             self.reseed(self.transform.photometric)
         record = self.records[index]

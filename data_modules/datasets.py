@@ -77,6 +77,13 @@ def read_image(data: PoseDataset, frame: Frame) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def annotation_file(data: PoseDataset, frame: Frame) -> str:
+    """The file a frame's annotations came from: ``<video>.json`` of a PoseTrack18 folder,
+    else the data set's source."""
+    source = Path(data.source)
+    return str(source / f"{frame.video}.json") if frame.video and source.is_dir() else data.source
+
+
 def evenly_spaced(count: int, limit: int | None) -> np.ndarray:
     """Indices of at most ``limit`` of ``count`` items, spread over all of them (so a cap
     keeps samples from every video rather than the first few)."""

@@ -4,21 +4,11 @@ A sample is a window of ``T`` frames of one video (``T = 1`` for single frames) 
 fixed table of person rows: row ``j`` of frame ``t`` is one pose of that frame or empty.
 Single frames list their persons; clips give each track one row for the whole window,
 so that a row means the same person in every frame.
-
-Keys of a frame sample (clips add a leading ``T`` dim and ``track_ids``):
-``image`` float32 (3, H, W); ``heatmaps`` (K, h, w) max over persons; ``limb_maps`` (L, h, w)
-over ``schema.limbs``; ``person_mask`` (1, h, w) from segmentations where the annotation
-has one, else from the skeleton; ``keypoints`` float32 (P_max, K, 3) in input pixels
-(keypoints that leave the input are set absent); ``num_persons`` int64; ``frame`` int64
-index into the PoseDataset's frames; ``image_to_input`` float64 (2, 3).
-
-Training clips add ``memory_heatmaps`` (T, K, h, w) and ``memory_limb_maps`` (T, L, h, w)
-when ``data.refinement`` turns an option on: the maps STM-skeletons memorises, drawn with
-:mod:`vidpose.refinement`'s mistakes while the loss targets stay clean.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypedDict
 
 import cv2
 import numpy as np
@@ -113,8 +103,35 @@ class Views:
     image_to_input: np.ndarray  # (T, 2, 3) float64
 
 
+class FrameSample(TypedDict):
+    """One frame; P is ``data.max_persons``; a collated batch adds a leading B dim."""
+
+    image: Tensor  # float32 (3, H, W), normalised
+    heatmaps: Tensor  # float32 (K, h, w), max over persons
+    limb_maps: Tensor  # float32 (L, h, w) over schema.limbs
+    person_mask: Tensor  # float32 (1, h, w): segmentations where annotated, else skeletons
+    keypoints: Tensor  # float32 (P, K, 3) in input pixels, absent where they leave the input
+    num_persons: Tensor  # int64 ()
+    frame: Tensor  # int64 (): index into the PoseDataset's frames
+    image_to_input: Tensor  # float64 (2, 3)
+
+
+class ClipSample(FrameSample):
+    """FrameSample's keys with a leading T dim (then B when collated), plus:"""
+
+    track_ids: Tensor  # int64 (P,): each row's track
+
+
+class RefinedClipSample(ClipSample):
+    """A training clip with a ``data.refinement`` option on adds the maps STM-skeletons
+    memorises, drawn with :mod:`vidpose.refinement`'s mistakes (the loss targets stay clean)."""
+
+    memory_heatmaps: Tensor  # float32 (T, K, h, w)
+    memory_limb_maps: Tensor  # float32 (T, L, h, w)
+
+
 class FrameDataset(Dataset, WorkerSeeded):
-    """Windows of frames with heatmaps, limb maps and person masks (see the module docstring)."""
+    """Windows of frames with heatmaps, limb maps and person masks."""
 
     def __init__(self, data: PoseDataset, windows: list[Window], cfg: DataConfig, train: bool,
                  clip: bool = False) -> None:
@@ -185,13 +202,13 @@ class FrameDataset(Dataset, WorkerSeeded):
         affines = np.repeat(sample.image_to_input[None], len(frames), axis=0)
         return Views(frames, sample.images, sample.keypoints, affines)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> FrameSample | ClipSample:
         pipelines = [self.transform.pipeline] if self.transform.pipeline is not None else []
         self.reseed(*pipelines, self.random)
         window = self.windows[index]
         return self.assemble(window, self.views(window))
 
-    def assemble(self, window: Window, views: Views) -> dict[str, Tensor]:
+    def assemble(self, window: Window, views: Views) -> FrameSample | ClipSample:
         """The sample dict of a window's transformed frames: images, maps, masks, keypoints."""
         kps = drop_outside(views.keypoints, self.input_size)
         kps_t = torch.from_numpy(kps).float()

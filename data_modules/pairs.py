@@ -13,26 +13,12 @@ letterboxed to ``data.input_size`` (in training, with the photometric augmentati
 rotation, a small zoom about the input's centre and, with probability ``data.pair.flip``,
 a horizontal mirror (ranges in ``data.pair``). Validation draws ``W`` from a fixed seed per
 image, so every epoch sees the same pairs.
-
-Keys of a sample (P = ``data.max_persons`` rows: the image's persons, then empty rows of
-zeros); points are in input pixels, pixel centres at integer coordinates:
-
-* ``image1``, ``image2``: float32 (3, H, W), normalised;
-* ``keypoints1``: (P, K, 3) image 1's keypoints and visibility flags;
-* ``correspondences``: (P, K, 3) ``W`` applied to keypoint j of image 1, in image 1's slot
-  order: where descriptor j must find its match (Eq. 3's x'_j); zero where absent or
-  truncated;
-* ``keypoints2``: (P, K, 3) image 2's annotations: the correspondences with the left/right
-  slots swapped when ``W`` mirrors, so slot j holds the joint an annotator would call j there;
-* ``truncated``: (P, K) bool, present in image 1 but carried out of image 2 (image 1's slots);
-* ``warp``: float64 (2, 3) ``W``, input 1 -> input 2; ``flipped``: bool, whether it mirrors;
-* ``image_to_input``: float64 (2, 3) image -> input 1; ``num_persons``, ``frame``: int64.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Sequence, TypedDict
 
 import cv2
 import numpy as np
@@ -116,6 +102,27 @@ def make_pair(image1: np.ndarray, keypoints1: np.ndarray, warp: np.ndarray,
     return Pair(image2, moved, keypoints2, truncated, flipped)
 
 
+class PairSample(TypedDict):
+    """One pair; P = ``data.max_persons`` rows (the image's persons, then rows of zeros); points
+    in input pixels, pixel centres at integers; a collated batch adds a leading B dim."""
+
+    image1: Tensor  # float32 (3, H, W), normalised
+    image2: Tensor  # float32 (3, H, W): image 1 warped by W
+    keypoints1: Tensor  # float32 (P, K, 3): image 1's keypoints and visibility flags
+    # float32 (P, K, 3): W applied to image 1's keypoint j, in image 1's slot order: where
+    # descriptor j must find its match (Eq. 3's x'_j); zero where absent or truncated.
+    correspondences: Tensor
+    # float32 (P, K, 3): image 2's annotations, the correspondences with left/right slots
+    # swapped when W mirrors, so slot j holds the joint an annotator would call j there.
+    keypoints2: Tensor
+    truncated: Tensor  # bool (P, K): present in image 1, carried out of image 2 (its slots)
+    warp: Tensor  # float64 (2, 3): W, input 1 -> input 2
+    flipped: Tensor  # bool (): whether W mirrors
+    image_to_input: Tensor  # float64 (2, 3): image -> input 1
+    num_persons: Tensor  # int64 ()
+    frame: Tensor  # int64 ()
+
+
 class PairDataset(Dataset, WorkerSeeded):
     """One self-supervised pair per labelled image (see the module docstring)."""
 
@@ -139,7 +146,7 @@ class PairDataset(Dataset, WorkerSeeded):
         out[:len(keypoints)] = torch.from_numpy(keypoints).float()
         return out
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> PairSample:
         if self.train:
             self.reseed(self.photometric, self.random)
         window = self.windows[index]

@@ -15,7 +15,7 @@ video, so a validation item is a video: the method walks ``VideoDataset.videos[i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -27,11 +27,10 @@ from vidpose.crowd import persons_per_frame
 from vidpose.data_modules.clips import clip_windows
 from vidpose.data_modules.config import DataConfig
 from vidpose.data_modules.crops import person_box
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
-                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.datasets import PoseDataModule, WorkerSeeded, evenly_spaced, read_image
 from vidpose.data_modules.transforms import CropTransform, normalize
-from vidpose.errors import ConfigError, InputError
-from vidpose.pose import Frame, PoseDataset
+from vidpose.errors import ConfigError
+from vidpose.pose import PoseDataset
 
 
 @dataclass(frozen=True)
@@ -43,32 +42,13 @@ class TrackClip:
     track_id: int
 
 
-def annotation_file(data: PoseDataset, frame: Frame) -> str:
-    """The file a frame's annotations came from: ``<video>.json`` of a PoseTrack18 folder,
-    else the data set's source."""
-    path = Path(data.source) / f"{frame.video}.json"
-    return str(path) if frame.video and path.is_file() else data.source
-
-
-def check_track_ids(data: PoseDataset) -> None:
-    """Refuse a labelled person without a track id: no clip could follow it."""
-    for index in labelled_frame_indices(data):
-        frame = data.frames[index]
-        for pose in frame.poses:
-            if pose.num_visible > 0 and pose.track_id < 0:
-                raise InputError(f"track clips need a track id >= 0 for every labelled person; "
-                                 f"got {pose.track_id}", file=annotation_file(data, frame),
-                                 record=f"annotation {pose.ann_id} (image {frame.image_id})",
-                                 field="track_id")
-
-
 def track_clips(data: PoseDataset, length: int, stride: int) -> list[TrackClip]:
     """Every (window, track) with the track labelled in all the window's frames.
 
     Windows are :func:`clip_windows`' (``length`` labelled frames ``stride`` apart in one
-    video); a labelled pose always has a :func:`person_box`. Crowd regions are no track.
+    video, which refuse a labelled person without a track id); a labelled pose always has a
+    :func:`person_box`. Crowd regions are no track.
     """
-    check_track_ids(data)
     clips = []
     for window in clip_windows(data, length, stride):
         for column, track_id in enumerate(window.track_ids):
@@ -80,15 +60,21 @@ def track_clips(data: PoseDataset, length: int, stride: int) -> list[TrackClip]:
     return clips
 
 
-class TrackClipDataset(Dataset, WorkerSeeded):
-    """Training clips of one track's crops with SimpleBaseline's targets per frame.
+class TrackClipSample(TypedDict):
+    """One track's crops in T frames; a collated batch adds a leading B dim."""
 
-    Keys (T = clip length): ``image`` float32 (T, 3, H, W); ``heatmaps`` float32
-    (T, K, H/s, W/s); ``target_weight`` float32 (T, K); ``keypoints`` float32 (T, K, 3) in
-    crop pixels; ``crop_to_image`` float64 (T, 2, 3); ``frame`` int64 (T,) indices into the
-    PoseDataset's frames; ``track_id`` int64 (); ``persons_per_frame`` float32 () the
-    video's crowdedness.
-    """
+    image: Tensor  # float32 (T, 3, H, W), normalised
+    heatmaps: Tensor  # float32 (T, K, H/s, W/s)
+    target_weight: Tensor  # float32 (T, K)
+    keypoints: Tensor  # float32 (T, K, 3) in crop pixels
+    crop_to_image: Tensor  # float64 (T, 2, 3)
+    frame: Tensor  # int64 (T,): indices into the PoseDataset's frames
+    track_id: Tensor  # int64 ()
+    persons_per_frame: Tensor  # float32 (): the video's crowdedness
+
+
+class TrackClipDataset(Dataset, WorkerSeeded):
+    """Training clips of one track's crops with SimpleBaseline's targets per frame."""
 
     def __init__(self, data: PoseDataset, clips: list[TrackClip], cfg: DataConfig) -> None:
         self.data = data
@@ -106,7 +92,7 @@ class TrackClipDataset(Dataset, WorkerSeeded):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> TrackClipSample:
         self.reseed(self.transform.photometric)
         clip = self.clips[index]
         params = self.transform.draw()  # one geometric draw for every frame of the clip
@@ -130,13 +116,14 @@ class TrackClipDataset(Dataset, WorkerSeeded):
         }
 
 
-class VideoDataset(Dataset):
-    """Validation: one item per video, ``{"video": int64 ()}`` indexing ``videos``/``names``.
+class VideoSample(TypedDict):
+    video: Tensor  # int64 (): index into VideoDataset.videos and .names; batches of one
 
-    ``videos[i]`` lists the video's frame indices into ``data.frames`` in frame order,
-    labelled or not: the online pipeline decides which frames it runs on and scores.
-    ``max_videos`` keeps that many videos spread over the split.
-    """
+
+class VideoDataset(Dataset):
+    """Validation: one item per video. ``videos[i]`` lists its frame indices into
+    ``data.frames`` in frame order, labelled or not: the online pipeline decides which frames
+    it runs on and scores. ``max_videos`` keeps that many videos spread over the split."""
 
     def __init__(self, data: PoseDataset, max_videos: int | None = None) -> None:
         self.data = data
@@ -150,7 +137,7 @@ class VideoDataset(Dataset):
     def __len__(self) -> int:
         return len(self.names)
 
-    def __getitem__(self, index: int) -> dict[str, Tensor]:
+    def __getitem__(self, index: int) -> VideoSample:
         index = range(len(self.names))[index]  # IndexError past the end ends iteration
         return {"video": torch.tensor(index, dtype=torch.int64)}
 
