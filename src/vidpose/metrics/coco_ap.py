@@ -41,8 +41,6 @@ import torch
 from pycocotools import mask as mask_utils
 from pycocotools.cocoeval import COCOeval
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.errors import InputError
 from vidpose.formats.coco import coco_dataset, read_coco
@@ -53,7 +51,7 @@ from vidpose.formats.jsonio import load_json
 from vidpose.formats.ochuman import read_ochuman
 from vidpose.formats.results import read_coco_results
 from vidpose.keypoints import Schema, get_schema
-from vidpose.metrics.samples import first_of_each_id
+from vidpose.metrics.samples import SampleMetric
 from vidpose.pose import Frame, Pose, PoseDataset
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -250,17 +248,13 @@ def format_coco_table(result: CocoKeypointResult) -> str:
         lines.append("-: no ground-truth person of that size")
     return "\n".join(lines)
 
-class CocoKeypointAP(Metric):
+class CocoKeypointAP(SampleMetric):
     """COCO keypoint AP/AR of predicted persons against fixed ground truth, DDP-synced.
 
     ``ids`` identify predictions: the repeats with which DistributedSampler pads a rank's
     last batch carry the same ids and count once, and predictions are evaluated in id
     order, so pycocotools' score ties break the same way on any number of processes.
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(self, ground_truth: str | os.PathLike | dict | PoseDataset,
                  schema: Schema | str | None = None, *, dataset: str = "auto",
@@ -287,7 +281,6 @@ class CocoKeypointAP(Metric):
         self.add_state("image_ids", default=[], dist_reduce_fx="cat")
         self.add_state("keypoints", default=[], dist_reduce_fx="cat")
         self.add_state("scores", default=[], dist_reduce_fx="cat")
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
 
     def update(self, image_ids: Tensor, keypoints: Tensor, scores: Tensor, ids: Tensor) -> None:
         """image_ids (B,) int, keypoints (B, K, 3) x, y, score in image pixels, person
@@ -313,12 +306,9 @@ class CocoKeypointAP(Metric):
 
     def compute(self) -> dict[str, float]:
         """The ten stats (``STAT_NAMES``) in percent; NaN where no person has that size."""
-        predictions: list[dict[str, Any]] = []
-        if not (isinstance(self.ids, list) and not self.ids):
-            first = first_of_each_id(dim_zero_cat(self.ids))
-            image_ids = dim_zero_cat(self.image_ids)[first].tolist()
-            keypoints = dim_zero_cat(self.keypoints)[first].flatten(1).tolist()
-            scores = dim_zero_cat(self.scores)[first].tolist()
-            predictions = [{"image_id": i, "category_id": PERSON_CATEGORY, "keypoints": kps,
-                            "score": s} for i, kps, s in zip(image_ids, keypoints, scores)]
+        rows = self.first_rows("image_ids", "keypoints", "scores")
+        image_ids, keypoints, scores = ((rows[0].tolist(), rows[1].flatten(1).tolist(),
+                                         rows[2].tolist()) if rows else ([], [], []))
+        predictions = [{"image_id": i, "category_id": PERSON_CATEGORY, "keypoints": kps, "score": s}
+                       for i, kps, s in zip(image_ids, keypoints, scores)]
         return coco_keypoint_stats(self.ground_truth, predictions, self.schema.sigmas)

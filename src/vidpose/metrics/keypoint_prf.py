@@ -18,9 +18,7 @@ all (NaN where a count is empty). Peaks come as a padded (B, J, M, 3) tensor of 
 third value that is positive for a real peak (a score) and 0 for padding;
 :func:`peaks_from_maps` makes it from confidence maps with :mod:`vidpose.decode`.
 
-Samples (images) are keyed by an int64 id and de-duplicated at compute time, so the
-repeated samples with which DistributedSampler pads the last batch of a rank cannot change
-the result: 2 processes give exactly what 1 gives.
+Samples (images) are keyed by an int64 id and counted once (``metrics/samples.py``).
 """
 from __future__ import annotations
 
@@ -29,11 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.decode import heatmap_local_peaks, heatmap_to_crop
-from vidpose.metrics.samples import check_ids, first_of_each_id
+from vidpose.metrics.samples import SampleMetric, check_ids
 
 # Rows of the per-sample count tensor (B, 4, J) made by keypoint_match_counts.
 GT_MATCHED, GT_TOTAL, PEAKS_MATCHED, PEAKS_TOTAL = range(4)
@@ -123,7 +119,7 @@ def prf_from_counts(true_pred: Tensor, pred: Tensor, true_gt: Tensor, gt: Tensor
             f"{per}_f1": f1_score(precision, recall).float()}
 
 
-class KeypointPRF(Metric):
+class KeypointPRF(SampleMetric):
     """Keypoint precision/recall/F1 of predicted peaks within ``threshold_px`` of the ground truth.
 
     ``annotated_mask`` (J,) leaves out joint types a dataset never annotates (PoseTrack18
@@ -131,10 +127,6 @@ class KeypointPRF(Metric):
     ``compute`` gives percentages: ``precision``, ``recall``, ``f1`` (pooled, floats) and
     ``per_joint_precision``, ``per_joint_recall``, ``per_joint_f1`` ((J,) tensors).
     """
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(self, num_joints: int, threshold_px: float = 10.0,
                  annotated_mask: Sequence[bool] | np.ndarray | Tensor | None = None,
@@ -148,7 +140,6 @@ class KeypointPRF(Metric):
             raise ValueError(f"annotated_mask must have shape ({num_joints},), "
                              f"got {tuple(mask.shape)}")
         self.register_buffer("annotated_mask", mask, persistent=False)
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
         self.add_state("counts", default=[], dist_reduce_fx="cat")
 
     def update(self, peaks: Tensor, gt: Tensor, ids: Tensor) -> None:
@@ -162,9 +153,7 @@ class KeypointPRF(Metric):
 
     def compute(self) -> dict[str, Any]:
         """Pooled and per-joint precision, recall and F1 in percent; NaN where nothing counted."""
-        if isinstance(self.ids, list) and not self.ids:
-            counts = torch.zeros(4, self.num_joints, dtype=torch.int64)
-        else:
-            counts = dim_zero_cat(self.counts)[first_of_each_id(dim_zero_cat(self.ids))].sum(0)
+        rows = self.first_rows("counts")
+        counts = rows[0].sum(0) if rows else torch.zeros(4, self.num_joints, dtype=torch.int64)
         return prf_from_counts(counts[PEAKS_MATCHED], counts[PEAKS_TOTAL],
                                counts[GT_MATCHED], counts[GT_TOTAL], per="per_joint")

@@ -7,9 +7,7 @@ positive when its value is strictly above the threshold (as torchmetrics binaris
 Per channel and pooled over all channels (and all pixels of all images):
 precision = TP / (TP + FP), recall = TP / (TP + FN), F1 = 2PR / (P + R).
 
-Samples (images) are keyed by an int64 id and de-duplicated at compute time, so the
-repeated samples with which DistributedSampler pads the last batch of a rank cannot change
-the result: 2 processes give exactly what 1 gives.
+Samples (images) are keyed by an int64 id and counted once (``metrics/samples.py``).
 """
 from __future__ import annotations
 
@@ -17,11 +15,9 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.metrics.keypoint_prf import prf_from_counts
-from vidpose.metrics.samples import check_ids, first_of_each_id
+from vidpose.metrics.samples import SampleMetric, check_ids
 
 # Rows of the per-sample count tensor (B, 3, C).
 TRUE_POSITIVES, PREDICTED_POSITIVES, TARGET_POSITIVES = range(3)
@@ -35,19 +31,14 @@ def pixel_counts(preds: Tensor, target: Tensor, threshold: float = 0.5) -> Tenso
                         positive.sum((-2, -1))], 1)
 
 
-class PixelPRF(Metric):
+class PixelPRF(SampleMetric):
     """Pixel precision/recall/F1 of maps binarised at ``threshold``; ``compute`` gives percent:
     ``precision``, ``recall``, ``f1`` (pooled, floats) and ``per_channel_precision``,
     ``per_channel_recall``, ``per_channel_f1`` ((C,) tensors, NaN where a count is empty)."""
 
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
     def __init__(self, threshold: float = 0.5, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.threshold = float(threshold)
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
         self.add_state("counts", default=[], dist_reduce_fx="cat")
 
     def update(self, preds: Tensor, target: Tensor, ids: Tensor) -> None:
@@ -61,9 +52,10 @@ class PixelPRF(Metric):
 
     def compute(self) -> dict[str, Any]:
         """Pooled and per-channel precision, recall and F1 in percent."""
-        if isinstance(self.ids, list) and not self.ids:
+        rows = self.first_rows("counts")
+        if rows is None:
             return prf_from_counts(*torch.zeros(4, 0, dtype=torch.int64), per="per_channel")
-        counts = dim_zero_cat(self.counts)[first_of_each_id(dim_zero_cat(self.ids))].sum(0)
+        counts = rows[0].sum(0)
         true_positives = counts[TRUE_POSITIVES]
         return prf_from_counts(true_positives, counts[PREDICTED_POSITIVES], true_positives,
                                counts[TARGET_POSITIVES], per="per_channel")

@@ -6,9 +6,8 @@ frame each belongs to, PoseTrack18 keypoints with per-joint scores, a track id) 
 (same clean-up, matching and counts; videos in name order, its default). A joint is predicted when its
 score is above zero, as in the prediction files the suite writes.
 
-States are concatenated across DDP ranks. Every pose carries an int64 id and repeats of an
-id count once, so the samples DistributedSampler repeats to even out the ranks, or poses
-that several ranks all hold, cannot change the result: 2 processes give what 1 gives.
+Every pose carries an int64 id and counts once (``metrics/samples.py``), also when several
+DDP ranks all hold it.
 """
 from __future__ import annotations
 
@@ -17,28 +16,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import PoseTrackResult, evaluate_videos
 from vidpose.metrics.posetrack_inputs import eval_video, video_order_key
-from vidpose.metrics.samples import check_ids, first_of_each_id
+from vidpose.metrics.samples import SampleMetric, check_ids
 from vidpose.pose import Frame, Pose
 
 
-class _PoseTrackPredictions(Metric):
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
-
+class _PoseTrackPredictions(SampleMetric):
     def __init__(self, frames: list[Frame], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.frames = frames
         self.add_state("frame", default=[], dist_reduce_fx="cat")
         self.add_state("keypoints", default=[], dist_reduce_fx="cat")
         self.add_state("track", default=[], dist_reduce_fx="cat")
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
 
     def update(self, frame: Tensor, keypoints: Tensor, track_ids: Tensor, ids: Tensor) -> None:
         """frame (B,) index into the metric's frames, keypoints (B, 17, 3) x, y, score in
@@ -58,11 +50,9 @@ class _PoseTrackPredictions(Metric):
     def result(self) -> PoseTrackResult:
         """poseval's figures for everything accumulated (synced across ranks)."""
         predicted: list[list[Pose]] = [[] for _ in self.frames]
-        if not (isinstance(self.ids, list) and not self.ids):
-            first = first_of_each_id(dim_zero_cat(self.ids)).cpu().numpy()
-            frame = dim_zero_cat(self.frame).cpu().numpy()[first]
-            keypoints = dim_zero_cat(self.keypoints).cpu().numpy()[first]
-            track = dim_zero_cat(self.track).cpu().numpy()[first]
+        rows = self.first_rows("frame", "keypoints", "track")
+        if rows:
+            frame, keypoints, track = (row.cpu().numpy() for row in rows)
             present = keypoints[..., 2] > 0
             keypoints[~present] = 0.0
             for f, kps, t, flags in zip(frame, keypoints, track, present):

@@ -6,9 +6,7 @@ A ground-truth keypoint is found when its closest predicted peak of the same joi
 within ``threshold_px`` (the rule of :mod:`vidpose.metrics.keypoint_prf`); recall at frame t
 pools the labelled keypoints of every clip's frame t.
 
-Samples (frames) are keyed by an int64 id and de-duplicated at compute time, so the
-repeated samples with which DistributedSampler pads the last batch of a rank cannot change
-the result: 2 processes give exactly what 1 gives.
+Samples (frames) are keyed by an int64 id and counted once (``metrics/samples.py``).
 """
 from __future__ import annotations
 
@@ -19,22 +17,16 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
-from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vidpose.metrics.keypoint_prf import (GT_MATCHED, GT_TOTAL, check_keypoint_inputs,
                                           keypoint_match_counts, ratio_percent)
-from vidpose.metrics.samples import check_ids, first_of_each_id
+from vidpose.metrics.samples import SampleMetric, check_ids
 
 
-class RecallOverTime(Metric):
+class RecallOverTime(SampleMetric):
     """Recall (percent) per frame index 0 .. ``max_frames`` - 1; ``compute`` gives
     ``{"recall": (max_frames,) tensor}``, NaN at frame indices without ground truth
     (torchmetrics squeezes a one-element result, so ``max_frames=1`` gives a 0-d tensor)."""
-
-    is_differentiable = False
-    higher_is_better = True
-    full_state_update = False
 
     def __init__(self, max_frames: int, threshold_px: float = 10.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -42,7 +34,6 @@ class RecallOverTime(Metric):
             raise ValueError(f"max_frames must be positive, got {max_frames}")
         self.max_frames = int(max_frames)
         self.threshold_px = float(threshold_px)
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
         # Per frame: frame index, found and labelled ground-truth keypoints.
         self.add_state("rows", default=[], dist_reduce_fx="cat")
 
@@ -65,8 +56,9 @@ class RecallOverTime(Metric):
         """{"recall": (max_frames,) float tensor in percent, NaN where a frame has no GT}."""
         found = torch.zeros(self.max_frames, dtype=torch.int64)
         labelled = torch.zeros(self.max_frames, dtype=torch.int64)
-        if not (isinstance(self.ids, list) and not self.ids):
-            rows = dim_zero_cat(self.rows)[first_of_each_id(dim_zero_cat(self.ids))].cpu()
+        rows = self.first_rows("rows")
+        if rows:
+            rows = rows[0].cpu()
             found.index_add_(0, rows[:, 0], rows[:, 1])
             labelled.index_add_(0, rows[:, 0], rows[:, 2])
         return {"recall": ratio_percent(found, labelled).float()}
