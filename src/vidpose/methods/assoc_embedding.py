@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 
 from vidpose.data_modules.datasets import as_data_config
+from vidpose.data_modules.frames import FrameSample
 from vidpose.data_modules.transforms import IMAGENET_MEAN, IMAGENET_STD
 from vidpose.decode import REFINEMENTS, heatmap_to_crop
 from vidpose.errors import ConfigError
@@ -193,10 +194,10 @@ class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
         keypoints[:, :2] = heatmap_to_crop(keypoints[:, :2], self.stride)
         return Pose(keypoints, score=pose.score)
 
-    def predict_poses(self, batch: dict[str, Tensor]) -> dict[str, list[list[Pose]]]:
+    def predict_poses(self, batch: FrameSample) -> dict[str, list[list[Pose]]]:
         return {"ae": self.group(self(batch["image"]))}
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: FrameSample, batch_idx: int) -> Tensor:
         losses = ae_loss(self(batch["image"]), batch, self.cfg, self.stride)
         return log_losses(self, losses, batch["image"].shape[0])
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from torch import Tensor
 
+from vidpose.data_modules.frames import FrameSample
 from vidpose.data_modules.transforms import apply_affine, invert_affine
 from vidpose.errors import ConfigError
 from vidpose.evaluation.split import SplitEvaluator, result_folder
@@ -110,11 +110,11 @@ class BottomUpEvaluation(EvaluationHooks):
 
     # Lightning hooks: the epoch hooks are EvaluationHooks'; a step knows its set by the
     # index of its dataloader.
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int,
+    def validation_step(self, batch: FrameSample, batch_idx: int,
                         dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+    def test_step(self, batch: FrameSample, batch_idx: int, dataloader_idx: int = 0) -> None:
         self._evaluation_step(batch, dataloader_idx)
 
     def make_evaluator(self) -> SplitEvaluator:
@@ -122,7 +122,7 @@ class BottomUpEvaluation(EvaluationHooks):
         are this mixin's (per set and decoder)."""
         return SplitEvaluator()
 
-    def _evaluation_step(self, batch: dict[str, Tensor], set_index: int) -> None:
+    def _evaluation_step(self, batch: FrameSample, set_index: int) -> None:
         predicted = self.predict_poses(batch)
         frames = batch["frame"].cpu().numpy()
         affines = batch["image_to_input"].cpu().numpy()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from vidpose.data_modules.boxes import transform_boxes
+from vidpose.data_modules.boxes import BoxSample, transform_boxes
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.data_modules.transforms import invert_affine, letterbox, normalize
 from vidpose.decode import heatmap_local_peaks
@@ -173,7 +173,7 @@ class CenterNet(EvaluationHooks, L.LightningModule):
         return [(boxes_to_image(boxes[i][valid[i]], self.stride, affines[i]),
                  scores[i][valid[i]].astype(np.float64)) for i in range(len(images))]
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: BoxSample, batch_idx: int) -> Tensor:
         losses = centernet_loss(self(batch["image"]), batch, self.cfg)
         return log_losses(self, losses, batch["image"].shape[0])
 
@@ -183,7 +183,7 @@ class CenterNet(EvaluationHooks, L.LightningModule):
     def make_evaluator(self) -> BoxEvaluator:
         return BoxEvaluator(self.num_keypoints)
 
-    def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
+    def _evaluation_step(self, batch: BoxSample, stage: str) -> None:
         outputs = self(batch["image"])
         loss = centernet_loss(outputs, batch, self.cfg)["loss"]
         self.log(f"{stage}/loss", loss, on_epoch=True, sync_dist=True,

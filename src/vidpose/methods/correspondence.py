@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from torchmetrics import CatMetric, MeanMetric
 
 from vidpose.data_modules.datasets import as_data_config
+from vidpose.data_modules.pairs import PairSample
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.losses import refinement_loss, siamese_loss
@@ -126,7 +127,7 @@ class KeypointCorrespondence(L.LightningModule):
         """The module this stage optimises."""
         return self.net.refinement if self.net.refinement is not None else self.net.siamese
 
-    def pair_maps(self, batch: dict[str, Tensor], max_persons: int | None) -> PairMaps:
+    def pair_maps(self, batch: PairSample, max_persons: int | None) -> PairMaps:
         """Siamese maps of every person, refined logits of at most ``max_persons`` persons per
         pair (all when None) in the refinement stage, and the targets."""
         image1, image2, keypoints1 = batch["image1"], batch["image2"], batch["keypoints1"]
@@ -160,7 +161,7 @@ class KeypointCorrespondence(L.LightningModule):
         pair, row = maps.persons
         return refinement_loss(maps.refined, maps.targets[pair, row], maps.counted[pair, row])
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: PairSample, batch_idx: int) -> Tensor:
         loss = self.loss(self.pair_maps(batch, self.cfg.max_refine_persons))
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
                  batch_size=batch["image1"].shape[0])
@@ -169,10 +170,10 @@ class KeypointCorrespondence(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self.trained_module, self.cfg)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: PairSample, batch_idx: int) -> None:
         self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: PairSample, batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
     def _reset_metrics(self) -> None:
@@ -239,7 +240,7 @@ class KeypointCorrespondence(L.LightningModule):
         target = nearest_cell(correspondences[..., :2], self.net.stride, maps.shape[-2:])
         return (argmax_cells(maps) - target).abs().amax(-1) <= 1
 
-    def _evaluate(self, batch: dict[str, Tensor], stage: str) -> None:
+    def _evaluate(self, batch: PairSample, stage: str) -> None:
         maps = self.pair_maps(batch, None)
         batch_size = batch["image1"].shape[0]
         self.log(f"{stage}/loss", self.loss(maps), on_epoch=True, sync_dist=True,

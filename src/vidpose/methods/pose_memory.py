@@ -39,6 +39,7 @@ from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory,
 from vidpose.codec import HeatmapCodec
 from vidpose.crowd import crowd_videos, video_subset
 from vidpose.data_modules.datasets import as_data_config
+from vidpose.data_modules.track_clips import TrackClipSample
 from vidpose.decode import flip_back
 from vidpose.errors import ConfigError
 from vidpose.evaluation.scoring import score_poses
@@ -252,7 +253,7 @@ class PoseMemory(VideoValidation, L.LightningModule):
                              f"flip_test={not self.cfg.flip_test}")
         return [m[:, stream] if m is not None else None for m in memories]
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: TrackClipSample, batch_idx: int) -> Tensor:
         images = batch["image"]  # (B, T, 3, H, W)
         batch_size, length = images.shape[:2]
         top, skips = self.net.encode(pad_to_stride(images.flatten(0, 1)))

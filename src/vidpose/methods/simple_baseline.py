@@ -24,6 +24,7 @@ import lightning as L
 from torch import Tensor
 
 from vidpose.codec import HeatmapCodec
+from vidpose.data_modules.crops import CropSample
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import flip_back
 from vidpose.evaluation.crop_poses import CropPoseEvaluator
@@ -96,7 +97,7 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
                                                    self.cfg.flip_shift))
         return heatmaps
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: CropSample, batch_idx: int) -> Tensor:
         heatmaps = self(batch["image"])
         loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
@@ -110,7 +111,7 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
         return CropPoseEvaluator(self.schema, self.cfg.joint_threshold, self.cfg.oks_nms_thr,
                                  self.device)
 
-    def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
+    def _evaluation_step(self, batch: CropSample, stage: str) -> None:
         batch_size = batch["image"].shape[0]
         heatmaps = self.predict_heatmaps(batch["image"])
         loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from vidpose.callbacks.memory_policies import GROUND_TRUTH, MemoryBank, WritePolicy
+from vidpose.data_modules.frames import ClipSample, RefinedClipSample
 from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
@@ -135,7 +136,7 @@ class STMSkeletons(L.LightningModule):
         has no segmentation)."""
         return maps if self.cfg.variant == "skeleton_map" else maps[..., 1:, :, :]
 
-    def _targets(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    def _targets(self, batch: ClipSample | RefinedClipSample) -> tuple[Tensor, Tensor]:
         """(B, T, C, h, w) clean targets and the maps memorised for ground-truth frames."""
         target = self.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
         if "memory_heatmaps" in batch:
@@ -181,7 +182,7 @@ class STMSkeletons(L.LightningModule):
 
     # --- training -------------------------------------------------------------------------
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: ClipSample | RefinedClipSample, batch_idx: int) -> Tensor:
         target, memory = self._targets(batch)
         policy = self.write_policy(target.shape[1], training=True)
         outputs = self.run_clip(batch["image"], memory, policy)
@@ -199,7 +200,7 @@ class STMSkeletons(L.LightningModule):
 
     # --- validation -----------------------------------------------------------------------
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: ClipSample, batch_idx: int) -> None:
         # Validation memorises what inference would: clean first-frame maps, then predictions.
         target = self.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
         num_frames = target.shape[1]

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from vidpose.codec import HeatmapCodec
+from vidpose.data_modules.crops import CropSample
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.decode import flip_back, heatmap_peaks, heatmap_to_crop
 from vidpose.errors import ConfigError
@@ -228,7 +229,7 @@ class TwoStagePose(EvaluationHooks, L.LightningModule):
         return self.predict(crops.to(self.device, self.dtype))[0], None
 
     def _loss(self, stages: list[tuple[Tensor, Tensor]],
-              batch: dict[str, Tensor]) -> dict[str, Tensor]:
+              batch: CropSample) -> dict[str, Tensor]:
         """Both stages' heatmap BCE and offset L1, summed over the stages."""
         target, mask = offset_targets(batch["keypoints"], batch["target_weight"],
                                       batch["heatmaps"].shape[-2:], self.stride,
@@ -239,7 +240,7 @@ class TwoStagePose(EvaluationHooks, L.LightningModule):
         return {"loss": heatmap + self.cfg.offset_weight * offset, "heatmap_loss": heatmap,
                 "offset_loss": offset}
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: CropSample, batch_idx: int) -> Tensor:
         losses = self._loss(self.net(batch["image"]), batch)
         return log_losses(self, losses, batch["image"].shape[0])
 
@@ -250,7 +251,7 @@ class TwoStagePose(EvaluationHooks, L.LightningModule):
         return CropPoseEvaluator(self.schema, self.cfg.joint_threshold, self.cfg.oks_nms_thr,
                                  self.device)
 
-    def _evaluation_step(self, batch: dict[str, Tensor], stage: str) -> None:
+    def _evaluation_step(self, batch: CropSample, stage: str) -> None:
         """The training loss of the plain crops, and the poses of the flip-tested crops."""
         stages = self.net(batch["image"])
         self.log(f"{stage}/loss", self._loss(stages, batch)["loss"], on_epoch=True,

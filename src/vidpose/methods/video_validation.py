@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import Tensor
-
 from vidpose.data_modules.datasets import read_image
+from vidpose.data_modules.track_clips import VideoSample
 from vidpose.evaluation.scoring import score_poses, write_predictions
 from vidpose.evaluation.split import gather_all, result_folder
 from vidpose.methods import configured_boxes
@@ -42,7 +41,7 @@ class VideoValidation:
         self._poses = {}
         self._pipeline = None
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: VideoSample, batch_idx: int) -> None:
         datamodule = self.trainer.datamodule
         data, videos = datamodule.val_data, datamodule.val_set
         if self._pipeline is None:
