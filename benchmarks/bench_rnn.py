@@ -43,31 +43,29 @@ class SavedBytes:
     """Peak bytes of the tensors autograd saves for backward, alive at the same time."""
 
     def __init__(self) -> None:
-        self.live = 0
-        self.peak = 0
+        self.live = self.peak = 0
 
     def _release(self, size: int) -> None:
         self.live -= size
 
-    def pack(self, tensor: torch.Tensor) -> object:
+    def pack(self, tensor: torch.Tensor) -> "_Box":
         size = tensor.numel() * tensor.element_size()
         self.live += size
         self.peak = max(self.peak, self.live)
-        holder = [tensor]
-        box = _Box(holder)
+        box = _Box(tensor)
         weakref.finalize(box, self._release, size)
         return box
 
     @staticmethod
     def unpack(box: "_Box") -> torch.Tensor:
-        return box.holder[0]
+        return box.tensor
 
 
 class _Box:
     """What a saved tensor is packed into: its lifetime is the graph's."""
 
-    def __init__(self, holder: list) -> None:
-        self.holder = holder
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
 
 
 def _alg1(decoder: PoseDecoderLSTM, features: torch.Tensor, gt: torch.Tensor, steps: int,

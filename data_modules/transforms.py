@@ -74,9 +74,6 @@ def transform_keypoints(keypoints: np.ndarray, affine: np.ndarray, flip_index: n
     out[out[..., 2] <= 0] = 0.0
     return out
 
-
-# --------------------------------------------------------------------------- top-down crops
-
 def box_to_center_size(box: np.ndarray, aspect: float, padding: float) -> tuple[np.ndarray,
                                                                              np.ndarray]:
     """Centre (x, y) and size (w, h) of an x, y, w, h box, widened to ``aspect`` = w / h and
@@ -169,9 +166,6 @@ def photometric_pipeline(augment: AugmentConfig) -> A.Compose:
     if augment.noise > 0:
         steps.append(A.GaussNoise(std_range=(0.01, 0.05), p=augment.noise))
     return A.Compose(steps)
-
-
-# --------------------------------------------------------------------------- bottom-up frames
 
 def letterbox(images: np.ndarray, input_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Resize ``(T, H, W, 3)`` frames to fit ``input_size`` (h, w) keeping the aspect ratio,
