@@ -57,6 +57,9 @@ def test_unknown_key_names_the_key_and_a_close_one():
 @pytest.mark.parametrize("name, override, new", [
     ("simple_baseline", "model.refine=taylor", "'data.subpixel'"),
     ("memory_t3_cpn_memory", "model.backbone=cpn", "'model.resnet' (the ResNet depth) or 'model.network'"),
+    ("rnn_t1_ours", "model.refiner=true", "'model.lstm2'"),
+    ("rnn_t1_ours", "model.refiner_layers=3", "'model.lstm2_layers'"),
+    ("rnn_t1_ours", "model.refiner_input=matched", "'model.lstm2_input'"),
 ])
 def test_an_old_key_on_the_command_line_names_its_new_place(name, override, new):
     key = override.split("=")[0]

@@ -331,7 +331,9 @@ def _schema(method: str) -> DictConfig:
 # Keys that moved (old dotted key -> new one, or a phrase naming several): errors name it.
 MOVED_KEYS = {"model.refine": "data.subpixel",  # the heatmap codec's decoding (vidpose.codec)
               "model.backbone": "'model.resnet' (the ResNet depth) or 'model.network' "
-                                "(pose_memory's simple_baseline | cpn)"}
+                                "(pose_memory's simple_baseline | cpn)",
+              "model.refiner": "model.lstm2", "model.refiner_layers": "model.lstm2_layers",
+              "model.refiner_input": "model.lstm2_input"}
 
 
 def _close_key(cfg: DictConfig, full_key: str) -> str:

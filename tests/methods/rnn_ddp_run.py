@@ -36,7 +36,7 @@ class Report(L.Callback):
 
 def main(out: Path) -> None:
     torch.manual_seed(0)
-    model = RNNPoseDecoder({**SMALL, "within_image_batch": 1, "refiner": True, "lr": 1e-2},
+    model = RNNPoseDecoder({**SMALL, "within_image_batch": 1, "lstm2": True, "lr": 1e-2},
                            DATA, feature_model=copy.deepcopy(FEATURE_MODEL))
     # A decided stop head (p ~ 0.007 < omega): each image stops at t = z + 1, so with T = 1
     # the rank that gets the one two-person image runs one backward pass more.

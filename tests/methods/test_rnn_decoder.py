@@ -69,7 +69,7 @@ def test_features_are_required():
 
 
 def test_the_ae_is_frozen_and_stays_in_eval_mode():
-    model = _model(refiner=True)
+    model = _model(lstm2=True)
     model.train()
     assert model.lstm1.training and model.norm.training and not model.ae.training
     assert not any(p.requires_grad for p in model.ae.parameters())
@@ -95,7 +95,7 @@ class Checks(L.Callback):
 
 
 def test_training_step_with_manual_optimisation_and_checkpoint_round_trip(tmp_path):
-    model = _model(refiner=True, lr=1e-3, lr_steps=[1])
+    model = _model(lstm2=True, lr=1e-3, lr_steps=[1])
     before = copy.deepcopy(model.state_dict())
     checks = Checks()
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
@@ -164,7 +164,7 @@ def test_ae_checkpoint_is_loaded_once_then_travels_in_the_decoder_checkpoint(tmp
 
 
 def test_predict_poses_runs_both_decoders_on_one_ae_pass():
-    model = _model(refiner=True, ordering="canonical").eval()
+    model = _model(lstm2=True, ordering="canonical").eval()
     batch = _batch()
     with torch.no_grad():
         assert torch.equal(torch.cat(model.ae(batch["image"]), 1),

@@ -131,13 +131,13 @@ def test_orderings_table3():
 # ----------------------------------------------------------------------------- Alg. 1
 
 def _scripted_run(probs, maps, present, batch_steps=8, max_steps=6, config="a_a",
-                  refiner=None, ordering="learned", refiner_input="emitted"):
+                  refiner=None, ordering="learned", lstm2_input="emitted"):
     features = ScriptedDecoder.features(len(probs), maps.shape[-2:])
     losses = []
     decoder = ScriptedDecoder(probs, maps)
     options = TrainingOptions(passes=1, batch_steps=batch_steps, max_steps=max_steps,
                               loss_config=config, ordering=ordering,
-                              refiner_input=refiner_input)
+                              lstm2_input=lstm2_input)
     run = within_image_batching(features, gt_of(present, maps), present, decoder,
                                 lambda loss: losses.append(loss.detach()), options,
                                 refiner=refiner)
@@ -275,8 +275,8 @@ def test_refiner_gets_the_matched_persons_in_order_against_reordered_ground_trut
 
 def test_refiner_is_trained_on_the_persons_inference_feeds_it():
     """Over-counting (z = 1, z_hat = 2, (a')): inference feeds LSTM2 both emitted persons,
-    so training does too (refiner_input=emitted, the default), with Eq. 4's loss on the
-    matched one only; refiner_input=matched feeds the matched one alone (issue 16 point 15).
+    so training does too (lstm2_input=emitted, the default), with Eq. 4's loss on the
+    matched one only; lstm2_input=matched feeds the matched one alone (issue 16 point 15).
     With the inverse order the matched person's refinement depends on what came first."""
     torch.manual_seed(0)
     refiner = PoseRefinerLSTM(feature_channels=1, num_joints=1, hidden=4, layers=2)
@@ -286,7 +286,7 @@ def test_refiner_is_trained_on_the_persons_inference_feeds_it():
     features = torch.zeros(1, 1, 6, 6)
     emitted, _ = _scripted_run(probs, maps, present, refiner=refiner, ordering="inverse")
     matched, _ = _scripted_run(probs, maps, present, refiner=refiner, ordering="inverse",
-                               refiner_input="matched")
+                               lstm2_input="matched")
     with torch.no_grad():
         persons = emit_persons(features, ScriptedDecoder(probs, maps), 1, OMEGA, 6)
         assert len(persons[0][0]) == 2  # inference emits steps 1 and 2
@@ -299,7 +299,7 @@ def test_refiner_is_trained_on_the_persons_inference_feeds_it():
         heatmap_l2(alone[0], GT[:1]).item(), rel=1e-5)
     assert emitted.losses["refined_loss"] != pytest.approx(matched.losses["refined_loss"])
     with pytest.raises(ValueError, match="refiner input"):
-        _scripted_run(probs, maps, present, refiner=refiner, refiner_input="all")
+        _scripted_run(probs, maps, present, refiner=refiner, lstm2_input="all")
 
 
 class RecordingDecoder(PoseDecoderLSTM):

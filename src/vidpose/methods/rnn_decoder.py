@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.datasets import as_data_config
+from vidpose.data_modules.frames import FrameSample
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.methods import (check_choices, check_positive, check_stride, load_trained,
@@ -50,8 +51,8 @@ from vidpose.methods import (check_choices, check_positive, check_stride, load_t
 from vidpose.methods.assoc_embedding import FEATURE_SETS
 from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.methods.rnn_loss import (LOSS_CONFIGS, ORDERINGS, REDUCTIONS, REFINER_INPUTS,
-                                      TrainingOptions, refiner_inputs, within_image_batching)
+from vidpose.methods.rnn_loss import (LOSS_CONFIGS, LSTM2_INPUTS, ORDERINGS, REDUCTIONS,
+                                      TrainingOptions, lstm2_inputs, within_image_batching)
 from vidpose.nn.convlstm import State
 from vidpose.nn.hourglass import check_input_size
 from vidpose.nn.rnn_decoder import PoseDecoderLSTM, PoseRefinerLSTM, RunningNorm, halved_sizes
@@ -75,15 +76,15 @@ class RNNDecoderConfig:
     layers: int = 3  # LSTM1's ConvLSTM layers (paper: 3)
     kernel: int = 3  # ConvLSTM kernel (paper: 3)
     passes: int = 2  # feedback passes per person (Table 5: 1 = no loop, 2 = paper, 3)
-    refiner: bool = False  # append LSTM2 (Sec. 3.1.2)
-    refiner_layers: int = 2  # LSTM2's ConvLSTM layers (paper: 2; Table 7: 2, 3, 4)
+    lstm2: bool = False  # append LSTM2 (Sec. 3.1.2)
+    lstm2_layers: int = 2  # LSTM2's ConvLSTM layers (paper: 2; Table 7: 2, 3, 4)
     # LSTM2's input order (Table 3): learned | random | confidence | inverse | canonical
     ordering: str = "learned"
     # The persons LSTM2 is fed in training: emitted (those inference would emit, as it is
     # fed at inference) | matched (only those matched to a GT person, the r steps Eq. 4
     # indexes; inference still feeds every emitted person). Eq. 4's loss is on the matched
-    # persons either way (methods/rnn_loss.py, REFINER_INPUTS).
-    refiner_input: str = "emitted"
+    # persons either way (methods/rnn_loss.py, LSTM2_INPUTS).
+    lstm2_input: str = "emitted"
     # Table 4: a_a = (a, a') (paper's best), a_b, b_a, b_b; see methods/rnn_loss.py.
     loss_config: str = "a_a"
     within_image_batch: int = 8  # T, steps per back-propagation (Alg. 1; paper: 8)
@@ -113,12 +114,12 @@ def _model_config(model: dict[str, Any]) -> RNNDecoderConfig:
     cfg = model_config(RNNDecoderConfig, model, "rnn_decoder")
     check_choices(cfg, {"ordering": ORDERINGS, "loss_config": LOSS_CONFIGS,
                         "heatmap_reduction": REDUCTIONS, "input_features": FEATURE_SETS,
-                        "refiner_input": REFINER_INPUTS})
-    check_positive(cfg, ("hidden", "layers", "kernel", "passes", "refiner_layers",
+                        "lstm2_input": LSTM2_INPUTS})
+    check_positive(cfg, ("hidden", "layers", "kernel", "passes", "lstm2_layers",
                          "within_image_batch", "lr", "stop_weight"))
     if cfg.kernel % 2 == 0:
         raise ConfigError(f"model.kernel: expected an odd size, got {cfg.kernel}")
-    for key in ("layers", "refiner_layers"):
+    for key in ("layers", "lstm2_layers"):
         try:
             halved_sizes(cfg.hidden, getattr(cfg, key))
         except ValueError:
@@ -182,7 +183,7 @@ def refine_persons(features: Tensor, refiner: PoseRefinerLSTM,
     given = {i: p for i, p in enumerate(persons) if len(p[0])}
     if not given:
         return [maps for maps, _ in persons]
-    sequence, active, orders = refiner_inputs(given, features.shape[0], ordering, features.device)
+    sequence, active, orders = lstm2_inputs(given, features.shape[0], ordering, features.device)
     refined, _ = refiner(features, sequence, None, active)
     out = [maps for maps, _ in persons]
     for i, order in orders.items():
@@ -245,12 +246,12 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         cfg = self.cfg
         self.norm = RunningNorm(channels, cfg.norm_momentum)
         self.lstm1 = PoseDecoderLSTM(channels, self.num_joints, cfg.hidden, cfg.layers, cfg.kernel)
-        self.lstm2 = (PoseRefinerLSTM(channels, self.num_joints, cfg.hidden, cfg.refiner_layers,
-                                      cfg.kernel) if cfg.refiner else None)
+        self.lstm2 = (PoseRefinerLSTM(channels, self.num_joints, cfg.hidden, cfg.lstm2_layers,
+                                      cfg.kernel) if cfg.lstm2 else None)
         self.max_steps = cfg.max_steps or int(data_cfg.max_persons) + 1
         self.options = TrainingOptions(cfg.passes, cfg.within_image_batch, cfg.omega_train,
                                        self.max_steps, cfg.loss_config, cfg.ordering,
-                                       cfg.heatmap_reduction, cfg.refiner_input,
+                                       cfg.heatmap_reduction, cfg.lstm2_input,
                                        cfg.stop_weight)
 
     def _feature_model(self, model: dict, feature_model: Optional[dict], schema: str) -> nn.Module:
@@ -297,7 +298,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         every stack (not normalised here)."""
         return self.ae.features(image, self.cfg.input_features)
 
-    def ground_truth(self, batch: dict[str, Tensor],
+    def ground_truth(self, batch: FrameSample,
                      size: tuple[int, int]) -> tuple[Tensor, Tensor]:
         """Per-person GT heatmaps (B, P, J, h, w) and which rows are GT persons (B, P): rows
         with at least one present keypoint (augmentation may have pushed all out)."""
@@ -314,7 +315,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
         """What is trained: the input norm's affine, LSTM1 and LSTM2 (never the AE)."""
         return nn.ModuleList([m for m in (self.norm, self.lstm1, self.lstm2) if m is not None])
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def training_step(self, batch: FrameSample, batch_idx: int) -> None:
         optimizer = self.optimizers()
         features = self.features(batch["image"])
         gt_heatmaps, gt_present = self.ground_truth(batch, tuple(features.shape[-2:]))
@@ -364,7 +365,7 @@ class RNNPoseDecoder(BottomUpEvaluation, L.LightningModule):
                 for m, (_, p) in zip(maps, persons)]
 
     @torch.no_grad()
-    def predict_poses(self, batch: dict[str, Tensor]) -> dict[str, list[list[Pose]]]:
+    def predict_poses(self, batch: FrameSample) -> dict[str, list[list[Pose]]]:
         """Both decoders on one AE forward pass: the features are ``model.input_features``
         of its stacks' outputs (``AssociativeEmbedding.select_features``)."""
         outputs = self.ae(batch["image"])

@@ -43,7 +43,7 @@ ORDERINGS = ("learned", "random", "confidence", "inverse", "canonical")  # Table
 # before the first p_t < omega), as inference feeds it; ``matched``, only those matched to a
 # GT person (Eq. 4 indexes LSTM2's steps by the r matched pairs). Either way Eq. 4's loss is
 # over the matched persons only: a fed person without a GT person adds none.
-REFINER_INPUTS = ("emitted", "matched")
+LSTM2_INPUTS = ("emitted", "matched")
 
 
 def stop_targets(z_hat: int, z: int) -> Tensor:
@@ -188,7 +188,7 @@ class TrainingOptions:
     loss_config: str = "a_a"  # Table 4 [loss_config]
     ordering: str = "learned"  # LSTM2's input order, Table 3 [ordering]
     heatmap_reduction: str = "mean"  # l_2 over pixels: mean | sum [heatmap_reduction]
-    refiner_input: str = "emitted"  # LSTM2's training input: emitted | matched [refiner_input]
+    lstm2_input: str = "emitted"  # LSTM2's training input: emitted | matched [lstm2_input]
     # Eq. 3's weight in the total (the paper weighs every term 1) [stop_weight]. With the
     # summed l_2 a person's heatmap term is ~J pi sigma^2 (~200 at J 17, sigma 2) against a
     # stop term of < 1 per step, so the stop's share of the shared LSTM's gradient is ~1%.
@@ -239,7 +239,7 @@ def within_image_batching(features: Tensor, gt_heatmaps: Tensor, gt_present: Ten
     back-propagation (its loss depends on none of the later steps) with one backward pass.
 
     With ``refiner`` (LSTM2) each image's chunk feeds it the persons of
-    ``options.refiner_input`` (:data:`REFINER_INPUTS`: by default those inference would
+    ``options.lstm2_input`` (:data:`LSTM2_INPUTS`: by default those inference would
     emit, so that LSTM2 sees in training the sequences it sees at inference) in
     ``options.ordering`` (within the chunk); its outputs for the persons matched to GT are
     compared with their GT persons in the same order (Eq. 4). Its state is carried across
@@ -248,8 +248,8 @@ def within_image_batching(features: Tensor, gt_heatmaps: Tensor, gt_present: Ten
     """
     if options.loss_config not in LOSS_CONFIGS:
         raise ValueError(f"loss configuration {options.loss_config!r} is not one of {LOSS_CONFIGS}")
-    if options.refiner_input not in REFINER_INPUTS:
-        raise ValueError(f"refiner input {options.refiner_input!r} is not one of {REFINER_INPUTS}")
+    if options.lstm2_input not in LSTM2_INPUTS:
+        raise ValueError(f"refiner input {options.lstm2_input!r} is not one of {LSTM2_INPUTS}")
     if options.batch_steps < 1 or options.max_steps < 1:
         raise ValueError("batch_steps (T) and max_steps must be at least 1")
     batch = features.shape[0]
@@ -314,7 +314,7 @@ def _chunk_terms(chunks: dict[int, _Chunk], history: list[list[float]], z: list[
                  options: TrainingOptions) -> dict:
     """Eq. 2 and 3 summed over the images' chunks; removes the assigned GT persons from
     ``remaining`` and returns under ``refine`` LSTM2's input of each image: the heatmaps and
-    stop probabilities of the persons ``options.refiner_input`` feeds it, in LSTM1's order,
+    stop probabilities of the persons ``options.lstm2_input`` feeds it, in LSTM1's order,
     their GT heatmaps (zeros for a person matched to none) and which are matched."""
     heatmap_loss = stop_loss = gt_heatmaps.new_zeros(())
     refine = {}
@@ -333,7 +333,7 @@ def _chunk_terms(chunks: dict[int, _Chunk], history: list[list[float]], z: list[
                            options.heatmap_reduction)
         heatmap_loss = heatmap_loss + terms.heatmap_loss
         stop_loss = stop_loss + terms.stop_loss
-        if options.refiner_input == "matched":
+        if options.lstm2_input == "matched":
             fed = terms.steps
         else:  # the chunk's steps before the first p_t < omega: what inference emits
             fed = torch.arange(max(0, min(count, predicted_count(probs, options.omega) - first)))
@@ -353,8 +353,8 @@ def _chunk_terms(chunks: dict[int, _Chunk], history: list[list[float]], z: list[
     return {"heatmap_loss": heatmap_loss, "stop_loss": stop_loss, "refine": refine}
 
 
-def refiner_inputs(persons: dict[int, tuple[Tensor, Tensor]], batch: int, ordering: str,
-                   device: torch.device) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
+def lstm2_inputs(persons: dict[int, tuple[Tensor, Tensor]], batch: int, ordering: str,
+                 device: torch.device) -> tuple[Tensor, Tensor, dict[int, Tensor]]:
     """LSTM2's input for a batch: each image's persons in ``ordering``, padded.
 
     ``persons`` maps image index -> (heatmaps (n, J, h, w), stop probabilities (n,)) in
@@ -382,7 +382,7 @@ def _refiner_term(refiner: PoseRefinerLSTM, features: Tensor, state: Optional[St
     outputs of the matched ones against their GT persons reordered the same way."""
     if not fed:
         return features.new_zeros(()), state
-    sequence, active, orders = refiner_inputs(
+    sequence, active, orders = lstm2_inputs(
         {i: (heatmaps, probs) for i, (heatmaps, probs, _, _) in fed.items()},
         features.shape[0], options.ordering, features.device)
     targets = torch.zeros_like(sequence)
