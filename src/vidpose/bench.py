@@ -36,12 +36,10 @@ def best_time(fn: Callable[[], Any], repeats: int) -> float:
     return best
 
 
-def benchmarks_dir() -> Path:
-    return Path(__file__).resolve().parents[2] / "benchmarks"
-
-
 def discover() -> dict[str, Path]:
-    return {p.stem.removeprefix("bench_"): p for p in sorted(benchmarks_dir().glob("bench_*.py"))}
+    """The benchmark scripts, ``benchmarks/bench_<name>.py``, by name."""
+    scripts = (Path(__file__).resolve().parents[2] / "benchmarks").glob("bench_*.py")
+    return {p.stem.removeprefix("bench_"): p for p in sorted(scripts)}
 
 
 def record(records: Path, name: str, figures: dict[str, float]) -> Path:

@@ -30,13 +30,9 @@ ARGS_MACRO = "${args_no_hyphens}"
 GOALS = ("maximize", "minimize")
 
 
-def sweeps_dir(root: Path | None = None) -> Path:
-    """Where sweep files live: ``<experiments>/sweeps``."""
-    return (root or experiments_dir()) / "sweeps"
-
-
 def list_sweeps(root: Path | None = None) -> list[Path]:
-    return sorted(sweeps_dir(root).glob("*.yaml"))
+    """The sweep files, ``<experiments>/sweeps/*.yaml``."""
+    return sorted(((root or experiments_dir()) / "sweeps").glob("*.yaml"))
 
 
 def wandb_args(point: dict[str, Any]) -> list[str]:
