@@ -143,13 +143,8 @@ class GoogLeNetBN(nn.Module):
 
 
 def load_imagenet(model: GoogLeNetBN, path: str | Path) -> list[str]:
-    """Load torchvision's GoogLeNet ImageNet state dict (local file) into ``model``.
-
-    Keys the cut has no place for (later layers, the classifier, auxiliary heads) are
-    ignored, and a widened first convolution keeps its own initialisation; both are returned
-    with the trunk keys the file lacks. A file with no GoogLeNet key, or any other tensor of
-    the wrong shape (a ``width`` other than 1), is an ``InputError`` naming the file.
-    """
+    """Torchvision's GoogLeNet ImageNet state dict (local file) into ``model``, as
+    :func:`load_pretrained` (a widened first convolution keeps its own initialisation)."""
     widened = (f"{model.order[0]}.conv.weight",) if model.first == 3 else ()
     return load_pretrained(model, path, "GoogLeNet", "only width 1 matches the ImageNet GoogLeNet",
                            keep_own=widened)

@@ -196,12 +196,6 @@ def load_pretrained(model: nn.Module, path: str | Path, family: str, hint: str,
 
 
 def load_imagenet(model: ResNet, path: str | Path) -> list[str]:
-    """Load a torchvision ImageNet state dict from a local file into ``model``.
-
-    The classifier (``fc.*``) is ignored. Returns the keys that were not used: those of the
-    file that the trunk has no place for (``fc.weight``, ``fc.bias``) and those of the trunk
-    the file lacks (old torchvision files have no ``num_batches_tracked``). A missing or
-    unreadable file, a file with no ResNet key, or a tensor of the wrong shape is an
-    ``InputError`` naming the file.
-    """
+    """A torchvision ResNet ImageNet state dict (local file) into ``model``, as
+    :func:`load_pretrained` (``fc.*`` and the trunk's keys the file lacks are returned)."""
     return load_pretrained(model, path, "ResNet", "is this the same ResNet depth?")
