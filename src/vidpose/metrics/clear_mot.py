@@ -133,14 +133,8 @@ class _Frame:
 
 
 def video_counts(video: EvalVideo, match: VideoMatch) -> MotCounts:
-    """CLEAR-MOT counts of one video; its last labelled frame is not evaluated (poseval).
-
-    Where a frame's candidates for a joint form an assignment already (no object or
-    hypothesis with two), motmetrics matches exactly those, whatever its state; only the
-    other (frame, joint) cells are solved one by one, in time order (``_Frame``). Whether
-    a match continues its object's previous one, is an ID switch, a transfer and so on
-    depends only on the earlier matches, so all matches are then classified at once.
-    """
+    """CLEAR-MOT counts of one video, all joints at once (see the module docstring); its
+    last labelled frame is not evaluated (poseval)."""
     counts = MotCounts()
     last = video.num_frames - 1
     if last <= 0:

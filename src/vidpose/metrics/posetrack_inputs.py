@@ -96,8 +96,8 @@ class EvalVideo:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(num_frames + 1,) start of each frame's GT persons and predicted persons."""
-        gt = np.concatenate([[0], np.cumsum(np.bincount(self.gt_frame, minlength=self.num_frames))])
-        pr = np.concatenate([[0], np.cumsum(np.bincount(self.pr_frame, minlength=self.num_frames))])
+        gt, pr = (np.concatenate([[0], np.cumsum(np.bincount(frame, minlength=self.num_frames))])
+                  for frame in (self.gt_frame, self.pr_frame))
         return gt, pr
 
     @property
@@ -235,12 +235,8 @@ def _check_persons(gt: VideoArrays, pred: VideoArrays, gt_persons: np.ndarray,
 
 def eval_arrays(name: str, gt: VideoArrays, pred: VideoArrays, gt_file: str = "ground truth",
                 pred_file: str = "predictions") -> EvalVideo:
-    """A video's frames paired by position, in poseval's terms, for all frames at once.
-
-    GT frames without persons are dropped with the prediction frames at their positions;
-    joints inside a frame's ignore regions are removed on both sides, and in such a frame
-    a person left without joints is removed.
-    """
+    """A video's frames paired by position, after poseval's clean-up (the module docstring),
+    for all frames at once."""
     num_frames = len(gt.image_ids)
     labelled = np.bincount(gt.frame, minlength=num_frames) > 0
     # Persons in frame order, file order within a frame (the order poseval's ties follow).
@@ -264,11 +260,10 @@ def eval_arrays(name: str, gt: VideoArrays, pred: VideoArrays, gt_file: str = "g
             has[person[inside], joint[inside]] = False
         keep_gt = gt_has.any(1) | ~with_regions[gt_frame]
         keep_pr = pr_has.any(1) | ~with_regions[pr_frame]
-        gt_xy, gt_has, gt_track, head, gt_frame = (gt_xy[keep_gt], gt_has[keep_gt],
-                                                   gt_track[keep_gt], head[keep_gt], gt_frame[keep_gt])
-        pr_xy, pr_has, pr_score, pr_track, pr_frame = (pr_xy[keep_pr], pr_has[keep_pr],
-                                                       pr_score[keep_pr], pr_track[keep_pr],
-                                                       pr_frame[keep_pr])
+        gt_xy, gt_has, gt_track, head, gt_frame = (a[keep_gt] for a in (gt_xy, gt_has, gt_track, head,
+                                                                         gt_frame))
+        pr_xy, pr_has, pr_score, pr_track, pr_frame = (a[keep_pr] for a in (pr_xy, pr_has, pr_score,
+                                                                             pr_track, pr_frame))
     # Labelled frames renumbered 0, 1, ... (frames without GT persons are gone).
     renumber = np.cumsum(labelled) - 1
     return EvalVideo(name, int(labelled.sum()), renumber[gt_frame], gt_xy, gt_has, gt_track, head,

@@ -1,13 +1,9 @@
 """Person boxes for the online top-down pipeline, from a pluggable source.
 
 A box source answers, for one frame and its image, the person boxes (M, 4) x, y, w, h in
-image pixels and their scores (M,). Sources:
-
-* ``GroundTruthBoxes``: the frame's annotated persons (upper bound; needs annotations);
-* ``DetectionFileBoxes``: a COCO-results detection file, the usual way PoseTrack users bring
-  a detector's output (the synthetic world's simulated detector writes one per split at
-  ``ROOT/detections/<split>.json``);
-* ``DetectorBoxes``: our own person detector (``methods/centernet.py``) run on the image.
+image pixels and their scores (M,): ground truth (an upper bound), a COCO-results detection
+file (how PoseTrack users bring a detector's output; the synthetic world writes one per
+split at ``ROOT/detections/<split>.json``) or our own detector (``methods/centernet.py``).
 """
 from __future__ import annotations
 

@@ -7,10 +7,7 @@ poses are matched to the tracks seen in the last ``max_age`` frames greedily (th
 similar pair first, each pose and track used once); a pose whose best similarity is below
 ``threshold`` starts a new track. Track ids are the suite's ``Pose.track_id``.
 
-What "similar" means is a *cue* (``cues.Cue``, built by name from the registry
-``cues.CUES``): box IoU, OKS (Xiao et al.), OKS after warping the tracks by optical flow
-(``flow.FlowCue``), appearance (``reid.ReIDCue``) or keypoint correspondences (Eq. 6, the
-correspondence method). This module is the tracker only: it takes cues, and no cue imports it.
+What "similar" means is a *cue* (``cues.py``); this module is the tracker only.
 
 Duplicate removal (the correspondence paper's Table 7 names it without details; this is our
 reading of it): detectors give a person two boxes (upper body and full body, App. B), the

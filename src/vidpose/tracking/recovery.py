@@ -2,8 +2,9 @@
 
 Each pose of the previous frame that came from a detection is propagated into the current
 frame: joint j goes to the argmax of its refined affinity map. A box around the propagated
-joints (at least as large as the person's previous box) is handed to the top-down estimator, which estimates a fresh pose there (the maps
-are coarse, and a joint occluded before may be visible now). The caller merges these with
+joints (at least as large as the person's previous box) is handed to the top-down
+estimator, which estimates a fresh pose there (the maps are coarse, and a joint occluded
+before may be visible now). The caller merges these with
 the frame's detections by OKS-NMS, so a person the detector did find keeps its detection.
 
 A propagated pose is only re-estimated when at least ``min_joints`` of its joints were

@@ -51,10 +51,9 @@ class VideoFrames:
     """A video file (read with ``cv2.VideoCapture``) or a folder of frame images (in name
     order, digit runs as numbers), as RGB uint8 frames decoded one at a time.
 
-    ``name`` is the file stem or the folder name; ``fps`` the file's rate, or 25.0 for a
-    folder and for a file that states none (a folder's true rate is unknown: PoseTrack18
-    does not give it). Iterating yields ``(Frame, image)`` pairs: the frame unlabelled and
-    without poses, ``file_name`` the image's name relative to the folder or, for a file,
+    ``name`` is the file stem or the folder name; ``fps`` the file's rate, else FOLDER_FPS.
+    Iterating yields ``(Frame, image)`` pairs: the frame unlabelled and without poses,
+    ``file_name`` the image's name relative to the folder or, for a file,
     ``"<name>/%06d.jpg" % frame_index`` (a name for result files; no such image is written).
     Use ``open_video`` to make one: it checks the input first.
     """
@@ -222,13 +221,12 @@ def _video_writer(path: Path, fps: float, size: tuple[int, int]) -> _H264Writer 
 
 def write_overlay(path: str | os.PathLike, frames: Iterable[tuple[np.ndarray, list[Pose]]],
                   schema: Schema, fps: float) -> int:
-    """Write RGB frames with their poses drawn as an H.264 mp4; returns the frame count.
+    """Write RGB frames with their poses drawn as an H.264 mp4 (else mp4v with a warning:
+    ``_video_writer``); returns the frame count.
 
-    H.264 through imageio-ffmpeg's bundled ffmpeg; if that cannot start, OpenCV's ``mp4v``
-    with a one-line warning. Each pose is drawn by ``viz.draw_pose`` in its track's colour
-    (box, dot rims, label) with ``id <track_id>`` as its label. Frames are written as they
-    come, so the input can be a generator over a long video. Odd widths or heights get one
-    replicated edge row/column, as both encoders' yuv420p needs even sizes.
+    Each pose is drawn by ``viz.draw_pose`` in its track's colour with ``id <track_id>`` as
+    its label. Frames are written as they come, so the input can be a generator over a long
+    video. Odd widths or heights get one replicated edge row/column (yuv420p needs even sizes).
     """
     if not (math.isfinite(fps) and fps > 0):
         raise ValueError(f"expected a positive frame rate; got {fps}")
