@@ -5,9 +5,9 @@ ground-truth boxes) is tracked by the same two-stage estimator with three associ
 OKS, optical flow (OpenCV Farneback) + OKS, and keypoint correspondences (Eq. 6, refined
 maps; with recovery of missed detections as a fourth row). The networks are untrained
 (timing does not depend on the weights). Figures, in one run: each tracker's frames per
-second over the OKS tracker's at the same person count (each the fastest of 3 passes) (the cost of the cue), and the OKS
-tracker's frames per second at each count over its own at 2 persons (the estimator's cost
-growing with persons).
+second over the OKS tracker's at the same person count (each the fastest of 3 passes: the
+cost of the cue), and the OKS tracker's frames per second at each count over its own at 2
+persons (the estimator's cost growing with persons).
 
 The networks are the compact experiments' (width 0.5, 128x96 crops, 192x256 correspondence
 input): per-person costs are what the ratios are about. ``quick`` runs 2 and 4 persons only.

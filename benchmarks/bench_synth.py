@@ -6,11 +6,6 @@ import time
 from pathlib import Path
 
 
-def _frames(counts: dict) -> int:
-    """All rendered images in the manifest's nested counts (layout -> split -> counts)."""
-    return sum(v if k == "images" else _frames(v) for k, v in counts.items() if isinstance(v, dict) or k == "images")
-
-
 def run(quick: bool = False) -> dict[str, float]:
     from vidpose.synth import synthesize
 
@@ -19,7 +14,7 @@ def run(quick: bool = False) -> dict[str, float]:
         start = time.perf_counter()
         manifest = synthesize(Path(tmp) / preset, preset=preset, seed=0, progress=False)
         seconds = time.perf_counter() - start
-    frames = _frames(manifest["counts"])
+    frames = sum(split["images"] for layout in manifest["counts"].values() for split in layout.values())
     fps = frames / seconds
     print(f"preset {preset}: {frames} frames in {seconds:.1f} s = {fps:.0f} frames/s")
     return {"frames": float(frames), "seconds": seconds, "frames_per_s": fps}
