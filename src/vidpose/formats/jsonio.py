@@ -93,14 +93,8 @@ def check_output(path: str | os.PathLike, *, folder: bool = False,
 
 def _to_builtin(value: Any) -> Any:
     """``json.dump`` fallback: numpy scalars and arrays become Python numbers and lists."""
-    if isinstance(value, np.ndarray):
+    if isinstance(value, (np.ndarray, np.bool_, np.integer, np.floating)):
         return value.tolist()
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
