@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -94,6 +94,19 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
+def under(key: str, prefixes: Iterable[str]) -> bool:
+    """Whether the dotted ``key`` is one of ``prefixes`` or nested below one."""
+    return any(key == p or key.startswith(f"{p}.") for p in prefixes)
+
+
+def load_yaml(path: Path) -> Any:
+    """``path`` read by OmegaConf; ``InputError`` naming the file when it is not valid YAML."""
+    try:
+        return OmegaConf.load(path)
+    except Exception as err:  # yaml.YAMLError and OmegaConf's own
+        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=str(path)) from None
+
+
 def _number(text: str, file: Path, line: int, column: str) -> float:
     try:
         return float(text)
@@ -136,10 +149,7 @@ RESUME_RECORD = re.compile(r"resume-(\d+)\.yaml")
 
 
 def _resumed_step(record: Path) -> int:
-    try:
-        value = OmegaConf.select(OmegaConf.load(record), "step")
-    except Exception as err:  # yaml.YAMLError and OmegaConf's own
-        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}", file=str(record)) from None
+    value = OmegaConf.select(load_yaml(record), "step")
     if not isinstance(value, int):
         raise InputError(f"expected the step the resume started from, got {value!r}",
                          file=str(record), field="step")
@@ -190,10 +200,7 @@ def load_run(folder: Path) -> Run:
     if missing:
         raise InputError(f"not a run folder: missing {' and '.join(missing)}", file=str(folder))
     config_path = folder / CONFIG_FILE
-    try:
-        cfg = OmegaConf.load(config_path)
-    except Exception as err:  # yaml.YAMLError and OmegaConf's own
-        raise InputError(f"not valid YAML: {err}", file=str(config_path)) from None
+    cfg = load_yaml(config_path)
     if not isinstance(cfg, DictConfig) or not OmegaConf.select(cfg, "experiment.name"):
         raise InputError("expected a composed experiment config", file=str(config_path),
                          field="experiment.name")
@@ -212,10 +219,6 @@ def load_run(folder: Path) -> Run:
     )
 
 
-def _is_noise(key: str) -> bool:
-    return any(key == n or key.startswith(f"{n}.") for n in NOISE)
-
-
 def differing_keys(runs: list[Run]) -> list[str]:
     """Dotted keys every run has, whose values are not all equal (noise keys left out).
 
@@ -223,7 +226,7 @@ def differing_keys(runs: list[Run]) -> list[str]:
     experiment name already tells those rows apart.
     """
     shared = set.intersection(*(set(r.config) for r in runs))
-    return [k for k in runs[0].config if k in shared and not _is_noise(k)
+    return [k for k in runs[0].config if k in shared and not under(k, NOISE)
             and any(r.config[k] != runs[0].config[k] for r in runs[1:])]
 
 

@@ -16,7 +16,7 @@ from vidpose.callbacks.checkpoint import RESUMABLE_KEYS, atomic_write_text, read
 from vidpose.config import canonical_name
 from vidpose.errors import ConfigError, InputError
 from vidpose.machine import host
-from vidpose.report import RESUME_RECORD, flatten
+from vidpose.report import RESUME_RECORD, flatten, load_yaml, under
 
 # Set by the launching process so that DDP workers, which re-run the same command, join
 # the same run folder instead of making their own.
@@ -153,11 +153,7 @@ def plan_resume(cfg: DictConfig, resume: str, overrides: list[str] | None = None
         first, fallback = Path(resume), False
         run_dir = run_of(first, "RESUME")
     config_path = run_dir / "config.yaml"
-    try:
-        saved = OmegaConf.load(config_path)
-    except Exception as err:  # yaml.YAMLError and OmegaConf's own
-        raise InputError(f"not valid YAML: {str(err).splitlines()[0]}",
-                         file=str(config_path)) from None
+    saved = load_yaml(config_path)
     if OmegaConf.select(saved, "experiment.name") != name:
         raise ConfigError(f"RESUME: {config_path} is a run of "
                           f"{OmegaConf.select(saved, 'experiment.name')!r}, not of {name!r}")
@@ -165,10 +161,10 @@ def plan_resume(cfg: DictConfig, resume: str, overrides: list[str] | None = None
     given, default, old = _flat(cfg), _flat(compose(name)), _flat(saved)
     named = [item.split("=", 1)[0] for item in overrides or [] if "=" in item]
     changed = {k: v for k, v in given.items() if default.get(k, v) != v or k not in default
-               or any(k == n or k.startswith(f"{n}.") for n in named)}
+               or under(k, named)}
     applied = {}
     for key, value in changed.items():
-        if any(key == r or key.startswith(f"{r}.") for r in RESUMABLE_OVERRIDES):
+        if under(key, RESUMABLE_OVERRIDES):
             if old.get(key) != value:
                 applied[key] = value
         elif key in old and old[key] != value:

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, read_write
 
 from vidpose.config import canonical_name
 from vidpose.errors import InputError
+from vidpose.report import under
 from vidpose.run.folders import newest_run
 
 # Config keys that may name another experiment's checkpoint as run:<experiment>.
@@ -60,7 +61,4 @@ def missing_prerequisites(cfg: DictConfig) -> list[str]:
 
 def inherited_overrides(overrides: list[str]) -> list[str]:
     """The command-line overrides a prerequisite run shares (``INHERITED_OVERRIDES``)."""
-    def key(override: str) -> str:
-        return override.split("=", 1)[0]
-    return [o for o in overrides
-            if any(key(o) == k or key(o).startswith(f"{k}.") for k in INHERITED_OVERRIDES)]
+    return [o for o in overrides if under(o.split("=", 1)[0], INHERITED_OVERRIDES)]
