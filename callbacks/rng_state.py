@@ -45,12 +45,8 @@ class RNGStateCallback(L.Callback):
         _mark_consumed(trainer, trainer.current_epoch, None)
 
     def state_dict(self) -> dict[str, Any]:
-        state = {
-            "python": random.getstate(),
-            # numpy's state as plain values so checkpoints load with weights_only=True
-            "numpy": _numpy_state(),
-            "torch": torch.get_rng_state(),
-        }
+        # numpy's state as plain values so checkpoints load with weights_only=True
+        state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state

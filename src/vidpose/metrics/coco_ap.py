@@ -74,13 +74,11 @@ class CocoKeypointResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: undefined stats become ``None`` (JSON has no NaN)."""
-        return {
-            **{name: None if math.isnan(value) else value for name, value in self.stats.items()},
-            "num_images": self.num_images, "num_persons": self.num_persons,
-            "num_predictions": self.num_predictions, "dataset": self.dataset,
-            "schema": self.schema, "ground_truth": self.ground_truth,
-            "predictions": self.predictions,
-        }
+        return {**{name: None if math.isnan(value) else value for name, value in self.stats.items()},
+                "num_images": self.num_images, "num_persons": self.num_persons,
+                "num_predictions": self.num_predictions, "dataset": self.dataset,
+                "schema": self.schema, "ground_truth": self.ground_truth,
+                "predictions": self.predictions}
 
 def detect_dataset(data: Any, file: str) -> str:
     """'ochuman' when the file says so (its description, or RLE sizes quoted as strings, as

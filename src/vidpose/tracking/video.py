@@ -68,13 +68,10 @@ class VideoFrames:
         """The number of frames; for a file counted by one decoding pass, on first call."""
         if self._length is None:
             capture = _capture(self.path)
-            count = 0
             try:
-                while capture.grab():
-                    count += 1
+                self._length = sum(1 for _ in iter(capture.grab, False))
             finally:
                 capture.release()
-            self._length = count
         return self._length
 
     def __iter__(self) -> Iterator[tuple[Frame, np.ndarray]]:
