@@ -79,21 +79,6 @@ class _GivenBoxes:
         return self.boxes, np.ones(len(self.boxes))
 
 
-class _CropEstimator:
-    """A crop model without a memory (SimpleBaseline) as the online pipeline's estimator."""
-
-    policy = None
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-        self.schema, self.codec = model.schema, model.codec
-
-    @torch.no_grad()
-    def estimate(self, crops: torch.Tensor, memories: list, crowded: bool) -> tuple[torch.Tensor, None]:
-        self.model.eval()
-        return self.model.predict_heatmaps(crops.to(self.model.device, self.model.dtype)), None
-
-
 class Predictor:
     """A trained model of one experiment: ``predict`` one image, ``track`` one video."""
 
@@ -111,12 +96,11 @@ class Predictor:
                 from vidpose.data_modules.datasets import as_data_config
                 from vidpose.tracking.online import OnlineTopDown, TrackingConfig
 
-                estimator = model if hasattr(model, "estimate") else _CropEstimator(model)
                 padding = float(as_data_config(model.hparams["data"]).box_padding)
                 tracking = TrackingConfig(box_padding=padding, tracker="greedy_iou",
                                           oks_nms_thr=float(model.cfg.oks_nms_thr),
                                           joint_threshold=float(model.cfg.joint_threshold))
-                self._pipeline = OnlineTopDown(estimator, self._boxes, tracking)
+                self._pipeline = OnlineTopDown(model, self._boxes, tracking)
 
     def predict(self, image: Any, boxes: BoxesLike = None) -> list[Pose]:
         """The poses in one RGB image (array or file path), keypoints (K, 3) as x, y, score

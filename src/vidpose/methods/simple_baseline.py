@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import lightning as L
+import torch
 from torch import Tensor
 
 from vidpose.codec import HeatmapCodec
@@ -31,7 +32,7 @@ from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import joints_mse_loss
 from vidpose.methods import check_choices, model_config
-from vidpose.methods.common import EvaluationHooks, adam_with_steps, deconv_resnet
+from vidpose.methods.common import EvaluationHooks, adam_with_steps, deconv_resnet, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
 from vidpose.nn.top_down import SimpleBaselineNet, crop_to_input, pad_to_stride
@@ -70,6 +71,8 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
     """ResNet + deconvolution head on person crops; mAP/MOTA (or COCO AP) and prediction
     files at validation."""
 
+    policy = None  # no pose memory: OnlineTopDown runs it as a plain top-down estimator
+
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -97,12 +100,16 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
                                                    self.cfg.flip_shift))
         return heatmaps
 
+    @torch.no_grad()
+    def estimate(self, crops: Tensor, memories: list, crowded: bool) -> tuple[Tensor, None]:
+        """The pipeline's call (``tracking.online.Estimator``; ``vidpose.load``): heatmaps
+        with flip test per config; no memory, so no features to write."""
+        self.eval()
+        return self.predict_heatmaps(crops.to(self.device, self.dtype)), None
+
     def training_step(self, batch: CropSample, batch_idx: int) -> Tensor:
-        heatmaps = self(batch["image"])
-        loss = joints_mse_loss(heatmaps, batch["heatmaps"], batch["target_weight"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["image"].shape[0])
-        return loss
+        loss = joints_mse_loss(self(batch["image"]), batch["heatmaps"], batch["target_weight"])
+        return log_losses(self, {"loss": loss}, batch["image"].shape[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)
