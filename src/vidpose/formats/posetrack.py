@@ -26,12 +26,6 @@ from vidpose.keypoints import POSETRACK18, Schema
 from vidpose.pose import Frame, Pose, PoseDataset
 
 
-def _default_image_root(path: Path) -> Path:
-    """ROOT for ``ROOT/annotations/{split}/`` (a folder) or a file inside it."""
-    folder = path if path.is_dir() else path.parent
-    return folder.parent.parent
-
-
 def _read_ignore_regions(image: dict, file: str, record: str) -> list[np.ndarray]:
     """``ignore_regions_x/y`` (parallel lists of per-polygon coordinates) as (N, 2) polygons."""
     xs, ys = image.get("ignore_regions_x", []), image.get("ignore_regions_y", [])
@@ -378,7 +372,8 @@ def read_posetrack(path: str | os.PathLike, image_root: str | os.PathLike | None
     files = sorted(path.glob("*.json")) if path.is_dir() else [path]
     if not files:
         raise InputError("no <video>.json files in this folder", file=str(path))
-    root = Path(image_root) if image_root is not None else _default_image_root(path)
+    folder = path if path.is_dir() else path.parent  # ROOT/annotations/{split}
+    root = Path(image_root) if image_root is not None else folder.parent.parent
     schema: Schema | None = None
     frames: list[Frame] = []
     image_ids: set[int] = set()
