@@ -17,6 +17,7 @@ decoder), mapped back to image pixels.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -150,11 +151,10 @@ class Predictor:
 
             frames = (image for _, image in open_video(frames))
         if boxes is None:
-            from vidpose.methods import load_detector
-            from vidpose.tracking.boxes import DetectorBoxes
+            from vidpose.methods import configured_boxes
 
-            source = DetectorBoxes(load_detector(self.model.data_cfg.detector, self.model.device),
-                                   float(self.model.data_cfg.min_box_score))
+            detector = dataclasses.replace(self.model.data_cfg, box_source="detector")
+            source = configured_boxes(detector, set(), self.model.data_cfg.val_split, self.model.device)
             pipeline, per_frame = self.model.pipeline(source), None
         else:
             pipeline, per_frame = self._pipeline, iter(boxes)

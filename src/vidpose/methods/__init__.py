@@ -166,14 +166,6 @@ def load_trained(method: str, checkpoint: str, field: str, device: Any = "cpu") 
     return model.eval()
 
 
-def load_detector(checkpoint: str | None, device: Any = "cpu") -> Any:
-    """Our person detector (``methods/centernet.py``) from a checkpoint file."""
-    if not checkpoint:
-        raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
-                          "or run:<experiment> (train one with make train EXP=centernet)")
-    return load_trained("centernet", checkpoint, "data.detector", device)
-
-
 def configured_boxes(cfg: Any, frame_ids: set[int], split: str, device: Any = "cpu") -> BoxSource:
     """The box source a data config names (``data.box_source``: gt | detections | detector)
     for the frames ``frame_ids`` of ``split``."""
@@ -184,7 +176,11 @@ def configured_boxes(cfg: Any, frame_ids: set[int], split: str, device: Any = "c
         return GroundTruthBoxes()
     if cfg.box_source == "detections":
         return DetectionFileBoxes(detections_path(cfg, split), cfg.min_box_score, frame_ids)
-    return DetectorBoxes(load_detector(cfg.detector, device), cfg.min_box_score)
+    if not cfg.detector:
+        raise ConfigError("data.box_source=detector needs data.detector: a detector checkpoint "
+                          "or run:<experiment> (train one with make train EXP=centernet)")
+    detector = load_trained("centernet", cfg.detector, "data.detector", device)  # our detector
+    return DetectorBoxes(detector, cfg.min_box_score)
 
 
 def get_method(name: str) -> MethodSpec:
