@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -85,19 +87,7 @@ def _detections(shot: Shot, size: tuple[int, int], cfg: DetectorConfig,
     return [Pose(np.zeros((COCO17.num_keypoints, 3)), box=b, score=float(s)) for b, s in zip(found, scores)]
 
 
-class _Counter:
-    """Progress over all frames to render (a rich bar, or nothing)."""
-
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), disable=not enabled, transient=False)
-        self.task = self.bar.add_task("synthesising", total=total)
-
-    def step(self, description: str) -> None:
-        self.bar.update(self.task, advance=1, description=description)
-
-
-def _write_videos(root: Path, preset: Preset, seed: int, counter: _Counter) -> dict:
+def _write_videos(root: Path, preset: Preset, seed: int, step: Callable[..., None]) -> dict:
     counts = {}
     for split_index, (split, spec) in enumerate(preset.posetrack18.items()):
         detections: dict[int, list[Pose]] = {}
@@ -122,7 +112,7 @@ def _write_videos(root: Path, preset: Preset, seed: int, counter: _Counter) -> d
                                     ignore_regions=shot.ignore_regions if labeled[t] else []))
                 detections[image_id] = _detections(shot, scene.camera.image_size,
                                                    preset.detector, (*stream, _DETECTOR_STREAM, t))
-                counter.step(f"posetrack18/{split}")
+                step(description=f"posetrack18/{split}")
             write_posetrack_video(root / "annotations" / split / f"{video}.json", frames, video=video)
         write_detections(root / "detections" / f"{split}.json", detections)
         counts[split] = {"videos": spec.videos, "images": spec.videos * spec.frames,
@@ -132,7 +122,7 @@ def _write_videos(root: Path, preset: Preset, seed: int, counter: _Counter) -> d
 
 
 def _write_images(root: Path, layout: str, splits: dict[str, int], scene_cfg: SceneConfig,
-                  preset: Preset, seed: int, counter: _Counter) -> dict:
+                  preset: Preset, seed: int, step: Callable[..., None]) -> dict:
     counts = {}
     layout_index = LAYOUTS.index(layout)
     for split_index, (split, count) in enumerate(splits.items()):
@@ -150,7 +140,7 @@ def _write_images(root: Path, layout: str, splits: dict[str, int], scene_cfg: Sc
             frames.append(Frame(image_id, file_name, scene_cfg.width, scene_cfg.height, poses))
             detections[image_id] = _detections(shot, scene.camera.image_size,
                                                preset.detector, (*stream, _DETECTOR_STREAM))
-            counter.step(f"{layout}/{split}")
+            step(description=f"{layout}/{split}")
         write_coco(root / "annotations" / f"person_keypoints_{split}.json",
                    PoseDataset(frames, COCO17, str(root / split)),
                    description=f"vidpose synthetic {layout} ({preset.name}), split {split}")
@@ -160,11 +150,6 @@ def _write_images(root: Path, layout: str, splits: dict[str, int], scene_cfg: Sc
                          "crowd_regions": sum(1 for f in frames for p in f.poses if p.iscrowd),
                          "detections": sum(map(len, detections.values()))}
     return counts
-
-
-def _total_frames(preset: Preset) -> int:
-    videos = sum(s.videos * s.frames for s in preset.posetrack18.values())
-    return videos + sum(preset.coco.values()) + sum(preset.ochuman.values())
 
 
 def synthesize(out: str | Path, preset: str = "default", seed: int = 0, *,
@@ -181,13 +166,18 @@ def synthesize(out: str | Path, preset: str = "default", seed: int = 0, *,
     roots = {layout: out / layout for layout in LAYOUTS}
     for root in roots.values():
         _prepare(root)
-    counter = _Counter(_total_frames(spec), progress)
-    with counter.bar:
+    frames = (sum(s.videos * s.frames for s in spec.posetrack18.values()) + sum(spec.coco.values())
+              + sum(spec.ochuman.values()))
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), disable=not progress, transient=False)
+    # step(description=...): one more frame rendered
+    step = partial(bar.update, bar.add_task("synthesising", total=frames), advance=1)
+    with bar:
         counts = {
-            "posetrack18": _write_videos(roots["posetrack18"], spec, seed, counter),
-            "coco": _write_images(roots["coco"], "coco", spec.coco, spec.image_scene, spec, seed, counter),
+            "posetrack18": _write_videos(roots["posetrack18"], spec, seed, step),
+            "coco": _write_images(roots["coco"], "coco", spec.coco, spec.image_scene, spec, seed, step),
             "ochuman": _write_images(roots["ochuman"], "ochuman", spec.ochuman, spec.crowded_scene,
-                                     spec, seed, counter),
+                                     spec, seed, step),
         }
     manifest = {"preset": spec.name, "seed": int(seed), "version": VERSION, "counts": counts}
     dump_json(out / "manifest.json", manifest)
