@@ -17,7 +17,7 @@ from vidpose.errors import ConfigError
 from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.keypoints import POSETRACK18
 from vidpose.losses import heatmap_bce_loss
-from vidpose.methods import METHODS
+from vidpose.methods import METHODS, get_datamodule_cls
 from vidpose.methods.two_stage_pose import (TwoStagePose, TwoStagePoseConfig, decode_offsets,
                                             flip_back_offsets, offset_targets)
 from vidpose.metrics.posetrack import evaluate_posetrack
@@ -66,7 +66,7 @@ def test_stage_2_is_fed_by_stage_1():
 def test_registered_with_the_crop_data_module():
     spec = METHODS["two_stage_pose"]
     assert spec.model_cls is TwoStagePose and spec.config_cls is TwoStagePoseConfig
-    assert spec.datamodule_cls is CropDataModule
+    assert get_datamodule_cls(spec, "") is CropDataModule
 
 
 # -- losses -------------------------------------------------------------------------------

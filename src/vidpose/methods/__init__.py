@@ -78,10 +78,6 @@ class MethodSpec:
     def model_cls(self) -> type:
         return _import(f"vidpose.methods.{self.module}:{self.model_class}")
 
-    @property
-    def datamodule_cls(self) -> type:
-        return _import(DATA_MODULES[self.datamodule])
-
 
 METHODS: dict[str, MethodSpec] = {
     "simple_baseline": MethodSpec("simple_baseline", "SimpleBaseline", "SimpleBaselineConfig",
