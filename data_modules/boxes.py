@@ -28,7 +28,7 @@ from torch.utils.data import Dataset
 from vidpose.data_modules.config import DataConfig
 from vidpose.data_modules.crops import person_box
 from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, annotation_file,
-                                           evenly_spaced, labelled_frame_indices, read_image)
+                                           labelled_frame_indices, read_image)
 from vidpose.data_modules.transforms import FrameTransform, apply_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import PoseDataset
@@ -184,9 +184,7 @@ class BoxDataModule(PoseDataModule):
     non-crowd person boxes; bad boxes and frames with too many persons are refused up front."""
 
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> BoxDataset:
-        labelled = labelled_frame_indices(data)
-        limit = self.cfg.max_train_samples if train else self.cfg.max_val_samples
-        frames = [labelled[i] for i in evenly_spaced(len(labelled), limit)]
+        frames = self.spread(labelled_frame_indices(data), train)
         boxes = []
         for index in frames:
             frame_box, crowd = frame_boxes(data, index)

@@ -16,8 +16,8 @@ from torch.utils.data import Dataset
 
 from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.config import DataConfig
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
-                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelled_frame_indices,
+                                           read_image)
 from vidpose.data_modules.sources import load_detections
 from vidpose.data_modules.transforms import CropTransform, normalize
 from vidpose.errors import ConfigError
@@ -150,6 +150,4 @@ class CropDataModule(PoseDataModule):
             records = gt_records(data, cfg.min_keypoints if train else 0)
         else:
             records = detection_records(data, load_detections(cfg, split, data))
-        limit = cfg.max_train_samples if train else cfg.max_val_samples
-        records = [records[i] for i in evenly_spaced(len(records), limit)]
-        return CropDataset(data, records, cfg, train)
+        return CropDataset(data, self.spread(records, train), cfg, train)

@@ -135,6 +135,11 @@ class PoseDataModule(L.LightningDataModule, abc.ABC):
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> Dataset:
         """The torch Dataset of one split (``train`` turns augmentation on)."""
 
+    def spread(self, items: list, train: bool) -> list:
+        """At most ``data.max_train_samples`` (``max_val_samples``) of ``items``, spread evenly."""
+        limit = self.cfg.max_train_samples if train else self.cfg.max_val_samples
+        return [items[i] for i in evenly_spaced(len(items), limit)]
+
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             self.train_data = in_schema(load_split(self.cfg, self.cfg.train_split), self.schema_name)
@@ -163,4 +168,4 @@ class PoseDataModule(L.LightningDataModule, abc.ABC):
         return self._loader(self.val_set, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False)
+        return self.val_dataloader()  # the validation split, as a subclass loads it

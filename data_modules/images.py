@@ -54,6 +54,3 @@ class ImageDataModule(FrameDataModule):
         if self.crowded_set is not None:
             loaders.append(self._loader(self.crowded_set, shuffle=False))
         return loaders
-
-    def test_dataloader(self) -> list[DataLoader]:
-        return self.val_dataloader()

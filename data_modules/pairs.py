@@ -27,8 +27,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidpose.data_modules.config import DataConfig, PairConfig
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
-                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelled_frame_indices,
+                                           read_image)
 from vidpose.data_modules.frames import (TorchRandom, Window, check_max_persons, drop_outside,
                                          frame_window)
 from vidpose.data_modules.sequences import step_affine
@@ -133,6 +133,7 @@ class PairDataset(Dataset, WorkerSeeded):
         self.schema = data.schema
         self.input_size = (int(cfg.input_size[0]), int(cfg.input_size[1]))
         self.max_persons = int(cfg.max_persons)
+        check_max_persons(windows, data, self.max_persons)
         self.pair = cfg.pair
         self.train = train
         self.photometric = photometric_pipeline(cfg.augment) if train else None
@@ -189,8 +190,5 @@ class PairDataModule(PoseDataModule):
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> PairDataset:
         cfg = self.cfg
         check_pair(cfg)
-        windows = [frame_window(data, i) for i in labelled_frame_indices(data)]
-        limit = cfg.max_train_samples if train else cfg.max_val_samples
-        windows = [windows[i] for i in evenly_spaced(len(windows), limit)]
-        check_max_persons(windows, data, cfg.max_persons)
+        windows = self.spread([frame_window(data, i) for i in labelled_frame_indices(data)], train)
         return PairDataset(data, windows, cfg, train)

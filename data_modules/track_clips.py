@@ -157,16 +157,9 @@ class TrackClipDataModule(PoseDataModule):
                               f"apart in split {split!r} of {data.source}; lower "
                               f"data.clip_length or set data.clip_stride to the split's "
                               f"labelling step")
-        clips = [clips[i] for i in evenly_spaced(len(clips), cfg.max_train_samples)]
-        return TrackClipDataset(data, clips, cfg)
+        return TrackClipDataset(data, self.spread(clips, train), cfg)
 
-    def _video_loader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader:
         if self.val_set is None:
             raise RuntimeError("call setup() before asking for a dataloader")
         return DataLoader(self.val_set, batch_size=1, shuffle=False)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._video_loader()
-
-    def test_dataloader(self) -> DataLoader:
-        return self._video_loader()

@@ -164,6 +164,16 @@ def data_config():
     return base_config
 
 
+@pytest.fixture()
+def data_module():
+    """``data_module(cls, root, dataset, **overrides)``: ``cls`` on ``base_config``, set up to fit."""
+    def make(cls, root: Path, dataset: str = "posetrack18", **overrides):
+        module = cls(base_config(root, dataset, **overrides))
+        module.setup("fit")
+        return module
+    return make
+
+
 def base_config(root: Path, dataset: str = "posetrack18", **overrides) -> dict:
     """A data section for the tiny sets: small input, no workers, deterministic by default."""
     cfg = {"dataset": dataset, "root": str(root), "synth_preset": None, "input_size": [64, 48],

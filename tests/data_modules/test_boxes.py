@@ -115,9 +115,8 @@ def _by_x(points: np.ndarray) -> np.ndarray:
     return points[np.lexsort((points[:, 1], points[:, 0]))]
 
 
-def test_samples_hold_the_labelled_frames_targets(posetrack_root, data_config):
-    module = BoxDataModule(data_config(posetrack_root, input_size=[48, 64]))
-    module.setup("fit")
+def test_samples_hold_the_labelled_frames_targets(posetrack_root, data_module):
+    module = data_module(BoxDataModule, posetrack_root, input_size=[48, 64])
     # vid_a labels all 6 frames, vid_b 3 of 6; val labels 3 of 5.
     assert (len(module.train_set), len(module.val_set)) == (9, 3)
     sample = module.val_set[0]
@@ -131,12 +130,10 @@ def test_samples_hold_the_labelled_frames_targets(posetrack_root, data_config):
     np.testing.assert_allclose(sample["size"][:len(boxes)] * 4, boxes[:, 2:], atol=1e-4)
 
 
-def test_flip_mirrors_the_boxes_with_the_image(posetrack_root, data_config):
-    plain = BoxDataModule(data_config(posetrack_root, input_size=[48, 64]))
-    flipped = BoxDataModule(data_config(posetrack_root, input_size=[48, 64],
-                                        augment={"flip": 1.0, "rotation": 0.0, "scale": 0.0}))
-    plain.setup("fit")
-    flipped.setup("fit")
+def test_flip_mirrors_the_boxes_with_the_image(posetrack_root, data_module):
+    plain = data_module(BoxDataModule, posetrack_root, input_size=[48, 64])
+    flipped = data_module(BoxDataModule, posetrack_root, input_size=[48, 64],
+                          augment={"flip": 1.0, "rotation": 0.0, "scale": 0.0})
     a, b = plain.train_set[0], flipped.train_set[0]
     torch.testing.assert_close(b["image"], a["image"].flip(-1))
     mirrored = _centres(a)

@@ -17,9 +17,8 @@ KEYS = {"image": (torch.float32, (3, 64, 48)), "heatmaps": (torch.float32, (17, 
 AUGMENT = {"flip": 0.5, "rotation": 30.0, "scale": 0.25, "color": True, "blur": 0.5, "noise": 0.5}
 
 
-def test_batch_has_exact_keys_shapes_and_dtypes(posetrack_root, data_config):
-    dm = CropDataModule(data_config(posetrack_root, augment=AUGMENT))
-    dm.setup("fit")
+def test_batch_has_exact_keys_shapes_and_dtypes(posetrack_root, data_module):
+    dm = data_module(CropDataModule, posetrack_root, augment=AUGMENT)
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == set(KEYS)
     for key, (dtype, shape) in KEYS.items():
@@ -28,19 +27,16 @@ def test_batch_has_exact_keys_shapes_and_dtypes(posetrack_root, data_config):
     assert len(dm.val_dataloader()) == 2  # 7 val persons, batches of 4, last one kept
 
 
-def test_counts_min_keypoints_and_sample_cap(posetrack_root, data_config):
-    dm = CropDataModule(data_config(posetrack_root))
-    dm.setup("fit")
+def test_counts_min_keypoints_and_sample_cap(posetrack_root, data_module):
+    dm = data_module(CropDataModule, posetrack_root)
     # 9 labelled train frames x 2 persons + the extra person of frame 2 in both videos.
     assert len(dm.train_set) == 20
     # Person 2 lacks both wrists (13 of 15 annotated joints): min_keypoints=14 drops it.
-    strict = CropDataModule(data_config(posetrack_root, min_keypoints=14, max_val_samples=3))
-    strict.setup("fit")
+    strict = data_module(CropDataModule, posetrack_root, min_keypoints=14, max_val_samples=3)
     assert len(strict.train_set) == 11
     assert {r.person for r in strict.train_set.records} == {0, 2}
     assert len(strict.val_set) == 3  # the cap applies, min_keypoints does not (7 before)
-    capped = CropDataModule(data_config(posetrack_root, max_train_samples=5))
-    capped.setup("fit")
+    capped = data_module(CropDataModule, posetrack_root, max_train_samples=5)
     frames = [r.frame for r in capped.train_set.records]
     assert len(frames) == 5 and frames[-1] > 6  # spread over both videos, not the first 5
 
@@ -72,11 +68,10 @@ def test_val_crops_map_back_to_ground_truth(posetrack_root, data_config):
         assert float(sample["heatmaps"][~torch.from_numpy(present)].abs().max()) == 0
 
 
-def test_crop_pixels_hold_the_keypoint_dots(posetrack_root, data_config):
+def test_crop_pixels_hold_the_keypoint_dots(posetrack_root, data_module):
     """The fixture draws a white dot on each keypoint: the crop must show it there too."""
-    dm = CropDataModule(data_config(posetrack_root, input_size=[128, 96], augment=AUGMENT | {
-        "color": False, "blur": 0.0, "noise": 0.0, "rotation_prob": 1.0}))
-    dm.setup("fit")
+    dm = data_module(CropDataModule, posetrack_root, input_size=[128, 96], augment=AUGMENT | {
+        "color": False, "blur": 0.0, "noise": 0.0, "rotation_prob": 1.0})
     torch.manual_seed(1)
     sample = dm.train_set[0]
     image = sample["image"].numpy().sum(0)  # normalised; white is the brightest
@@ -85,9 +80,8 @@ def test_crop_pixels_hold_the_keypoint_dots(posetrack_root, data_config):
         assert image[yi, xi] > np.quantile(image, 0.9)
 
 
-def test_augmentation_follows_torch_seed(posetrack_root, data_config):
-    dm = CropDataModule(data_config(posetrack_root, augment=AUGMENT))
-    dm.setup("fit")
+def test_augmentation_follows_torch_seed(posetrack_root, data_module):
+    dm = data_module(CropDataModule, posetrack_root, augment=AUGMENT)
     draws = []
     for seed in (5, 6, 5):
         torch.manual_seed(seed)
@@ -115,9 +109,8 @@ def test_unknown_box_source(posetrack_root, data_config):
         CropDataModule(data_config(posetrack_root, box_source="yolo"))
 
 
-def test_workers_load_in_parallel(posetrack_root, data_config):
-    dm = CropDataModule(data_config(posetrack_root, num_workers=2, augment=AUGMENT))
-    dm.setup("fit")
+def test_workers_load_in_parallel(posetrack_root, data_module):
+    dm = data_module(CropDataModule, posetrack_root, num_workers=2, augment=AUGMENT)
     loader = dm.train_dataloader()
     assert loader.persistent_workers and loader.num_workers == 2
     images = torch.cat([batch["image"] for batch in loader])

@@ -22,9 +22,8 @@ AUGMENT = {"flip": 0.5, "rotation": 30.0, "scale": 0.25, "translate": 0.1, "colo
            "blur": 0.5, "noise": 0.5}
 
 
-def test_frame_batch_keys_shapes_dtypes(coco_root, data_config):
-    dm = FrameDataModule(data_config(coco_root, "coco", augment=AUGMENT))
-    dm.setup("fit")
+def test_frame_batch_keys_shapes_dtypes(coco_root, data_module):
+    dm = data_module(FrameDataModule, coco_root, "coco", augment=AUGMENT)
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == set(FRAME_KEYS)
     for key, (dtype, shape) in FRAME_KEYS.items():
@@ -74,9 +73,8 @@ def test_person_mask_uses_segmentation_then_skeleton(coco_root, data_config):
     assert mask[0, 0] == 0 and mask[-1, -1] == 0
 
 
-def test_frame_flip_is_consistent_with_the_affine(coco_root, data_config):
-    dm = FrameDataModule(data_config(coco_root, "coco", augment={"flip": 1.0, "rotation": 10.0}))
-    dm.setup("fit")
+def test_frame_flip_is_consistent_with_the_affine(coco_root, data_module):
+    dm = data_module(FrameDataModule, coco_root, "coco", augment={"flip": 1.0, "rotation": 10.0})
     sample = dm.train_set[0]
     frame = dm.train_data.frames[0]
     affine = sample["image_to_input"].numpy()
@@ -104,9 +102,8 @@ def test_real_coco_fixture_with_polygons(fixtures):
 CLIP_KEYS = dict(FRAME_KEYS, limb_maps=(torch.float32, (16, 16, 12)), track_ids=(torch.int64, (20,)))
 
 
-def test_clip_batch_keys_shapes_dtypes(posetrack_root, data_config):
-    dm = ClipDataModule(data_config(posetrack_root, clip_length=3, val_clip_stride=2, augment=AUGMENT))
-    dm.setup("fit")
+def test_clip_batch_keys_shapes_dtypes(posetrack_root, data_module):
+    dm = data_module(ClipDataModule, posetrack_root, clip_length=3, val_clip_stride=2, augment=AUGMENT)
     batch = next(iter(dm.train_dataloader()))
     assert set(batch) == set(CLIP_KEYS)
     for key, (dtype, shape) in CLIP_KEYS.items():
@@ -117,9 +114,8 @@ def test_clip_batch_keys_shapes_dtypes(posetrack_root, data_config):
     torch.testing.assert_close(affine, affine[:, :1].expand_as(affine))
 
 
-def test_clip_windows_only_hold_labelled_frames(posetrack_root, data_config):
-    dm = ClipDataModule(data_config(posetrack_root, clip_length=2, val_clip_stride=2))
-    dm.setup("fit")
+def test_clip_windows_only_hold_labelled_frames(posetrack_root, data_config, data_module):
+    dm = data_module(ClipDataModule, posetrack_root, clip_length=2, val_clip_stride=2)
     # vid_a: 6 labelled frames -> 5 windows; vid_b: frames 1-3 labelled -> 2 windows.
     assert len(dm.train_set) == 7
     for window in dm.train_set.windows:
@@ -131,9 +127,8 @@ def test_clip_windows_only_hold_labelled_frames(posetrack_root, data_config):
         ClipDataModule(data_config(posetrack_root, clip_length=2)).setup("validate")
 
 
-def test_clip_rows_follow_tracks(posetrack_root, data_config):
-    dm = ClipDataModule(data_config(posetrack_root, clip_length=3, val_clip_stride=2))
-    dm.setup("fit")
+def test_clip_rows_follow_tracks(posetrack_root, data_module):
+    dm = data_module(ClipDataModule, posetrack_root, clip_length=3, val_clip_stride=2)
     # The window over frames 1-3 of vid_a: the third person (track 7) only in frame 2.
     index = next(i for i, w in enumerate(dm.train_set.windows)
                  if [dm.train_data.frames[f].frame_index for f in w.frames] == [1, 2, 3]

@@ -73,12 +73,6 @@ def textured_root(tmp_path_factory):
     return root
 
 
-def pair_module(root, data_config, **overrides) -> PairDataModule:
-    dm = PairDataModule(data_config(root, "coco", **overrides))
-    dm.setup("fit")
-    return dm
-
-
 def test_pair_affine_ranges_and_flip():
     size = (64, 48)
     identity = pair_affine(PairConfig(0.0, 0.0, 0.0, 0.0), size, torch.Generator())
@@ -148,10 +142,10 @@ def test_keypoints_follow_the_warp_flip_swaps_slots_and_leaving_truncates():
     np.testing.assert_allclose(plain.correspondences[1, :, :2], keypoints1[1, :, :2] + [3, -2])
 
 
-def test_samples_keys_padding_and_geometry(textured_root, data_config):
+def test_samples_keys_padding_and_geometry(textured_root, data_module):
     ranges = {"translate": 0.3, "rotation": 25.0, "scale": 0.1, "flip": 0.5}
-    modules = [pair_module(textured_root, data_config, input_size=[64, 48], max_persons=5,
-                           pair={**ranges, "val_seed": seed}) for seed in (0, 5)]
+    modules = [data_module(PairDataModule, textured_root, "coco", input_size=[64, 48],
+                           max_persons=5, pair={**ranges, "val_seed": seed}) for seed in (0, 5)]
     assert len(modules[0].train_set) == 4 and len(modules[0].val_set) == 4
     flips = []
     for dm, index in ((dm, index) for dm in modules for index in range(4)):
@@ -194,9 +188,9 @@ def test_samples_keys_padding_and_geometry(textured_root, data_config):
     assert any(flips) and not all(flips)
 
 
-def test_validation_is_fixed_and_training_draws_anew(textured_root, data_config):
+def test_validation_is_fixed_and_training_draws_anew(textured_root, data_module):
     options = {"input_size": [64, 48], "augment": {"color": True}}
-    first, second = (pair_module(textured_root, data_config, **options) for _ in range(2))
+    first, second = (data_module(PairDataModule, textured_root, "coco", **options) for _ in range(2))
     for key, value in first.val_set[1].items():
         assert torch.equal(value, second.val_set[1][key]), key
         assert torch.equal(value, first.val_set[1][key]), key
@@ -208,17 +202,16 @@ def test_validation_is_fixed_and_training_draws_anew(textured_root, data_config)
     assert not torch.equal(first.train_set[1]["warp"], a["warp"])
 
 
-def test_truncation_is_common_with_large_shifts(textured_root, data_config):
-    dm = pair_module(textured_root, data_config, input_size=[64, 48],
+def test_truncation_is_common_with_large_shifts(textured_root, data_module):
+    dm = data_module(PairDataModule, textured_root, "coco", input_size=[64, 48],
                      pair={"translate": 0.6, "rotation": 0.0, "scale": 0.0, "flip": 0.0})
     truncated = sum(int(dm.val_set[i]["truncated"].sum()) for i in range(4))
     kept = sum(int((dm.val_set[i]["correspondences"][..., 2] > 0).sum()) for i in range(4))
     assert truncated > 10 and kept > 10
 
 
-def test_posetrack18_layout_and_batches(posetrack_root, data_config):
-    dm = PairDataModule(data_config(posetrack_root, input_size=[64, 48]))
-    dm.setup("fit")
+def test_posetrack18_layout_and_batches(posetrack_root, data_module):
+    dm = data_module(PairDataModule, posetrack_root, input_size=[64, 48])
     assert len(dm.train_set) == sum(f.is_labeled for f in dm.train_data.frames)
     batch = next(iter(dm.train_dataloader()))
     assert batch["image1"].shape == (4, 3, 64, 48) and batch["keypoints2"].shape == (4, 20, 17, 3)

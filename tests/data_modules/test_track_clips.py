@@ -171,14 +171,8 @@ def test_video_dataset_order_and_cap(hand_data):
     assert VideoDataset(hand_data, max_videos=1).names == ["a"]
 
 
-def synth_module(tiny_synth, data_config, **overrides) -> TrackClipDataModule:
-    dm = TrackClipDataModule(data_config(tiny_synth / "posetrack18", **overrides))
-    dm.setup("fit")
-    return dm
-
-
-def test_tiny_synth_train_clips_and_batches(tiny_synth, data_config):
-    dm = synth_module(tiny_synth, data_config, clip_length=3)
+def test_tiny_synth_train_clips_and_batches(tiny_synth, data_module):
+    dm = data_module(TrackClipDataModule, tiny_synth / "posetrack18", clip_length=3)
     data = dm.train_data
     expected = 0  # windows of 3 labelled frames x tracks labelled in all three
     for frames in data.videos().values():
@@ -207,10 +201,10 @@ def test_tiny_synth_train_clips_and_batches(tiny_synth, data_config):
         assert batch[key].dtype == dtype and tuple(batch[key].shape) == (4,) + shape, key
 
 
-def test_tiny_synth_caps_and_video_validation(tiny_synth, data_config):
-    full = synth_module(tiny_synth, data_config, clip_length=2)
-    capped = synth_module(tiny_synth, data_config, clip_length=2, max_train_samples=5,
-                          max_val_samples=1)
+def test_tiny_synth_caps_and_video_validation(tiny_synth, data_module):
+    full = data_module(TrackClipDataModule, tiny_synth / "posetrack18", clip_length=2)
+    capped = data_module(TrackClipDataModule, tiny_synth / "posetrack18", clip_length=2,
+                         max_train_samples=5, max_val_samples=1)
     clips = capped.train_set.clips
     assert len(clips) == 5 and clips[0] == full.train_set.clips[0]
     assert clips[-1] == full.train_set.clips[-1]  # spread over the videos, not the first five
@@ -228,11 +222,11 @@ def test_tiny_synth_caps_and_video_validation(tiny_synth, data_config):
     assert capped.val_set.names == names[:1]
 
 
-def test_no_window_names_the_keys_to_change(tiny_synth, data_config):
+def test_no_window_names_the_keys_to_change(tiny_synth, data_module):
     # The tiny train videos label 6 consecutive frames of 8.
     with pytest.raises(ConfigError, match=r"data\.clip_length.*data\.clip_stride"):
-        synth_module(tiny_synth, data_config, clip_length=7)
-    assert len(synth_module(tiny_synth, data_config, clip_length=6).train_set) > 0
+        data_module(TrackClipDataModule, tiny_synth / "posetrack18", clip_length=7)
+    assert len(data_module(TrackClipDataModule, tiny_synth / "posetrack18", clip_length=6).train_set) > 0
 
 
 def test_missing_track_id_names_the_video_file(tiny_synth, data_config, expect_input_error):
