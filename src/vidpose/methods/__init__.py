@@ -7,7 +7,8 @@ Adding a method:
    ``model_config``) and a LightningModule whose ``__init__(model, data, schema)`` calls
    ``save_hyperparameters()``, so that a checkpoint rebuilds it; its loss goes to
    ``losses.py``, its split scores to ``evaluation/``.
-2. Its entry in ``METHODS`` (the data module one of ``DATA_MODULES``).
+2. Its entry in ``METHODS`` (the data module one of ``DATA_MODULES``, whose sample TypedDict,
+   e.g. ``CropSample``, types the steps' ``batch``).
 3. Experiment files naming it (shared defaults in ``experiments/_base/<method>.yaml``).
 4. Its tests, ``tests/methods/test_<method>*.py``; ``tests/smoke`` trains every experiment file.
 5. The optional hooks it needs: ``TRAINABLE`` (``trainable``), ``InferenceSettings``,
