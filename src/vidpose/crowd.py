@@ -14,12 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from vidpose.errors import ConfigError
-from vidpose.pose import Frame, PoseDataset
-
-
-def count_persons(frame: Frame) -> int:
-    """Ground-truth persons of one frame: non-crowd poses with a labelled keypoint."""
-    return sum(1 for pose in frame.poses if not pose.iscrowd and pose.num_visible > 0)
+from vidpose.pose import PoseDataset
 
 
 def persons_per_frame(data: PoseDataset) -> dict[str, float]:
@@ -27,7 +22,8 @@ def persons_per_frame(data: PoseDataset) -> dict[str, float]:
     0.0 for a video without a labelled frame."""
     out = {}
     for name, frames in data.videos().items():
-        counts = [count_persons(frame) for frame in frames if frame.is_labeled]
+        counts = [sum(not pose.iscrowd and pose.num_visible > 0 for pose in frame.poses)
+                  for frame in frames if frame.is_labeled]
         out[name] = float(np.mean(counts)) if counts else 0.0
     return out
 

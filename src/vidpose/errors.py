@@ -34,13 +34,8 @@ class InputError(VidposeError):
                  field: str | None = None) -> None:
         message = str(_unwrapped(message, type(self)))
         self.file, self.record, self.field, self.reason = file, record, field, message
-        where = []
-        if file is not None:
-            where.append(str(file))
-        if record is not None:
-            where.append(f"record {record}")
-        if field is not None:
-            where.append(f"field '{field}'")
+        where = [form.format(value) for value, form in
+                 ((file, "{}"), (record, "record {}"), (field, "field '{}'")) if value is not None]
         Exception.__init__(self, f"{': '.join(where)}: {message}" if where else message)
 
 
