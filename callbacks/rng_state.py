@@ -16,11 +16,6 @@ import numpy as np
 import torch
 
 
-def _numpy_state() -> tuple:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
-
-
 def _mark_consumed(trainer: L.Trainer, epoch: int, batches: int | None) -> None:
     """Tell each resumable training sampler how far training got (``None``: epoch done)."""
     from vidpose.data_modules.sampling import resumable_sampler
@@ -46,7 +41,9 @@ class RNGStateCallback(L.Callback):
 
     def state_dict(self) -> dict[str, Any]:
         # numpy's state as plain values so checkpoints load with weights_only=True
-        state = {"python": random.getstate(), "numpy": _numpy_state(), "torch": torch.get_rng_state()}
+        kind, keys, pos, has_gauss, gauss = np.random.get_state()
+        numpy = kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)
+        state = {"python": random.getstate(), "numpy": numpy, "torch": torch.get_rng_state()}
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state

@@ -52,7 +52,7 @@ from vidpose.formats.ochuman import read_ochuman
 from vidpose.formats.results import read_coco_results
 from vidpose.keypoints import Schema, get_schema
 from vidpose.metrics.samples import SampleMetric
-from vidpose.pose import Frame, Pose, PoseDataset
+from vidpose.pose import Frame, PoseDataset
 
 STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 DATASETS = ("auto", "coco", "ochuman")
@@ -110,14 +110,10 @@ def read_ground_truth(path: str | os.PathLike, dataset: str = "auto") -> tuple[P
     return truth, dataset
 
 
-def _counts(pose: Pose) -> bool:
-    """Whether pycocotools scores this person (the rest are ignore regions)."""
-    return pose.num_visible > 0 and not pose.iscrowd
-
-
 def _require_persons(truth: PoseDataset) -> int:
-    """The number of persons that count; none at all makes AP undefined, an error."""
-    num = sum(_counts(pose) for frame in truth.frames for pose in frame.poses)
+    """The number of persons pycocotools scores (the rest are ignore regions); none at all
+    makes AP undefined, an error."""
+    num = sum(pose.num_visible > 0 and not pose.iscrowd for frame in truth.frames for pose in frame.poses)
     if num == 0:
         raise InputError("no person with a labelled keypoint (crowd regions aside): COCO "
                          "keypoint AP is undefined", file=truth.source, field="annotations")

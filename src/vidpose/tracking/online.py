@@ -154,7 +154,9 @@ class OnlineTopDown:
             keep = oks_nms(poses, self.cfg.oks_nms_thr, self.estimator.schema.sigmas)
             poses = [poses[k] for k in sorted(keep)]
             self._write(heatmaps, enhanced, sorted(keep), identities)
-        self._forget_gone()
+        for identity in [i for i, seen in self.last_seen.items() if self.frames - seen > self.cfg.max_age]:
+            self.last_seen.pop(identity)  # gone for more than max_age frames
+            self.memories.pop(identity, None)
         if self.cfg.tracker != "memory":
             poses = self.tracker.update(poses)
         return poses
@@ -178,12 +180,6 @@ class OnlineTopDown:
         for j, i in enumerate(kept):
             memory = self.memories.setdefault(identities[i], PersonMemory(policy))
             memory.write(enhanced[i], heatmaps[i], (scores[j].to(enhanced.device), xy[j].to(enhanced.device)))
-
-    def _forget_gone(self) -> None:
-        gone = [i for i, seen in self.last_seen.items() if self.frames - seen > self.cfg.max_age]
-        for identity in gone:
-            self.last_seen.pop(identity)
-            self.memories.pop(identity, None)
 
 
 def track_video(pipeline: OnlineTopDown, frames: Iterable[tuple[Frame, np.ndarray]]
