@@ -76,8 +76,9 @@ def run(quick: bool = False) -> dict[str, float]:
     net = correspondence.net
     counts = PERSONS[:2] if quick else PERSONS
     results: dict[str, float] = {}
-    print(f"{'persons':>8} {'OKS fps':>8} " + " ".join(f"{name + ' x':>24}" for name in TRACKERS
-                                                    if name != "oks") + f" {'OKS fps ÷ 2 persons':>20}")
+    others = [name for name in TRACKERS if name != "oks"]
+    print(f"{'persons':>8} {'OKS fps':>8} " + " ".join(f"{name + ' x':>24}" for name in others)
+          + f" {'OKS fps ÷ 2 persons':>20}")
     base = None
     for persons in counts:
         video = _video(persons)
@@ -85,9 +86,7 @@ def run(quick: bool = False) -> dict[str, float]:
                for name, settings in TRACKERS.items()}
         base = base or fps["oks"]
         line = f"{persons:>8} {fps['oks']:>8.2f} "
-        for name in TRACKERS:
-            if name == "oks":
-                continue
+        for name in others:
             ratio = fps[name] / fps["oks"]
             results[f"{name}_over_oks_{persons}p"] = ratio
             line += f"{ratio:>24.2f} "
