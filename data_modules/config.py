@@ -27,7 +27,7 @@ class AugmentConfig:
 
 
 @dataclass
-class RefinementConfig:
+class MapAugmentationConfig:
     """STM-skeletons' augmentations of the memory frames' maps (Dufour et al., Sec. 2.3).
 
     They prepare the memory encoder for its own mistakes; the loss targets stay clean.
@@ -133,6 +133,6 @@ class DataConfig:
     # it; real PoseTrack18 has head tops some 25 px above the frame.
     outside_tolerance: float = 1.0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
-    refinement: RefinementConfig = field(default_factory=RefinementConfig)  # memory frames' maps
+    map_augmentation: MapAugmentationConfig = field(default_factory=MapAugmentationConfig)  # memory maps
     sequence: SequenceConfig = field(default_factory=SequenceConfig)  # SequenceDataModule
     pair: PairConfig = field(default_factory=PairConfig)  # PairDataModule

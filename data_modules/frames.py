@@ -18,12 +18,12 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidpose.data_modules.config import DataConfig
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, evenly_spaced,
-                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelled_frame_indices,
+                                           read_image)
 from vidpose.data_modules.transforms import FrameTransform, compose_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import Frame, PoseDataset
-from vidpose.refinement import check_refinement, render_memory_maps
+from vidpose.map_augmentation import check_map_augmentation, render_memory_maps
 from vidpose.targets import render_heatmaps, render_limb_maps, render_person_mask
 
 
@@ -122,9 +122,9 @@ class ClipSample(FrameSample):
     track_ids: Tensor  # int64 (P,): each row's track
 
 
-class RefinedClipSample(ClipSample):
-    """A training clip with a ``data.refinement`` option on adds the maps STM-skeletons
-    memorises, drawn with :mod:`vidpose.refinement`'s mistakes (the loss targets stay clean)."""
+class MemoryMapsClipSample(ClipSample):
+    """A training clip with a ``data.map_augmentation`` option on adds the maps STM-skeletons
+    memorises, drawn with :mod:`vidpose.map_augmentation`'s mistakes (the loss targets stay clean)."""
 
     memory_heatmaps: Tensor  # float32 (T, K, h, w)
     memory_limb_maps: Tensor  # float32 (T, L, h, w)
@@ -146,11 +146,12 @@ class FrameDataset(Dataset, WorkerSeeded):
         self.sigma, self.limb_sigma = float(cfg.sigma), float(cfg.limb_sigma)
         self.mask_width = float(cfg.mask_width)
         self.max_persons = int(cfg.max_persons)
+        check_max_persons(windows, data, self.max_persons)
         self.train = train
         self.transform = FrameTransform(self.input_size, self.schema, cfg.augment if train else None)
-        check_refinement(cfg.refinement)
+        check_map_augmentation(maps := cfg.map_augmentation)
         # The memory frames' maps of STM-skeletons: training clips only, when an option is on.
-        self.refinement = cfg.refinement if train and clip and cfg.refinement.enabled() else None
+        self.map_augmentation = maps if train and clip and maps.enabled() else None
         self.random = TorchRandom()
         # Heatmap pixel x holds input pixel x * stride (vidpose.decode.heatmap_to_crop).
         self.input_to_heatmap = np.diag([1.0 / self.stride, 1.0 / self.stride, 1.0])[:2]
@@ -230,10 +231,10 @@ class FrameDataset(Dataset, WorkerSeeded):
             "frame": torch.tensor(window.frames, dtype=torch.int64),
             "image_to_input": torch.from_numpy(np.ascontiguousarray(views.image_to_input)),
         }
-        if self.refinement is not None:
+        if self.map_augmentation is not None:
             out["memory_heatmaps"], out["memory_limb_maps"] = render_memory_maps(
                 on_map, self.limbs, self.heatmap_size, self.sigma, self.limb_sigma,
-                self.refinement, self.random.generator)
+                self.map_augmentation, self.random.generator)
         if not self.clip:
             return {key: value[0] for key, value in out.items()}
         track_ids = torch.full((self.max_persons,), -1, dtype=torch.int64)
@@ -246,8 +247,5 @@ class FrameDataModule(PoseDataModule):
     """Bottom-up whole frames: every labelled frame, resized and padded to ``input_size``."""
 
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> FrameDataset:
-        windows = [frame_window(data, i) for i in labelled_frame_indices(data)]
-        limit = self.cfg.max_train_samples if train else self.cfg.max_val_samples
-        windows = [windows[i] for i in evenly_spaced(len(windows), limit)]
-        check_max_persons(windows, data, self.cfg.max_persons)
+        windows = self.spread([frame_window(data, i) for i in labelled_frame_indices(data)], train)
         return FrameDataset(data, windows, self.cfg, train)

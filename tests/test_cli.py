@@ -61,9 +61,9 @@ def test_data_synth_and_preview(tmp_path, capsys):
     png = tmp_path / "sheet.png"
     assert main(["data", "preview", "--root", str(out), "--out", str(png), "-n", "4"]) == 0
     assert png.stat().st_size > 1000
-    refinement = tmp_path / "refinement.png"
-    assert main(["data", "refinement", "--root", str(out), "--out", str(refinement)]) == 0
-    assert refinement.stat().st_size > 1000
+    maps = tmp_path / "map_augmentation.png"
+    assert main(["data", "map-augmentation", "--root", str(out), "--out", str(maps)]) == 0
+    assert maps.stat().st_size > 1000
 
 
 def test_train_then_eval_writes_a_run_folder(quick_overrides, tmp_path, capsys):

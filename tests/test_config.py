@@ -60,6 +60,7 @@ def test_unknown_key_names_the_key_and_a_close_one():
     ("rnn_t1_ours", "model.refiner=true", "'model.lstm2'"),
     ("rnn_t1_ours", "model.refiner_layers=3", "'model.lstm2_layers'"),
     ("rnn_t1_ours", "model.refiner_input=matched", "'model.lstm2_input'"),
+    ("stm_t3_c5_finetune", "data.refinement={jitter: 2.0}", "'data.map_augmentation'"),
 ])
 def test_an_old_key_on_the_command_line_names_its_new_place(name, override, new):
     key = override.split("=")[0]

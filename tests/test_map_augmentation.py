@@ -1,4 +1,4 @@
-"""Refinement augmentations of STM-skeletons' memory maps, and the peak renderers they use."""
+"""STM-skeletons' memory map augmentations, and the peak renderers they use."""
 from __future__ import annotations
 
 import math
@@ -10,8 +10,8 @@ import torch
 
 from vidpose.errors import ConfigError
 from vidpose.keypoints import COCO17
-from vidpose.refinement import (RefinementConfig, check_refinement, jitter_keypoints,
-                                preview_refinement, render_memory_maps)
+from vidpose.map_augmentation import (MapAugmentationConfig, check_map_augmentation, jitter_keypoints,
+                                      preview_map_augmentation, render_memory_maps)
 from vidpose.targets import (render_gaussian_peaks, render_heatmaps, render_limb_maps,
                              render_segment_peaks)
 
@@ -40,7 +40,7 @@ def one_person(frames: int = 1) -> torch.Tensor:
 
 
 def memory(keypoints: torch.Tensor, seed: int = 0, **options) -> tuple[torch.Tensor, torch.Tensor]:
-    return render_memory_maps(keypoints, LIMBS, SIZE, SIGMA, LIMB_SIGMA, RefinementConfig(**options),
+    return render_memory_maps(keypoints, LIMBS, SIZE, SIGMA, LIMB_SIGMA, MapAugmentationConfig(**options),
                               torch.Generator().manual_seed(seed))
 
 
@@ -193,16 +193,16 @@ def test_seeded_generator_reproduces_the_maps():
 
 
 def test_negative_strengths_are_refused():
-    check_refinement(RefinementConfig(jitter=1.0, rand=0.2, baits=0.5, dull_clouds=True))
-    with pytest.raises(ConfigError, match="refinement.baits"):
-        check_refinement(RefinementConfig(baits=-1.0))
-    assert not RefinementConfig().enabled() and RefinementConfig(dull_clouds=True).enabled()
+    check_map_augmentation(MapAugmentationConfig(jitter=1.0, rand=0.2, baits=0.5, dull_clouds=True))
+    with pytest.raises(ConfigError, match="map_augmentation.baits"):
+        check_map_augmentation(MapAugmentationConfig(baits=-1.0))
+    assert not MapAugmentationConfig().enabled() and MapAugmentationConfig(dull_clouds=True).enabled()
 
 
 def test_preview_png_shows_clean_and_augmented_maps(tmp_path):
-    path = preview_refinement(people(1)[0], LIMBS, SIZE, SIGMA, LIMB_SIGMA,
-                              RefinementConfig(jitter=1.0, rand=0.3, baits=0.5, dull_clouds=True),
-                              tmp_path / "fig4" / "preview.png")
+    path = preview_map_augmentation(people(1)[0], LIMBS, SIZE, SIGMA, LIMB_SIGMA,
+                                    MapAugmentationConfig(jitter=1.0, rand=0.3, baits=0.5, dull_clouds=True),
+                                    tmp_path / "fig4" / "preview.png")
     assert path.stat().st_size > 0
     image = cv2.imread(str(path))
     # Two rows (keypoints, edges) by two columns (clean, augmented) of 4x-zoomed maps.

@@ -333,7 +333,7 @@ MOVED_KEYS = {"model.refine": "data.subpixel",  # the heatmap codec's decoding (
               "model.backbone": "'model.resnet' (the ResNet depth) or 'model.network' "
                                 "(pose_memory's simple_baseline | cpn)",
               "model.refiner": "model.lstm2", "model.refiner_layers": "model.lstm2_layers",
-              "model.refiner_input": "model.lstm2_input"}
+              "model.refiner_input": "model.lstm2_input", "data.refinement": "data.map_augmentation"}
 
 
 def _close_key(cfg: DictConfig, full_key: str) -> str:

@@ -23,16 +23,16 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vidpose.data_modules.config import RefinementConfig
+from vidpose.data_modules.config import MapAugmentationConfig
 from vidpose.errors import ConfigError
 from vidpose.targets import (render_gaussian_peaks, render_heatmaps, render_limb_maps,
                              render_segment_peaks)
 
-def check_refinement(cfg: RefinementConfig) -> None:
+def check_map_augmentation(cfg: MapAugmentationConfig) -> None:
     """Refuse negative strengths, naming the key."""
     for name in ("jitter", "rand", "baits"):
         if getattr(cfg, name) < 0:
-            raise ConfigError(f"data.refinement.{name} must be >= 0; got {getattr(cfg, name)}")
+            raise ConfigError(f"data.map_augmentation.{name} must be >= 0; got {getattr(cfg, name)}")
 
 
 def _uniform(shape: tuple[int, ...], low: float, high: float, generator: torch.Generator) -> Tensor:
@@ -71,7 +71,7 @@ def _intensities(n: int, dull_clouds: bool, generator: torch.Generator) -> Tenso
     return torch.rand(n, generator=generator) if dull_clouds else torch.ones(n)
 
 
-def _keypoint_maps(keypoints: Tensor, size: Sequence[int], sigma: float, cfg: RefinementConfig,
+def _keypoint_maps(keypoints: Tensor, size: Sequence[int], sigma: float, cfg: MapAugmentationConfig,
                    generator: torch.Generator, like: Tensor) -> Tensor:
     """CPU ``(M, P, K, 3)`` -> ``(M, K, h, w)`` with rand, baits and dull_clouds, rendered on
     ``like``'s device and dtype."""
@@ -93,7 +93,7 @@ def _keypoint_maps(keypoints: Tensor, size: Sequence[int], sigma: float, cfg: Re
 
 
 def _limb_maps(keypoints: Tensor, limbs: np.ndarray, size: Sequence[int], limb_sigma: float,
-               cfg: RefinementConfig, generator: torch.Generator, like: Tensor) -> Tensor:
+               cfg: MapAugmentationConfig, generator: torch.Generator, like: Tensor) -> Tensor:
     """CPU ``(M, P, K, 3)`` -> ``(M, L, h, w)`` with rand (limb width), baits and dull_clouds,
     rendered on ``like``'s device and dtype.
 
@@ -124,9 +124,9 @@ def _limb_maps(keypoints: Tensor, limbs: np.ndarray, size: Sequence[int], limb_s
 
 
 def render_memory_maps(keypoints: Tensor | np.ndarray, limbs: np.ndarray, size: Sequence[int],
-                       sigma: float, limb_sigma: float, cfg: RefinementConfig,
+                       sigma: float, limb_sigma: float, cfg: MapAugmentationConfig,
                        generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Keypoint and limb maps of memory frames with the refinement augmentations of ``cfg``.
+    """Keypoint and limb maps of memory frames with the augmentations of ``cfg``.
 
     keypoints ``(..., P, K, 3)`` in heatmap pixels (``(T, P, K, 3)`` for a clip), limbs
     ``(L, 2)``, size (h, w). Returns heatmaps ``(..., K, h, w)`` and limb maps
@@ -175,9 +175,9 @@ def _panel(maps: Tensor, title: str, zoom: int) -> np.ndarray:
     return np.vstack([band, image])
 
 
-def preview_refinement(keypoints: Tensor | np.ndarray, limbs: np.ndarray, size: Sequence[int],
-                       sigma: float, limb_sigma: float, cfg: RefinementConfig,
-                       path: str | Path, seed: int = 0) -> Path:
+def preview_map_augmentation(keypoints: Tensor | np.ndarray, limbs: np.ndarray, size: Sequence[int],
+                             sigma: float, limb_sigma: float, cfg: MapAugmentationConfig,
+                             path: str | Path, seed: int = 0) -> Path:
     """Write a PNG like the paper's Fig. 4: clean vs augmented keypoint and edge maps.
 
     keypoints ``(P, K, 3)``: one frame, heatmap pixels. Top row keypoint maps, bottom row

@@ -9,19 +9,19 @@ from vidpose.data_modules.boxes import BoxDataModule, BoxSample
 from vidpose.data_modules.clips import ClipDataModule
 from vidpose.data_modules.crops import CropDataModule, CropSample
 from vidpose.data_modules.frames import (ClipSample, FrameDataModule, FrameSample,
-                                         RefinedClipSample)
+                                         MemoryMapsClipSample)
 from vidpose.data_modules.pairs import PairDataModule, PairSample
 from vidpose.data_modules.sequences import SequenceDataModule
 from vidpose.data_modules.track_clips import TrackClipDataModule, TrackClipSample, VideoSample
 
-REFINED = {"clip_length": 2, "val_clip_stride": 2, "refinement": {"baits": 2.0}}
+REFINED = {"clip_length": 2, "val_clip_stride": 2, "map_augmentation": {"baits": 2.0}}
 
 
 @pytest.mark.parametrize("module_cls, root, overrides, train_type, val_type", [
     (CropDataModule, "posetrack_root", {}, CropSample, CropSample),
     (BoxDataModule, "posetrack_root", {}, BoxSample, BoxSample),
     (FrameDataModule, "coco_root", {"dataset": "coco"}, FrameSample, FrameSample),
-    (ClipDataModule, "posetrack_root", REFINED, RefinedClipSample, ClipSample),
+    (ClipDataModule, "posetrack_root", REFINED, MemoryMapsClipSample, ClipSample),
     (SequenceDataModule, "posetrack_root", {"clip_length": 2}, ClipSample, ClipSample),
     (PairDataModule, "posetrack_root", {}, PairSample, PairSample),
     (TrackClipDataModule, "posetrack_root", {"clip_length": 2}, TrackClipSample, VideoSample),

@@ -14,7 +14,7 @@ from vidpose.data_modules.transforms import (IMAGENET_MEAN, IMAGENET_STD, apply_
                                              compose_affine, invert_affine, letterbox)
 from vidpose.errors import ConfigError
 
-REFINEMENT = {"jitter": 1.0, "rand": 0.3, "baits": 0.5, "dull_clouds": True}
+MAPS = {"jitter": 1.0, "rand": 0.3, "baits": 0.5, "dull_clouds": True}
 AUGMENT = {"flip": 0.5, "rotation": 20.0, "scale": 0.2, "translate": 0.05, "color": True}
 
 
@@ -109,7 +109,7 @@ def test_keypoints_leaving_the_input_are_dropped(posetrack_root, data_config):
 
 def test_sample_keys_and_shapes_equal_clip_samples(tiny_synth, data_config):
     root = tiny_synth / "posetrack18"
-    options = {"clip_length": 3, "val_clip_stride": 2, "refinement": REFINEMENT, "augment": AUGMENT}
+    options = {"clip_length": 3, "val_clip_stride": 2, "map_augmentation": MAPS, "augment": AUGMENT}
     clips = ClipDataModule(data_config(root, **options))
     clips.setup("fit")
     sequences = sequence_module(root, data_config, **options)
@@ -129,7 +129,7 @@ def test_sample_keys_and_shapes_equal_clip_samples(tiny_synth, data_config):
     assert batch["track_ids"].shape == (4, 20)
 
 
-def test_coco_layout_and_refinement_off(coco_root, data_config):
+def test_coco_layout_and_map_augmentation_off(coco_root, data_config):
     dm = sequence_module(coco_root, data_config, dataset="coco", clip_length=2, augment=AUGMENT)
     sample = dm.train_set[1]
     assert "memory_heatmaps" not in sample and "memory_limb_maps" not in sample
@@ -140,7 +140,7 @@ def test_coco_layout_and_refinement_off(coco_root, data_config):
 
 
 def test_validation_is_deterministic_and_training_reproducible(posetrack_root, data_config):
-    options = {"clip_length": 4, "augment": AUGMENT, "refinement": REFINEMENT}
+    options = {"clip_length": 4, "augment": AUGMENT, "map_augmentation": MAPS}
     first = sequence_module(posetrack_root, data_config, **options)
     second = sequence_module(posetrack_root, data_config, **options)
     for key, value in first.val_set[2].items():
@@ -160,7 +160,7 @@ def test_validation_is_deterministic_and_training_reproducible(posetrack_root, d
 
 def test_clip_module_adds_memory_maps_only_for_training_clips(posetrack_root, data_config):
     on = ClipDataModule(data_config(posetrack_root, clip_length=2, val_clip_stride=2,
-                                    refinement={"baits": 2.0}))
+                                    map_augmentation={"baits": 2.0}))
     on.setup("fit")
     sample = on.train_set[0]
     # Baits only add peaks: the memory maps cover the clean ones and reach beyond them.
@@ -183,9 +183,9 @@ def test_val_videos_validates_on_the_real_clips(posetrack_root, data_config):
     assert all(len(set(w.frames)) == 1 for w in dm.train_set.windows)  # training: sequences
 
 
-@pytest.mark.parametrize("overrides, key", [({"clip_length": 0}, "clip_length"),
-                                            ({"sequence": {"rotation": -1.0}}, "sequence.rotation"),
-                                            ({"refinement": {"jitter": -0.5}}, "refinement.jitter")])
+@pytest.mark.parametrize("overrides, key", [
+    ({"clip_length": 0}, "clip_length"), ({"sequence": {"rotation": -1.0}}, "sequence.rotation"),
+    ({"map_augmentation": {"jitter": -0.5}}, "map_augmentation.jitter")])
 def test_bad_settings_are_refused(posetrack_root, data_config, overrides, key):
     with pytest.raises(ConfigError, match=key):
         SequenceDataModule(data_config(posetrack_root, **overrides)).setup("validate")

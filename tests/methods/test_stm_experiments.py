@@ -44,10 +44,10 @@ def test_tables_1_and_2_have_every_row():
         assert set(cfg.experiment.paper_metrics) == {"pixel_precision", "pixel_recall", "pixel_f1"}
 
 
-def test_the_refinement_strengths_are_declared_ours():
+def test_the_map_augmentation_strengths_are_declared_ours():
     for name in STM:
         cfg = compose(name)
-        refinement = cfg.data.refinement
+        augmentation = cfg.data.map_augmentation
         for key in ("jitter", "rand", "baits"):
-            if refinement[key] > 0:
+            if augmentation[key] > 0:
                 assert f"{key} = " in " ".join(cfg.experiment.open_values.split()), name

@@ -71,7 +71,7 @@ def test_cyclic_training_memorises_its_own_predictions():
     model = _model(cyclic=True, ground_truth_frames=2)
     memorised, predicted = _record(model)
     batch = _batch()
-    # Refinement on: the ground-truth frames are memorised with augmented maps.
+    # Map augmentation on: the ground-truth frames are memorised with augmented maps.
     batch["memory_heatmaps"] = batch["heatmaps"].flip(-1)
     batch["memory_limb_maps"] = batch["limb_maps"] * 0.5
     target = model.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
@@ -101,7 +101,7 @@ def test_without_cyclic_training_the_memory_holds_ground_truth():
         assert torch.equal(memorised[t], target[:, t])
 
 
-def test_refinement_maps_go_to_memory_and_clean_maps_to_the_loss():
+def test_augmented_maps_go_to_memory_and_clean_maps_to_the_loss():
     model = _model(cyclic=False)
     memorised, _ = _record(model)
     batch = _batch()

@@ -1,4 +1,4 @@
-"""``vidpose data check|synth|preview|refinement``: check a real dataset's layout, generate
+"""``vidpose data check|synth|preview|map-augmentation``: check a real dataset's layout, generate
 the synthetic set, and draw previews of it."""
 from __future__ import annotations
 
@@ -37,22 +37,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     preview.add_argument("-n", type=int, default=12, help="frames on the sheet")
     preview.set_defaults(action=_preview)
 
-    refinement = actions.add_parser(
-        "refinement", help="PNG of STM-skeletons' refinement augmentations on one synthetic "
+    maps = actions.add_parser(
+        "map-augmentation", help="PNG of STM-skeletons' memory map augmentations on one synthetic "
         "frame (clean vs augmented keypoint and limb maps, Fig. 4)")
-    refinement.add_argument("--root", default=DEFAULT_SYNTH, help="synthetic output folder")
-    refinement.add_argument("--out", default=None,
-                            help="PNG path (default <root>/preview_refinement.png)")
-    refinement.add_argument("--jitter", type=float, default=1.0,
-                            help="keypoint displacement std, map px")
-    refinement.add_argument("--rand", type=float, default=0.3,
-                            help="peak size/shape/orientation spread")
-    refinement.add_argument("--baits", type=float, default=1.0,
-                            help="false peaks per map (expected)")
-    refinement.add_argument("--no-dull-clouds", action="store_true",
-                            help="keep peak intensities at 1")
-    refinement.add_argument("--seed", type=int, default=0)
-    refinement.set_defaults(action=_refinement)
+    maps.add_argument("--root", default=DEFAULT_SYNTH, help="synthetic output folder")
+    maps.add_argument("--out", default=None,
+                      help="PNG path (default <root>/preview_map_augmentation.png)")
+    maps.add_argument("--jitter", type=float, default=1.0,
+                      help="keypoint displacement std, map px")
+    maps.add_argument("--rand", type=float, default=0.3,
+                      help="peak size/shape/orientation spread")
+    maps.add_argument("--baits", type=float, default=1.0,
+                      help="false peaks per map (expected)")
+    maps.add_argument("--no-dull-clouds", action="store_true",
+                      help="keep peak intensities at 1")
+    maps.add_argument("--seed", type=int, default=0)
+    maps.set_defaults(action=_map_augmentation)
 
 
 def handle(args: argparse.Namespace) -> None:
@@ -85,22 +85,22 @@ def _preview(args: argparse.Namespace) -> None:
     print(f"wrote {contact_sheet(root / args.dataset, out, n=args.n, dataset=args.dataset)}")
 
 
-def _refinement(args: argparse.Namespace) -> None:
+def _map_augmentation(args: argparse.Namespace) -> None:
     """The first labelled val frame of the synthetic PoseTrack18 set, at stride 4."""
     import numpy as np
 
-    from vidpose.data_modules.config import RefinementConfig
+    from vidpose.data_modules.config import MapAugmentationConfig
     from vidpose.formats.posetrack import read_posetrack
-    from vidpose.refinement import preview_refinement
+    from vidpose.map_augmentation import preview_map_augmentation
 
     root = Path(args.root)
     data = read_posetrack(root / "posetrack18" / "annotations" / "val", check_images=False)
     frame = next(f for f in data.frames if f.poses)
     keypoints = np.stack([p.keypoints for p in frame.poses]).copy()
     keypoints[..., :2] /= 4
-    cfg = RefinementConfig(jitter=args.jitter, rand=args.rand, baits=args.baits,
-                           dull_clouds=not args.no_dull_clouds)
-    out = Path(args.out) if args.out else root / "preview_refinement.png"
-    path = preview_refinement(keypoints, data.schema.limbs, (frame.height // 4, frame.width // 4),
-                              1.5, 1.0, cfg, out, seed=args.seed)
+    cfg = MapAugmentationConfig(jitter=args.jitter, rand=args.rand, baits=args.baits,
+                                dull_clouds=not args.no_dull_clouds)
+    out = Path(args.out) if args.out else root / "preview_map_augmentation.png"
+    path = preview_map_augmentation(keypoints, data.schema.limbs, (frame.height // 4, frame.width // 4),
+                                    1.5, 1.0, cfg, out, seed=args.seed)
     print(f"wrote {path}")

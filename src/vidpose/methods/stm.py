@@ -11,7 +11,7 @@ and predicts the same maps. Variants (``model.variant``):
 * ``skeletons``: segmentation + N_K keypoint + N_E limb maps (Table 3).
 
 Training on a clip of T frames: the first ``ground_truth_frames`` frames are memorised with
-their ground-truth maps (with the refinement augmentations of the data module, when on),
+their ground-truth maps (with the map augmentations of the data module, when on),
 and every later frame is predicted from the memory of the frames before it; the loss is the
 sum over predicted frames. Without cyclic training the later frames are memorised from
 their ground truth too; with it (``model.cyclic``) they are memorised from the model's own
@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from vidpose.callbacks.memory_policies import GROUND_TRUTH, MemoryBank, WritePolicy
-from vidpose.data_modules.frames import ClipSample, RefinedClipSample
+from vidpose.data_modules.frames import ClipSample, MemoryMapsClipSample
 from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
@@ -136,7 +136,7 @@ class STMSkeletons(L.LightningModule):
         has no segmentation)."""
         return maps if self.cfg.variant == "skeleton_map" else maps[..., 1:, :, :]
 
-    def _targets(self, batch: ClipSample | RefinedClipSample) -> tuple[Tensor, Tensor]:
+    def _targets(self, batch: ClipSample | MemoryMapsClipSample) -> tuple[Tensor, Tensor]:
         """(B, T, C, h, w) clean targets and the maps memorised for ground-truth frames."""
         target = self.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
         if "memory_heatmaps" in batch:
@@ -182,7 +182,7 @@ class STMSkeletons(L.LightningModule):
 
     # --- training -------------------------------------------------------------------------
 
-    def training_step(self, batch: ClipSample | RefinedClipSample, batch_idx: int) -> Tensor:
+    def training_step(self, batch: ClipSample | MemoryMapsClipSample, batch_idx: int) -> Tensor:
         target, memory = self._targets(batch)
         policy = self.write_policy(target.shape[1], training=True)
         outputs = self.run_clip(batch["image"], memory, policy)
