@@ -79,8 +79,9 @@ class Goal:
     target: float | Figure
 
 
-def _cmp(better: tuple[str, str], worse: tuple[str, str], mode: str = "max") -> Comparison:
-    return Comparison(Figure(*better), Figure(*worse), mode)
+def _vs(better: str, worse: str, *metrics: str, mode: str = "max") -> tuple[Comparison, ...]:
+    """Experiment ``better``'s value of each of ``metrics`` beats ``worse``'s."""
+    return tuple(Comparison(Figure(better, m), Figure(worse, m), mode) for m in metrics)
 
 
 TABLES: tuple[PaperTable, ...] = (
@@ -90,36 +91,35 @@ TABLES: tuple[PaperTable, ...] = (
         "grouping at single scale, on COCO (58.7 vs 56.6) and by more on the crowded OCHuman "
         "images (37.8 vs 32.1).",
         ("rnn_association",), ("val/AP", "val/AP_ae", "val/crowded_AP", "val/crowded_AP_ae"),
-        (_cmp(("rnn_association", "val/AP"), ("rnn_association", "val/AP_ae")),
-         _cmp(("rnn_association", "val/crowded_AP"), ("rnn_association", "val/crowded_AP_ae"))),
+        tuple(Comparison(Figure("rnn_association", m), Figure("rnn_association", f"{m}_ae"))
+              for m in ("val/AP", "val/crowded_AP")),
     ),
     PaperTable(
         "rnn/table3", "RNN decoder paper, Table 3: the order of LSTM2's input",
         "The learned order of LSTM1's persons is the best input order for LSTM2; a canonical "
         "order (sorted by joint location) is very detrimental (60.1 vs 38.8 AP on COCO).",
         ("rnn_t1_ours", "rnn_t3_canonical"), ("val/AP", "val/crowded_AP"),
-        (_cmp(("rnn_t1_ours", "val/AP"), ("rnn_t3_canonical", "val/AP")),),
+        _vs("rnn_t1_ours", "rnn_t3_canonical", "val/AP"),
     ),
     PaperTable(
         "rnn/table4", "RNN decoder paper, Table 4: what the heatmap loss counts",
         "Configuration (a, a') performs best: leaving unconfident predictions out of the heatmap "
         "loss and matching only the first z predictions (58.7 vs 54.7 AP for (b, b')).",
         ("rnn_association", "rnn_t4_bb"), ("val/AP", "val/crowded_AP"),
-        (_cmp(("rnn_association", "val/AP"), ("rnn_t4_bb", "val/AP")),),
+        _vs("rnn_association", "rnn_t4_bb", "val/AP"),
     ),
     PaperTable(
         "rnn/table5", "RNN decoder paper, Table 5: the feedback loop",
         "The feedback loop helps: 2 loop iterations beat none (58.7 vs 54.6 AP on COCO).",
         ("rnn_association", "rnn_t5_loop0"), ("val/AP", "val/crowded_AP"),
-        (_cmp(("rnn_association", "val/AP"), ("rnn_t5_loop0", "val/AP")),),
+        _vs("rnn_association", "rnn_t5_loop0", "val/AP"),
     ),
     PaperTable(
         "memory/table2", "Pose temporal memory, Table 2: CoDA vs vanilla attention (crowd subset)",
         "On the crowd subset, CoDA is 2.1 AP and 1.3 MOTA higher than vanilla attention: it "
         "learns the dissimilarity that separates occluding persons.",
         ("memory_t2_coda", "memory_t2_vanilla"), ("val/crowd/mAP", "val/crowd/MOTA"),
-        (_cmp(("memory_t2_coda", "val/crowd/mAP"), ("memory_t2_vanilla", "val/crowd/mAP")),
-         _cmp(("memory_t2_coda", "val/crowd/MOTA"), ("memory_t2_vanilla", "val/crowd/MOTA"))),
+        _vs("memory_t2_coda", "memory_t2_vanilla", "val/crowd/mAP", "val/crowd/MOTA"),
     ),
     PaperTable(
         "memory/table3", "Pose temporal memory, Table 3: memory vs the same baseline",
@@ -127,10 +127,8 @@ TABLES: tuple[PaperTable, ...] = (
         "2.6 and MOTA by 1.5 on PoseTrack18 val.",
         ("memory_t3_simple_baseline_memory", "memory_t3_simple_baseline_baseline"),
         ("val/mAP", "val/MOTA", "val/AP/wrists", "val/AP/ankles"),
-        (_cmp(("memory_t3_simple_baseline_memory", "val/mAP"),
-              ("memory_t3_simple_baseline_baseline", "val/mAP")),
-         _cmp(("memory_t3_simple_baseline_memory", "val/MOTA"),
-              ("memory_t3_simple_baseline_baseline", "val/MOTA"))),
+        _vs("memory_t3_simple_baseline_memory", "memory_t3_simple_baseline_baseline",
+            "val/mAP", "val/MOTA"),
     ),
     PaperTable(
         "correspondence/table2", "Keypoint correspondences, Table 2: tracking cues",
@@ -138,10 +136,9 @@ TABLES: tuple[PaperTable, ...] = (
         "switches and a higher MOTA than OKS, the weakest cue (70.5 vs 65.9 MOTA).",
         ("correspondence_t2_correspondence_gt", "correspondence_t2_oks_gt"),
         ("val/MOTA", "val/id_switches", "val/mAP"),
-        (_cmp(("correspondence_t2_correspondence_gt", "val/MOTA"),
-              ("correspondence_t2_oks_gt", "val/MOTA")),
-         _cmp(("correspondence_t2_correspondence_gt", "val/id_switches"),
-              ("correspondence_t2_oks_gt", "val/id_switches"), "min")),
+        _vs("correspondence_t2_correspondence_gt", "correspondence_t2_oks_gt", "val/MOTA")
+        + _vs("correspondence_t2_correspondence_gt", "correspondence_t2_oks_gt",
+              "val/id_switches", mode="min"),
     ),
     PaperTable(
         "correspondence/table3", "Keypoint correspondences, Table 3: recovering missed detections",
@@ -149,10 +146,8 @@ TABLES: tuple[PaperTable, ...] = (
         "joint threshold (at 0.3: mAP 77.7 -> 79.2, MOTA 67.6 -> 68.8).",
         ("correspondence_t3_joint03_recovered", "correspondence_t3_joint03_detected"),
         ("val/mAP", "val/MOTA"),
-        (_cmp(("correspondence_t3_joint03_recovered", "val/mAP"),
-              ("correspondence_t3_joint03_detected", "val/mAP")),
-         _cmp(("correspondence_t3_joint03_recovered", "val/MOTA"),
-              ("correspondence_t3_joint03_detected", "val/MOTA"))),
+        _vs("correspondence_t3_joint03_recovered", "correspondence_t3_joint03_detected",
+            "val/mAP", "val/MOTA"),
     ),
     PaperTable(
         "correspondence/table7", "Keypoint correspondences, Table 7: ablations",
@@ -161,20 +156,19 @@ TABLES: tuple[PaperTable, ...] = (
         ("correspondence_t7_full", "correspondence_t7_no_refinement",
          "correspondence_t7_no_duplicate_removal"),
         ("val/MOTA", "val/id_switches", "val/mAP"),
-        (_cmp(("correspondence_t7_full", "val/MOTA"), ("correspondence_t7_no_refinement", "val/MOTA")),
-         _cmp(("correspondence_t7_full", "val/MOTA"),
-              ("correspondence_t7_no_duplicate_removal", "val/MOTA")),
-         _cmp(("correspondence_t7_full", "val/id_switches"),
-              ("correspondence_t7_no_refinement", "val/id_switches"), "min"),
-         _cmp(("correspondence_t7_full", "val/id_switches"),
-              ("correspondence_t7_no_duplicate_removal", "val/id_switches"), "min")),
+        _vs("correspondence_t7_full", "correspondence_t7_no_refinement", "val/MOTA")
+        + _vs("correspondence_t7_full", "correspondence_t7_no_duplicate_removal", "val/MOTA")
+        + _vs("correspondence_t7_full", "correspondence_t7_no_refinement", "val/id_switches",
+              mode="min")
+        + _vs("correspondence_t7_full", "correspondence_t7_no_duplicate_removal",
+              "val/id_switches", mode="min"),
     ),
     PaperTable(
         "stm/table3", "STM-skeletons, Table 3: pre-training vs fine-tuning",
         "Fine-tuning on video clips improves every configuration over the pre-trained model "
         "(configuration 1: keypoint F1 11.4 -> 29.4, 10 px rule).",
         ("stm_t3_c1_finetune", "stm_t3_c1_pretrain"), ("val/f1", "val/precision", "val/recall"),
-        (_cmp(("stm_t3_c1_finetune", "val/f1"), ("stm_t3_c1_pretrain", "val/f1")),),
+        _vs("stm_t3_c1_finetune", "stm_t3_c1_pretrain", "val/f1"),
     ),
 )
 
