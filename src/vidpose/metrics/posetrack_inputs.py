@@ -110,7 +110,7 @@ class EvalVideo:
                 for g0, g1, p0, p1 in zip(gt[:-1], gt[1:], pr[:-1], pr[1:])]
 
 
-def _ragged_arange(counts: np.ndarray) -> np.ndarray:
+def ragged_arange(counts: np.ndarray) -> np.ndarray:
     """0..c-1 for each count c, concatenated."""
     ends = np.cumsum(counts)
     return np.arange(ends[-1] if len(ends) else 0) - np.repeat(ends - counts, counts)
@@ -148,7 +148,7 @@ def inside_regions(points: np.ndarray, point_group: np.ndarray, vertices: np.nda
     first = np.cumsum(per_group) - per_group
     count = per_group[point_group]
     pair_point = np.repeat(np.arange(len(points)), count)
-    pair_region = by_group[first[point_group][pair_point] + _ragged_arange(count)]
+    pair_region = by_group[first[point_group][pair_point] + ragged_arange(count)]
     p = points[pair_point]
     boxed = ((lo[pair_region] <= p) & (p <= hi[pair_region])).all(1)
     pair_point, pair_region = pair_point[boxed], pair_region[boxed]
@@ -157,7 +157,7 @@ def inside_regions(points: np.ndarray, point_group: np.ndarray, vertices: np.nda
     # Each remaining pair against each edge a -> b of its polygon.
     edges = sizes[pair_region]
     pair = np.repeat(np.arange(len(pair_point)), edges)
-    local = _ragged_arange(edges)
+    local = ragged_arange(edges)
     base = starts[pair_region][pair]
     a = vertices[base + local]
     b = vertices[base + (local + 1) % edges[pair]]

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vidpose.metrics.posetrack_inputs import EvalVideo
+from vidpose.metrics.posetrack_inputs import EvalVideo, ragged_arange
 
 PCKH_THRESHOLD = 0.5
 
@@ -57,8 +57,7 @@ def match_video(video: EvalVideo, threshold: float = PCKH_THRESHOLD) -> VideoMat
     # Every pair of a frame, ordered by predicted person, then GT person (frame order).
     per_pred = gt_count[video.pr_frame]
     pair_pred = np.repeat(np.arange(len(video.pr_frame)), per_pred)
-    first_gt = np.repeat(gt_start[video.pr_frame], per_pred)
-    pair_gt = first_gt + np.arange(len(pair_pred)) - np.repeat(np.cumsum(per_pred) - per_pred, per_pred)
+    pair_gt = np.repeat(gt_start[video.pr_frame], per_pred) + ragged_arange(per_pred)
     both = video.pr_has[pair_pred] & video.gt_has[pair_gt]  # (pairs, 15)
     delta = video.pr_xy[pair_pred] - video.gt_xy[pair_gt]
     with np.errstate(divide="ignore", invalid="ignore"):
