@@ -41,16 +41,6 @@ class Affinities:
     stride: float  # input pixels per map cell
     input_to_image: np.ndarray  # (2, 3) of the target frame
 
-    def _cells(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Image points (..., 2) -> the map cells (column, row) they fall in, clipped."""
-        inputs = apply_affine(points, invert_affine(self.input_to_image))
-        h, w = self.maps.shape[-2:]
-        # Cell (u, v) covers input pixels whose centres lie within half a stride of
-        # ((u + 0.5) stride - 0.5, ...), the network's cell-centre convention.
-        u = np.clip(np.floor((inputs[..., 0] + 0.5) / self.stride), 0, w - 1).astype(np.int64)
-        v = np.clip(np.floor((inputs[..., 1] + 0.5) / self.stride), 0, h - 1).astype(np.int64)
-        return u, v
-
     def peaks(self) -> tuple[np.ndarray, np.ndarray]:
         """(P, K, 2) image positions of each map's maximum and (P, K) its affinity."""
         num_p, num_k, h, w = self.maps.shape
@@ -64,10 +54,14 @@ class Affinities:
     def at(self, points: np.ndarray) -> np.ndarray:
         """Affinity of source pose p's joint j at the joint-j location of each of N target
         poses: points (N, K, 2) image pixels -> (P, N, K)."""
-        u, v = self._cells(np.asarray(points, dtype=np.float64))
-        num_k = self.maps.shape[1]
-        joints = np.arange(num_k)[None, :]
-        return self.maps[:, joints, v, u]  # (P, N, K)
+        inputs = apply_affine(np.asarray(points, dtype=np.float64), invert_affine(self.input_to_image))
+        num_k, h, w = self.maps.shape[1:]
+        # The map cell each point falls in (clipped): cell (u, v) covers input pixels whose
+        # centres lie within half a stride of ((u + 0.5) stride - 0.5, ...), the network's
+        # cell-centre convention.
+        u = np.clip(np.floor((inputs[..., 0] + 0.5) / self.stride), 0, w - 1).astype(np.int64)
+        v = np.clip(np.floor((inputs[..., 1] + 0.5) / self.stride), 0, h - 1).astype(np.int64)
+        return self.maps[:, np.arange(num_k)[None, :], v, u]
 
 
 class Propagator:
