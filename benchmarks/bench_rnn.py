@@ -139,18 +139,15 @@ def _matching(quick: bool) -> dict[str, float]:
         rounds: dict[str, list[float]] = {name: [] for name in solvers}
         for _ in range(rounds_):
             for name, fn in solvers.items():
-                rounds[name].append(_per_call(lambda: [fn(c) for c in costs], 3, calls))
+                # Fastest of ``calls`` passes, per pass (single calls are microseconds).
+                rounds[name].append(best_time(lambda: [[fn(c) for c in costs] for _ in range(calls)],
+                                              3) / calls)
         ours, before = (float(np.median(np.divide(rounds[name], rounds["scipy"])))
                         for name in ("matcher", "before"))
         results[f"matcher_over_scipy_{n}x{m}"] = ours
         results[f"lap_extend_over_scipy_{n}x{m}"] = before
         print(f"{n:>4}x{m:<4} {ours:>21.2f} {before:>24.2f}")
     return results
-
-
-def _per_call(fn, repeats: int, calls: int = 50) -> float:
-    """Fastest time of ``calls`` calls, per call (single calls are microseconds)."""
-    return best_time(lambda: [fn() for _ in range(calls)], repeats) / calls
 
 
 def run(quick: bool = False) -> dict[str, float]:

@@ -330,14 +330,6 @@ def _check_alignment(gt: VideoArrays, pred: VideoArrays, gt_path: Path, pred_pat
                              record=f"image {p_id}", field="images")
 
 
-def _warn_missing_scores(pred: VideoArrays, path: Path) -> None:
-    unscored = int((~pred.scored).sum())
-    if unscored:
-        warnings.warn(f"{path}: {unscored} predicted persons have no per-joint 'scores'; as poseval "
-                      f"does, their joints are scored {MIN_SCORE:g} (ranked below every scored joint "
-                      "in AP; MOTA does not use scores)", stacklevel=2)
-
-
 VIDEO_ORDERS = ("sorted", "directory")
 
 
@@ -404,6 +396,10 @@ def load_videos(gt: str | Path, pred: str | Path, *, order: str = "sorted") -> l
         gt_video = read_eval_arrays(gt_file)
         pred_video = read_eval_arrays(pred_file)
         _check_alignment(gt_video, pred_video, gt_file, pred_file)
-        _warn_missing_scores(pred_video, pred_file)
+        unscored = int((~pred_video.scored).sum())
+        if unscored:
+            warnings.warn(f"{pred_file}: {unscored} predicted persons have no per-joint 'scores'; as "
+                          f"poseval does, their joints are scored {MIN_SCORE:g} (ranked below every "
+                          "scored joint in AP; MOTA does not use scores)", stacklevel=2)
         videos.append(eval_arrays(gt_file.stem, gt_video, pred_video, str(gt_file), str(pred_file)))
     return videos
