@@ -37,7 +37,7 @@ from vidpose.formats.cocostyle import coco_index
 from vidpose.formats.results import read_coco_results
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.coco_ap import ground_truth_dict
-from vidpose.metrics.posetrack import PoseTrackResult, evaluate_videos
+from vidpose.metrics.posetrack import evaluate_videos
 from vidpose.metrics.posetrack_inputs import eval_video, read_eval_file
 from vidpose.pose import Frame, Pose, PoseDataset
 from vidpose.viz import ground_truth_beside_prediction
@@ -91,13 +91,6 @@ def per_image_ap(truth: PoseDataset, predicted: dict[int, list[Pose]],
             valid = precision[precision > -1]
             out[image_id] = 100.0 * float(valid.mean()) if valid.size else math.nan
     return out
-
-
-def posetrack_result(truth: PoseDataset, predicted: dict[int, list[Pose]]) -> PoseTrackResult:
-    """poseval's figures of the predictions, each video also alone (``per_video``)."""
-    videos = [eval_video(name, frames, [predicted.get(f.image_id, []) for f in frames])
-              for name, frames in sorted(truth.videos().items())]
-    return evaluate_videos(videos, per_video=True)
 
 
 def _number(value: float) -> float | None:
@@ -166,7 +159,9 @@ class ValidationMedia(L.Callback):
             logger.log_image(MEDIA_KEY, [str(path) for path, _, _ in pictures],
                              step=step, caption=[caption for _, caption, _ in pictures])
         if posetrack:
-            result = posetrack_result(truth, predicted)
+            # poseval's figures of the predictions, each video also alone (per_video)
+            result = evaluate_videos([eval_video(name, fs, [predicted.get(f.image_id, []) for f in fs])
+                                      for name, fs in sorted(truth.videos().items())], per_video=True)
             logger.log_table("val/per_joint_AP", columns=["joint", "AP"],
                              data=[[name, _number(ap)] for name, ap in
                                    zip(result.joint_names, result.ap)], step=step)
