@@ -61,12 +61,8 @@ def place_dropped_joints(keypoints: np.ndarray) -> np.ndarray:
 def to_image_pixels(poses: list[Pose], image_to_input: np.ndarray) -> list[Pose]:
     """Poses with keypoints in input pixels -> the same poses in image pixels."""
     to_image = invert_affine(image_to_input)
-    out = []
-    for pose in poses:
-        keypoints = pose.keypoints.copy()
-        keypoints[:, :2] = apply_affine(keypoints[:, :2], to_image)
-        out.append(Pose(keypoints, score=float(pose.score)))
-    return out
+    return [Pose(np.column_stack([apply_affine(pose.keypoints[:, :2], to_image), pose.keypoints[:, 2]]),
+                 score=float(pose.score)) for pose in poses]
 
 
 class BottomUpEvaluation(EvaluationHooks):
@@ -89,10 +85,8 @@ class BottomUpEvaluation(EvaluationHooks):
             "normal" if s == "val" else s for s in sets) + " |"
         lines = [header, "|---" * (len(sets) + 1) + "|"]
         for decoder in cls.DECODERS:
-            cells = []
-            for s in sets:
-                value = metrics.get(metric_name(stage, s, decoder, cls.DECODERS[0]))
-                cells.append("-" if value is None else f"{value:.1f}")
+            values = [metrics.get(metric_name(stage, s, decoder, cls.DECODERS[0])) for s in sets]
+            cells = ["-" if value is None else f"{value:.1f}" for value in values]
             lines.append(f"| {DECODER_TITLES.get(decoder, decoder)} | " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
