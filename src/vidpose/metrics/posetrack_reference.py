@@ -298,10 +298,9 @@ def write_posetrack18_set(gt_dir, pred_dir, *, seed: int = 0, videos: int = 30,
             if rng.random() < 0.1:  # a false positive
                 pred_anns.append(_prediction(rng.uniform(0, 1000, (17, 2)), np.ones(17, bool),
                                              100 + t, image_id, rng))
-        with open(gt_dir / f"{name}.json", "w") as f:
-            json.dump({"images": images, "annotations": gt_anns, "categories": categories}, f)
-        with open(pred_dir / f"{name}.json", "w") as f:
-            json.dump({"images": images, "annotations": pred_anns, "categories": categories}, f)
+        for folder, annotations in ((gt_dir, gt_anns), (pred_dir, pred_anns)):
+            with open(folder / f"{name}.json", "w") as f:
+                json.dump({"images": images, "annotations": annotations, "categories": categories}, f)
 
 
 def _prediction(xy: np.ndarray, has: np.ndarray, track: int, image_id: int,
