@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vidpose.data_modules.datasets import PoseDataModule, annotation_file, evenly_spaced
-from vidpose.data_modules.frames import FrameDataset, Window, check_max_persons
+from vidpose.data_modules.datasets import PoseDataModule, annotation_file
+from vidpose.data_modules.frames import FrameDataset, Window
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import Frame, PoseDataset
 
@@ -69,7 +69,4 @@ class ClipDataModule(PoseDataModule):
             raise ConfigError(f"no clip of {cfg.clip_length} labelled frames {stride} apart in "
                               f"split {split!r} of {data.source}; lower data.clip_length or set "
                               f"data.{key} to the split's labelling step")
-        limit = cfg.max_train_samples if train else cfg.max_val_samples
-        windows = [windows[i] for i in evenly_spaced(len(windows), limit)]
-        check_max_persons(windows, data, cfg.max_persons)
-        return FrameDataset(data, windows, cfg, train, clip=True)
+        return FrameDataset(data, self.spread(windows, train), cfg, train, clip=True)

@@ -25,10 +25,8 @@ import torch
 
 from vidpose.data_modules.clips import ClipDataModule
 from vidpose.data_modules.config import DataConfig, SequenceConfig
-from vidpose.data_modules.datasets import (PoseDataModule, evenly_spaced, labelled_frame_indices,
-                                           read_image)
-from vidpose.data_modules.frames import (FrameDataset, Views, Window, check_max_persons,
-                                         drop_outside, frame_window)
+from vidpose.data_modules.datasets import PoseDataModule, labelled_frame_indices, read_image
+from vidpose.data_modules.frames import FrameDataset, Views, Window, drop_outside, frame_window
 from vidpose.data_modules.transforms import compose_affine, transform_keypoints
 from vidpose.errors import ConfigError
 from vidpose.pose import PoseDataset
@@ -122,7 +120,4 @@ class SequenceDataModule(PoseDataModule):
             # Real clips of the split's videos, cut exactly as ClipDataModule cuts them.
             return ClipDataModule(cfg, self.schema_name).make_dataset(data, split, train)
         windows = [sequence_window(data, i, cfg.clip_length) for i in labelled_frame_indices(data)]
-        limit = cfg.max_train_samples if train else cfg.max_val_samples
-        windows = [windows[i] for i in evenly_spaced(len(windows), limit)]
-        check_max_persons(windows, data, cfg.max_persons)
-        return SequenceDataset(data, windows, cfg, train)
+        return SequenceDataset(data, self.spread(windows, train), cfg, train)
