@@ -39,6 +39,7 @@ from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.losses import STM_MAP_LOSSES, map_loss
 from vidpose.methods import check_choices, check_stride, model_config
+from vidpose.methods.common import log_losses
 from vidpose.metrics.keypoint_prf import KeypointPRF, peaks_from_maps
 from vidpose.metrics.pixel_prf import PixelPRF
 from vidpose.metrics.recall_over_time import RecallOverTime
@@ -120,8 +121,6 @@ class STMSkeletons(L.LightningModule):
                                         self.schema.annotated_mask)
         self.recall_over_time = RecallOverTime(clip_length, self.cfg.match_px)
 
-    # --- maps -----------------------------------------------------------------------------
-
     def compose_maps(self, heatmaps: Tensor, limb_maps: Tensor, person_mask: Tensor) -> Tensor:
         """The variant's map stack (..., C, h, w) from the data module's maps."""
         if self.cfg.variant == "skeleton_map":
@@ -180,8 +179,6 @@ class STMSkeletons(L.LightningModule):
             bank.write(t, key, value, source)
         return outputs
 
-    # --- training -------------------------------------------------------------------------
-
     def training_step(self, batch: ClipSample | MemoryMapsClipSample, batch_idx: int) -> Tensor:
         target, memory = self._targets(batch)
         policy = self.write_policy(target.shape[1], training=True)
@@ -191,14 +188,10 @@ class STMSkeletons(L.LightningModule):
                               f"after model.ground_truth_frames={self.cfg.ground_truth_frames}")
         loss = sum(map_loss(self.cfg.loss, logits, target[:, t], self.cfg.focal_gamma)
                    for t, logits in outputs)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=target.shape[0])
-        return loss
+        return log_losses(self, {"loss": loss}, target.shape[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-
-    # --- validation -----------------------------------------------------------------------
 
     def validation_step(self, batch: ClipSample, batch_idx: int) -> None:
         # Validation memorises what inference would: clean first-frame maps, then predictions.
@@ -251,8 +244,6 @@ class STMSkeletons(L.LightningModule):
         for logger in self.trainer.loggers:
             if type(logger).__name__ == "WandbLogger":
                 logger.log_image("val/recall_over_time", [str(path)], step=self.global_step)
-
-    # --- inference over whole videos ------------------------------------------------------
 
     @torch.no_grad()
     def stream(self, frames: Iterable[Tensor], first_maps: Tensor) -> Iterator[Tensor]:
