@@ -63,9 +63,9 @@ class MotCounts:
         return {"mota": mota, "motp": motp, "precision": precision, "recall": recall}
 
 
-def _dense(ids: np.ndarray) -> tuple[np.ndarray, int]:
-    unique, index = np.unique(ids, return_inverse=True)
-    return index.reshape(-1), len(unique)
+def _dense(ids: np.ndarray) -> np.ndarray:
+    """Ids renumbered 0, 1, ... in sorted order."""
+    return np.unique(ids, return_inverse=True)[1].reshape(-1)
 
 
 def _follows(group: np.ndarray, order: np.ndarray) -> np.ndarray:
@@ -150,8 +150,7 @@ def video_counts(video: EvalVideo, match: VideoMatch) -> MotCounts:
     t, j, g, p, d = (match.frame[rows], match.joint[rows], match.gt[rows], match.pred[rows],
                      match.distance[rows])
     counts.distance_sum += np.bincount(j, d, minlength=NUM_JOINTS)  # RAW events
-    gt_id, _ = _dense(video.gt_track)
-    pr_id, _ = _dense(video.pr_track)
+    gt_id, pr_id = _dense(video.gt_track), _dense(video.pr_track)
     o, h = gt_id[g], pr_id[p]
     # Contested cells: an object or a hypothesis with two candidates in one (frame, joint).
     cell = t * NUM_JOINTS + j

@@ -1,8 +1,5 @@
-"""The measures association cues are built on: box IoU and OKS of new poses against tracks.
-
-They sit below every cue module (``cues``, ``flow``, ``reid``) so that the cue registry in
-``cues.py`` can import the cues that use them without an import circle.
-"""
+"""The measures association cues are built on: box IoU and OKS of new poses against tracks
+(below every cue module: the layers in ``cues.py``'s docstring)."""
 from __future__ import annotations
 
 import numpy as np
