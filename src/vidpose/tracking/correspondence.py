@@ -89,9 +89,12 @@ def correspondence_similarity(values: np.ndarray, detected: np.ndarray,
 class CorrespondenceCue:
     """The Eq. 6 cue for ``tracking.greedy.GreedyTracker``."""
 
-    def __init__(self, memory: CorrespondenceMemory, affinity_threshold: float = 0.3) -> None:
-        self.memory = memory
-        self.affinity_threshold = affinity_threshold
+    def __init__(self, memory: CorrespondenceMemory | None = None,
+                 affinity_threshold: float = 0.3) -> None:
+        if memory is None:
+            raise ValueError("correspondence tracking reads a CorrespondenceMemory: "
+                             "make_cue('correspondence', memory=...)")
+        self.memory, self.affinity_threshold = memory, affinity_threshold
 
     def begin(self, image: np.ndarray | None) -> None:
         if image is None:

@@ -61,19 +61,12 @@ class OKSCue(Cue):
         return track_oks(poses, list(tracks.values()), self.sigmas)
 
 
-def _correspondence(sigmas: np.ndarray | None, memory: Any = None, **options: Any) -> Cue:
-    if memory is None:
-        raise ValueError("correspondence tracking reads a CorrespondenceMemory: "
-                         "make_cue('correspondence', memory=...)")
-    return CorrespondenceCue(memory, **options)
-
-
 # name -> builder(sigmas, **options). Order: the correspondence paper's Table 2 rows, then IoU.
 CUES: dict[str, Callable[..., Cue]] = {
     "oks": lambda sigmas, **options: OKSCue(sigmas, **options),
     "flow": lambda sigmas, **options: FlowCue(sigmas, **options),
     "reid": lambda sigmas, **options: ReIDCue(**options),
-    "correspondence": _correspondence,
+    "correspondence": lambda sigmas, **options: CorrespondenceCue(**options),
     "iou": lambda sigmas, **options: IoUCue(**options),
 }
 TRACKER_CUES = tuple(CUES)
