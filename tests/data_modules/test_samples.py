@@ -14,21 +14,20 @@ from vidpose.data_modules.pairs import PairDataModule, PairSample
 from vidpose.data_modules.sequences import SequenceDataModule
 from vidpose.data_modules.track_clips import TrackClipDataModule, TrackClipSample, VideoSample
 
-REFINED = {"clip_length": 2, "val_clip_stride": 2, "map_augmentation": {"baits": 2.0}}
+MEMORY_MAPS = {"clip_length": 2, "val_clip_stride": 2, "map_augmentation": {"baits": 2.0}}
 
 
 @pytest.mark.parametrize("module_cls, root, overrides, train_type, val_type", [
     (CropDataModule, "posetrack_root", {}, CropSample, CropSample),
     (BoxDataModule, "posetrack_root", {}, BoxSample, BoxSample),
     (FrameDataModule, "coco_root", {"dataset": "coco"}, FrameSample, FrameSample),
-    (ClipDataModule, "posetrack_root", REFINED, MemoryMapsClipSample, ClipSample),
+    (ClipDataModule, "posetrack_root", MEMORY_MAPS, MemoryMapsClipSample, ClipSample),
     (SequenceDataModule, "posetrack_root", {"clip_length": 2}, ClipSample, ClipSample),
     (PairDataModule, "posetrack_root", {}, PairSample, PairSample),
     (TrackClipDataModule, "posetrack_root", {"clip_length": 2}, TrackClipSample, VideoSample),
 ])
 def test_samples_have_the_declared_keys(module_cls, root, overrides, train_type, val_type,
-                                        request, data_config):
-    module = module_cls(data_config(request.getfixturevalue(root), **overrides))
-    module.setup("fit")
+                                        request, data_module):
+    module = data_module(module_cls, request.getfixturevalue(root), **overrides)
     assert set(module.train_set[0]) == set(get_type_hints(train_type))
     assert set(module.val_set[0]) == set(get_type_hints(val_type))

@@ -18,12 +18,6 @@ MAPS = {"jitter": 1.0, "rand": 0.3, "baits": 0.5, "dull_clouds": True}
 AUGMENT = {"flip": 0.5, "rotation": 20.0, "scale": 0.2, "translate": 0.05, "color": True}
 
 
-def sequence_module(root, data_config, **overrides) -> SequenceDataModule:
-    dm = SequenceDataModule(data_config(root, **overrides))
-    dm.setup("fit")
-    return dm
-
-
 def pixels(image: torch.Tensor) -> np.ndarray:
     """Normalised (3, H, W) back to RGB values in [0, 255], (H, W, 3)."""
     return (image.permute(1, 2, 0).numpy() * IMAGENET_STD + IMAGENET_MEAN) * 255.0
@@ -62,9 +56,9 @@ def test_sequence_affines_compose_cumulative_steps():
                                         torch.Generator()), np.eye(3)[:2])
 
 
-def test_keypoints_and_pixels_follow_the_composed_affine(posetrack_root, data_config):
-    dm = sequence_module(posetrack_root, data_config, input_size=[96, 128], heatmap_stride=2,
-                         clip_length=5, sequence={"translate": 0.04, "rotation": 8.0})
+def test_keypoints_and_pixels_follow_the_composed_affine(posetrack_root, data_module):
+    dm = data_module(SequenceDataModule, posetrack_root, input_size=[96, 128], heatmap_stride=2,
+                     clip_length=5, sequence={"translate": 0.04, "rotation": 8.0})
     data, cfg = dm.val_data, dm.cfg
     for index in (0, len(dm.val_set) - 1):
         sample = dm.val_set[index]
@@ -92,9 +86,9 @@ def test_keypoints_and_pixels_follow_the_composed_affine(posetrack_root, data_co
         assert torch.equal(sample["track_ids"][:len(frame.poses)], torch.arange(len(frame.poses)))
 
 
-def test_keypoints_leaving_the_input_are_dropped(posetrack_root, data_config):
-    dm = sequence_module(posetrack_root, data_config, clip_length=6,
-                         sequence={"translate": 0.15, "rotation": 0.0, "scale": 0.0, "shear": 0.0})
+def test_keypoints_leaving_the_input_are_dropped(posetrack_root, data_module):
+    dm = data_module(SequenceDataModule, posetrack_root, clip_length=6,
+                     sequence={"translate": 0.15, "rotation": 0.0, "scale": 0.0, "shear": 0.0})
     dropped = 0
     for sample in (dm.val_set[i] for i in range(len(dm.val_set))):
         rows = int(sample["num_persons"][0])
@@ -107,12 +101,11 @@ def test_keypoints_leaving_the_input_are_dropped(posetrack_root, data_config):
     assert dropped > 0
 
 
-def test_sample_keys_and_shapes_equal_clip_samples(tiny_synth, data_config):
+def test_sample_keys_and_shapes_equal_clip_samples(tiny_synth, data_module):
     root = tiny_synth / "posetrack18"
     options = {"clip_length": 3, "val_clip_stride": 2, "map_augmentation": MAPS, "augment": AUGMENT}
-    clips = ClipDataModule(data_config(root, **options))
-    clips.setup("fit")
-    sequences = sequence_module(root, data_config, **options)
+    clips = data_module(ClipDataModule, root, **options)
+    sequences = data_module(SequenceDataModule, root, **options)
     assert len(sequences.train_set) == sum(f.is_labeled for f in sequences.train_data.frames)
     for clip_set, seq_set in ((clips.train_set, sequences.train_set), (clips.val_set, sequences.val_set)):
         clip, seq = clip_set[0], seq_set[0]
@@ -129,8 +122,8 @@ def test_sample_keys_and_shapes_equal_clip_samples(tiny_synth, data_config):
     assert batch["track_ids"].shape == (4, 20)
 
 
-def test_coco_layout_and_map_augmentation_off(coco_root, data_config):
-    dm = sequence_module(coco_root, data_config, dataset="coco", clip_length=2, augment=AUGMENT)
+def test_coco_layout_and_map_augmentation_off(coco_root, data_module):
+    dm = data_module(SequenceDataModule, coco_root, dataset="coco", clip_length=2, augment=AUGMENT)
     sample = dm.train_set[1]
     assert "memory_heatmaps" not in sample and "memory_limb_maps" not in sample
     assert sample["image"].shape == (2, 3, 64, 48) and sample["limb_maps"].shape == (2, 19, 16, 12)
@@ -139,10 +132,10 @@ def test_coco_layout_and_map_augmentation_off(coco_root, data_config):
     assert sample["person_mask"].sum() > sample["person_mask"].new_tensor(0)
 
 
-def test_validation_is_deterministic_and_training_reproducible(posetrack_root, data_config):
+def test_validation_is_deterministic_and_training_reproducible(posetrack_root, data_module):
     options = {"clip_length": 4, "augment": AUGMENT, "map_augmentation": MAPS}
-    first = sequence_module(posetrack_root, data_config, **options)
-    second = sequence_module(posetrack_root, data_config, **options)
+    first = data_module(SequenceDataModule, posetrack_root, **options)
+    second = data_module(SequenceDataModule, posetrack_root, **options)
     for key, value in first.val_set[2].items():
         assert torch.equal(value, second.val_set[2][key]), key
         assert torch.equal(value, first.val_set[2][key]), key
@@ -158,23 +151,21 @@ def test_validation_is_deterministic_and_training_reproducible(posetrack_root, d
     assert not torch.equal(first.train_set[1]["image_to_input"], draws[0]["image_to_input"])
 
 
-def test_clip_module_adds_memory_maps_only_for_training_clips(posetrack_root, data_config):
-    on = ClipDataModule(data_config(posetrack_root, clip_length=2, val_clip_stride=2,
-                                    map_augmentation={"baits": 2.0}))
-    on.setup("fit")
+def test_clip_module_adds_memory_maps_only_for_training_clips(posetrack_root, data_module):
+    on = data_module(ClipDataModule, posetrack_root, clip_length=2, val_clip_stride=2,
+                     map_augmentation={"baits": 2.0})
     sample = on.train_set[0]
     # Baits only add peaks: the memory maps cover the clean ones and reach beyond them.
     assert torch.all(sample["memory_heatmaps"] >= sample["heatmaps"] - 1e-5)
     assert (sample["memory_heatmaps"] - sample["heatmaps"]).amax() > 0.5
     assert "memory_heatmaps" not in on.val_set[0]
-    off = ClipDataModule(data_config(posetrack_root, clip_length=2, val_clip_stride=2))
-    off.setup("fit")
+    off = data_module(ClipDataModule, posetrack_root, clip_length=2, val_clip_stride=2)
     assert "memory_heatmaps" not in off.train_set[0]
 
 
-def test_val_videos_validates_on_the_real_clips(posetrack_root, data_config):
+def test_val_videos_validates_on_the_real_clips(posetrack_root, data_config, data_module):
     options = {"clip_length": 2, "val_clip_stride": 2}
-    dm = sequence_module(posetrack_root, data_config, sequence={"val_videos": True}, **options)
+    dm = data_module(SequenceDataModule, posetrack_root, sequence={"val_videos": True}, **options)
     clips = ClipDataModule(data_config(posetrack_root, **options))
     clips.setup("validate")
     assert [w.frames for w in dm.val_set.windows] == [w.frames for w in clips.val_set.windows]
@@ -192,19 +183,19 @@ def test_bad_settings_are_refused(posetrack_root, data_config, overrides, key):
 
 
 def test_pretraining_reads_coco_in_posetrack18_slots_and_validates_on_other_videos(
-        coco_root, posetrack_root, data_config):
+        coco_root, posetrack_root, data_module):
     """COCO images for training, PoseTrack18 videos for validation (data.val_root), both in
     one keypoint layout, so the maps' channels mean the same joints in both."""
     from vidpose.keypoints import COCO17, POSETRACK18
 
-    dm = sequence_module(coco_root, data_config, dataset="coco", clip_length=2,
-                         val_clip_stride=2, val_root=str(posetrack_root),
-                         val_dataset="posetrack18", keypoint_schema="posetrack18",
-                         sequence={"val_videos": True})
+    dm = data_module(SequenceDataModule, coco_root, dataset="coco", clip_length=2,
+                     val_clip_stride=2, val_root=str(posetrack_root),
+                     val_dataset="posetrack18", keypoint_schema="posetrack18",
+                     sequence={"val_videos": True})
     assert dm.train_data.schema is POSETRACK18 and dm.val_data.schema is POSETRACK18
     assert str(posetrack_root) in dm.val_data.source and str(coco_root) in dm.train_data.source
     # The same COCO person, read as is and in PoseTrack18 slots: joints keep their names.
-    plain = sequence_module(coco_root, data_config, dataset="coco", clip_length=2)
+    plain = data_module(SequenceDataModule, coco_root, dataset="coco", clip_length=2)
     assert plain.train_data.schema is COCO17
     coco_pose = plain.train_data.frames[0].poses[0].keypoints
     moved = dm.train_data.frames[0].poses[0].keypoints
@@ -219,29 +210,29 @@ def test_pretraining_reads_coco_in_posetrack18_slots_and_validates_on_other_vide
 
 
 def test_validation_in_another_layout_comes_in_the_training_layout(coco_root, posetrack_root,
-                                                                  data_config):
+                                                                  data_module):
     from vidpose.keypoints import COCO17
 
-    dm = sequence_module(coco_root, data_config, dataset="coco", clip_length=2,
-                         val_clip_stride=2, val_root=str(posetrack_root),
-                         val_dataset="posetrack18", sequence={"val_videos": True})
+    dm = data_module(SequenceDataModule, coco_root, dataset="coco", clip_length=2,
+                     val_clip_stride=2, val_root=str(posetrack_root),
+                     val_dataset="posetrack18", sequence={"val_videos": True})
     assert dm.train_data.schema is COCO17 and dm.val_data.schema is COCO17
 
 
-def test_train_videos_trains_on_real_clips_and_validates_on_sequences(posetrack_root, data_config):
-    dm = sequence_module(posetrack_root, data_config, clip_length=2, sequence={"train_videos": True})
+def test_train_videos_trains_on_real_clips_and_validates_on_sequences(posetrack_root, data_module):
+    dm = data_module(SequenceDataModule, posetrack_root, clip_length=2, sequence={"train_videos": True})
     assert all(len(set(w.frames)) == 2 for w in dm.train_set.windows)
     assert all(len(set(w.frames)) == 1 for w in dm.val_set.windows)
 
 
-def test_bad_validation_source_is_refused(coco_root, posetrack_root, data_config, tmp_path):
+def test_bad_validation_source_is_refused(coco_root, posetrack_root, data_module, tmp_path):
     from vidpose.errors import InputError
 
     with pytest.raises(ConfigError, match="data.val_dataset"):
-        sequence_module(coco_root, data_config, dataset="coco", val_dataset="davis")
+        data_module(SequenceDataModule, coco_root, dataset="coco", val_dataset="davis")
     with pytest.raises(ConfigError, match="data.keypoint_schema"):
-        sequence_module(coco_root, data_config, dataset="coco", keypoint_schema="mpii")
+        data_module(SequenceDataModule, coco_root, dataset="coco", keypoint_schema="mpii")
     with pytest.raises(InputError) as info:
-        sequence_module(coco_root, data_config, dataset="coco", val_dataset="posetrack18",
-                        val_root=str(tmp_path / "nowhere"))
+        data_module(SequenceDataModule, coco_root, dataset="coco", val_dataset="posetrack18",
+                    val_root=str(tmp_path / "nowhere"))
     assert info.value.field == "data.val_root" and info.value.file == str(tmp_path / "nowhere")
