@@ -58,20 +58,18 @@ def _people(num_persons: int, seed: int) -> torch.Tensor:
 
 def run(quick: bool = False) -> dict[str, float]:
     """Speed-up of the vectorised renderers over the loops for 1, 8 and 32 persons."""
-    repeats = 2 if quick else 5
-    limbs = torch.as_tensor(COCO17.limbs)
-    results: dict[str, float] = {}
     # Targets are rendered in DataLoader workers, which torch runs with one thread each.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        _measure(limbs, repeats, results)
+        return _measure(2 if quick else 5)
     finally:
         torch.set_num_threads(threads)
-    return results
 
 
-def _measure(limbs: torch.Tensor, repeats: int, results: dict[str, float]) -> None:
+def _measure(repeats: int) -> dict[str, float]:
+    limbs = torch.as_tensor(COCO17.limbs)
+    results: dict[str, float] = {}
     print(f"{'persons':>8} {'heatmaps x':>11} {'limb maps x':>12}")
     for num_persons in (1, 8, 32):
         people = _people(num_persons, seed=num_persons)
@@ -86,6 +84,7 @@ def _measure(limbs: torch.Tensor, repeats: int, results: dict[str, float]) -> No
         results[f"heatmaps_speedup_p{num_persons}"] = heat
         results[f"limb_maps_speedup_p{num_persons}"] = limb
         print(f"{num_persons:>8} {heat:>11.1f} {limb:>12.1f}")
+    return results
 
 
 if __name__ == "__main__":
