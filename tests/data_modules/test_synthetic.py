@@ -34,14 +34,13 @@ def test_every_layout_gives_crops_and_frames(tiny_synth, data_config, layout, sp
     assert (batch["num_persons"] > 0).any()
 
 
-def test_synthetic_clips_and_detections(tiny_synth, data_config):
+def test_synthetic_clips_and_detections(tiny_synth, data_config, data_module):
     root = tiny_synth / "posetrack18"
     # Validation videos are labelled every k-th frame: clips step over the gaps.
     val = load_split(DataConfig(root=str(root)), "val")
     step = min(int(np.diff([f.frame_index for f in frames if f.is_labeled]).min())
                for frames in val.videos().values())
-    clips = ClipDataModule(data_config(root, clip_length=2, augment=AUGMENT, val_clip_stride=step))
-    clips.setup("fit")
+    clips = data_module(ClipDataModule, root, clip_length=2, augment=AUGMENT, val_clip_stride=step)
     sample = clips.train_set[0]
     assert sample["image"].shape[0] == 2 and (sample["track_ids"] >= 0).sum() == sample["num_persons"][0]
     detections = CropDataModule(data_config(root, box_source="detections"))
