@@ -37,7 +37,7 @@ from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.losses import refinement_loss, siamese_loss
 from vidpose.methods import check_choices, check_positive, model_config
-from vidpose.methods.common import adam_with_steps
+from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.correspondence import (AffinityCalibration, CorrespondenceNet,
                                        affinity_targets, nearest_cell, values_at)
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
@@ -163,9 +163,7 @@ class KeypointCorrespondence(L.LightningModule):
 
     def training_step(self, batch: PairSample, batch_idx: int) -> Tensor:
         loss = self.loss(self.pair_maps(batch, self.cfg.max_refine_persons))
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch["image1"].shape[0])
-        return loss
+        return log_losses(self, {"loss": loss}, batch["image1"].shape[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self.trained_module, self.cfg)

@@ -46,7 +46,7 @@ from vidpose.evaluation.scoring import score_poses
 from vidpose.keypoints import get_schema
 from vidpose.losses import cpn_loss, joints_mse_loss
 from vidpose.methods import check_choices, check_stride, model_config
-from vidpose.methods.common import adam_with_steps
+from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.nn.attention import MemoryRead
 from vidpose.nn.resnet import ARCHITECTURES, load_imagenet
@@ -282,12 +282,9 @@ class PoseMemory(VideoValidation, L.LightningModule):
             # weights join the graph at zero weight, as DDP (find_unused_parameters off)
             # expects every parameter to receive a gradient.
             loss = loss + 0.0 * sum(p.sum() for p in self.read.parameters())
-        loss = loss / length
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True,
-                 batch_size=batch_size)
         if self.read is not None:
             self.log("train/alpha", self.read.alpha.detach(), on_step=True, batch_size=batch_size)
-        return loss
+        return log_losses(self, {"loss": loss / length}, batch_size)
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adam_with_steps(self, self.cfg)
