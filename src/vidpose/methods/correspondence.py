@@ -122,11 +122,6 @@ class KeypointCorrespondence(L.LightningModule):
         self.metrics = nn.ModuleDict({name: MeanMetric() for name in METRICS})
         self.match_values = nn.ModuleDict({name: CatMetric() for name in MATCH_VALUES})
 
-    @property
-    def trained_module(self) -> nn.Module:
-        """The module this stage optimises."""
-        return self.net.refinement if self.net.refinement is not None else self.net.siamese
-
     def pair_maps(self, batch: PairSample, max_persons: int | None) -> PairMaps:
         """Siamese maps of every person, refined logits of at most ``max_persons`` persons per
         pair (all when None) in the refinement stage, and the targets."""
@@ -151,8 +146,7 @@ class KeypointCorrespondence(L.LightningModule):
             scores = torch.rand(occupied.shape, device=occupied.device).masked_fill(~occupied, -1.0)
             chosen = torch.zeros_like(occupied).scatter_(1, scores.topk(limit, dim=1).indices, True)
             occupied &= chosen
-        pair, row = occupied.nonzero(as_tuple=True)
-        return pair, row
+        return occupied.nonzero(as_tuple=True)
 
     def loss(self, maps: PairMaps) -> Tensor:
         """The stage's loss: Eq. 4 (Siamese) or Eq. 5 (refinement)."""
@@ -166,7 +160,8 @@ class KeypointCorrespondence(L.LightningModule):
         return log_losses(self, {"loss": loss}, batch["image1"].shape[0])
 
     def configure_optimizers(self) -> dict[str, Any]:
-        return adam_with_steps(self.trained_module, self.cfg)
+        trained = self.net.refinement if self.net.refinement is not None else self.net.siamese
+        return adam_with_steps(trained, self.cfg)  # this stage's module
 
     def validation_step(self, batch: PairSample, batch_idx: int) -> None:
         self._evaluate(batch, "val")
