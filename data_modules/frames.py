@@ -23,7 +23,7 @@ from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelle
 from vidpose.data_modules.transforms import FrameTransform, compose_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import Frame, PoseDataset
-from vidpose.map_augmentation import check_map_augmentation, render_memory_maps
+from vidpose.data_modules.map_augmentation import check_map_augmentation, render_memory_maps
 from vidpose.targets import render_heatmaps, render_limb_maps, render_person_mask
 
 
@@ -124,7 +124,7 @@ class ClipSample(FrameSample):
 
 class MemoryMapsClipSample(ClipSample):
     """A training clip with a ``data.map_augmentation`` option on adds the maps STM-skeletons
-    memorises, drawn with :mod:`vidpose.map_augmentation`'s mistakes (the loss targets stay clean)."""
+    memorises, drawn with :mod:`vidpose.data_modules.map_augmentation`'s mistakes (the loss targets stay clean)."""
 
     memory_heatmaps: Tensor  # float32 (T, K, h, w)
     memory_limb_maps: Tensor  # float32 (T, L, h, w)

@@ -10,7 +10,7 @@ import torch
 
 from vidpose.errors import ConfigError
 from vidpose.keypoints import COCO17
-from vidpose.map_augmentation import (MapAugmentationConfig, check_map_augmentation, jitter_keypoints,
+from vidpose.data_modules.map_augmentation import (MapAugmentationConfig, check_map_augmentation, jitter_keypoints,
                                       preview_map_augmentation, render_memory_maps)
 from vidpose.targets import (render_gaussian_peaks, render_heatmaps, render_limb_maps,
                              render_segment_peaks)

@@ -32,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from vidpose.data_modules.config import DataConfig
-from vidpose.errors import ConfigError
+from vidpose.errors import MOVED_KEYS, ConfigError
 
 SCALES = ("compact", "paper")
 
@@ -326,14 +326,6 @@ def _schema(method: str) -> DictConfig:
     # Open to Lightning's own Trainer arguments; _check_trainer_keys checks their names.
     OmegaConf.set_struct(schema.trainer, False)
     return schema
-
-
-# Keys that moved (old dotted key -> new one, or a phrase naming several): errors name it.
-MOVED_KEYS = {"model.refine": "data.subpixel",  # the heatmap codec's decoding (vidpose.codec)
-              "model.backbone": "'model.resnet' (the ResNet depth) or 'model.network' "
-                                "(pose_memory's simple_baseline | cpn)",
-              "model.refiner": "model.lstm2", "model.refiner_layers": "model.lstm2_layers",
-              "model.refiner_input": "model.lstm2_input", "data.refinement": "data.map_augmentation"}
 
 
 def _close_key(cfg: DictConfig, full_key: str) -> str:

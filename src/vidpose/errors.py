@@ -1,8 +1,17 @@
 """The one error type users see for bad input: it names the file, record and field.
 
-The CLI prints ``str(error)`` alone (no traceback) and exits with status 2.
+The CLI prints ``str(error)`` alone (no traceback) and exits with status 2. ``MOVED_KEYS``
+sits here, at the bottom layer, because config composition and methods' ``model_config``
+(a checkpoint's hparams) both name a moved key's new place.
 """
 from __future__ import annotations
+
+# Config keys that moved (old dotted key -> new one, or a phrase naming several).
+MOVED_KEYS = {"model.refine": "data.subpixel",  # the heatmap codec's decoding (vidpose.codec)
+              "model.backbone": "'model.resnet' (the ResNet depth) or 'model.network' "
+                                "(pose_memory's simple_baseline | cpn)",
+              "model.refiner": "model.lstm2", "model.refiner_layers": "model.lstm2_layers",
+              "model.refiner_input": "model.lstm2_input", "data.refinement": "data.map_augmentation"}
 
 
 def _unwrapped(message: object, cls: type) -> object:

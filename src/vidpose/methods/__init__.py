@@ -21,7 +21,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from vidpose.errors import ConfigError
+from vidpose.errors import MOVED_KEYS, ConfigError
 
 if TYPE_CHECKING:
     from vidpose.tracking.boxes import BoxSource
@@ -118,8 +118,6 @@ def get_datamodule_cls(spec: MethodSpec, name: str) -> type:
 
 def model_config(config_cls: type, model: dict[str, Any], method: str) -> Any:
     """A method's ``model:`` section as its config dataclass; unknown keys are refused."""
-    from vidpose.config import MOVED_KEYS
-
     for key in sorted(f"model.{k}" for k in model if f"model.{k}" in MOVED_KEYS):
         raise ConfigError(f"{key} is now {MOVED_KEYS[key]}")
     names = {f.name for f in dataclasses.fields(config_cls)}
