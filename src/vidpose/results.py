@@ -339,10 +339,6 @@ def _defined(value: float | None) -> bool:
     return value is not None and not math.isnan(value)
 
 
-def _holds(comparison: Comparison, better: float, worse: float) -> bool:
-    return better > worse if comparison.mode == "max" else better < worse
-
-
 def verdict(table: PaperTable, measured: Measured) -> tuple[str, list[str]]:
     """The table's verdict and one line per comparison, from our numbers: no run yet (a run
     is missing), not measurable (a number was not logged or is undefined at compact scale),
@@ -358,7 +354,8 @@ def verdict(table: PaperTable, measured: Measured) -> tuple[str, list[str]]:
         elif not (_defined(better) and _defined(worse)):
             state = NOT_MEASURABLE
         else:
-            state = SHOWN if _holds(c, better, worse) else NOT_SHOWN
+            holds = better > worse if c.mode == "max" else better < worse
+            state = SHOWN if holds else NOT_SHOWN
         states.append(state)
         lines.append(f"- {said}: {'yes' if state == SHOWN else 'no' if state == NOT_SHOWN else state}")
     for state in (NO_RUN, NOT_MEASURABLE, NOT_SHOWN):
