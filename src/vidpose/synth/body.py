@@ -148,21 +148,15 @@ def forward_kinematics(props: Proportions, angles: JointAngles) -> np.ndarray:
     turned[:, 2] = -pitched[:, 0] * sy + pitched[:, 2] * cy
     face_pts = head_center + r * turned
 
-    for idx, name in enumerate(("nose", "left_eye", "right_eye", "left_ear", "right_ear")):
-        pts[P[name]] = face_pts[idx]
-    for i, (name, _) in enumerate(SIDES):
-        pts[P[f"{name}_shoulder"]] = shoulders[i]
-        pts[P[f"{name}_elbow"]] = elbows[i]
-        pts[P[f"{name}_wrist"]] = wrists[i]
-        pts[P[f"{name}_hip"]] = hips[i]
-        pts[P[f"{name}_knee"]] = knees[i]
-        pts[P[f"{name}_ankle"]] = ankles[i]
-        pts[P[f"{name}_hand"]] = hands[i]
-        pts[P[f"{name}_toe"]] = toes[i]
-    pts[P["head_bottom"]] = head_bottom
-    pts[P["head_top"]] = head_top
-    pts[P["head_center"]] = head_center
-    pts[P["neck_base"]] = neck_base
+    for name, point in zip(("nose", "left_eye", "right_eye", "left_ear", "right_ear"), face_pts):
+        pts[P[name]] = point
+    for joint, pair in (("shoulder", shoulders), ("elbow", elbows), ("wrist", wrists), ("hip", hips),
+                        ("knee", knees), ("ankle", ankles), ("hand", hands), ("toe", toes)):
+        for (side, _), point in zip(SIDES, pair):
+            pts[P[f"{side}_{joint}"]] = point
+    for name, point in (("head_bottom", head_bottom), ("head_top", head_top),
+                        ("head_center", head_center), ("neck_base", neck_base)):
+        pts[P[name]] = point
     pts[P["pelvis"]] = 0.0
     # Stand on the ground: the lowest of the ankles (minus the ankle height) and toes.
     ground = min(ankles[:, 1].min() - props.ankle_height, toes[:, 1].min())
