@@ -40,3 +40,13 @@ def quiet_trainer(tmp_path) -> Callable[..., L.Trainer]:
                          enable_progress_bar=False, enable_model_summary=False,
                          default_root_dir=str(tmp_path), **kwargs)
     return build
+
+
+@pytest.fixture()
+def one_thread():
+    """Learning tests' margins were measured on one thread: other thread counts sum in another
+    order and drift onto another training trajectory."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,8 +17,6 @@ from vidpose.targets import render_heatmaps
 OMEGA = 0.2689
 
 
-# ----------------------------------------------------------------------------- Eq. 1, Table 4
-
 @pytest.mark.parametrize("z_hat, z, expected", [
     (1, 3, [1, 1, 1, 0]),  # z_hat < z: [1 .. 1 0] of length z + 1
     (2, 2, [1, 1, 0]),  # z_hat = z
@@ -64,8 +62,6 @@ def test_masks_while_no_stop_has_appeared_yet():
     with pytest.raises(ValueError, match="loss configuration"):
         eligible_steps(UNDER, OMEGA, 3, "aa'")
 
-
-# ----------------------------------------------------------------------------- cost and matching
 
 def test_heatmap_cost_sums_per_joint_frobenius_distances():
     pred = torch.tensor([[[[1.0, 0.0]], [[0.0, 0.0]]]])  # (1, J=2, 1, 2)
@@ -128,18 +124,13 @@ def test_orderings_table3():
         order_persons(maps, probs, "sorted")
 
 
-# ----------------------------------------------------------------------------- Alg. 1
-
-def _scripted_run(probs, maps, present, batch_steps=8, max_steps=6, config="a_a",
-                  refiner=None, ordering="learned", lstm2_input="emitted"):
-    features = ScriptedDecoder.features(len(probs), maps.shape[-2:])
+def _scripted_run(probs, maps, present, refiner=None, **options):
+    """Alg. 1 on a ScriptedDecoder; ``options`` override TrainingOptions (1 pass, T 8, 6 steps)."""
     losses = []
-    decoder = ScriptedDecoder(probs, maps)
-    options = TrainingOptions(passes=1, batch_steps=batch_steps, max_steps=max_steps,
-                              loss_config=config, ordering=ordering,
-                              lstm2_input=lstm2_input)
-    run = within_image_batching(features, gt_of(present, maps), present, decoder,
-                                lambda loss: losses.append(loss.detach()), options,
+    run = within_image_batching(ScriptedDecoder.features(len(probs), maps.shape[-2:]),
+                                gt_of(present, maps), present, ScriptedDecoder(probs, maps),
+                                lambda loss: losses.append(loss.detach()),
+                                TrainingOptions(**{"passes": 1, "max_steps": 6, **options}),
                                 refiner=refiner)
     return run, losses
 
@@ -196,15 +187,10 @@ def test_stop_weight_scales_only_the_back_propagated_stop_term():
     logged heatmap and stop terms stay unweighted, so runs with different w compare."""
     probs = [[0.9, 0.9, 0.1]]
     maps = _maps([GT[1], GT[0], ZERO])
-    present = torch.tensor([[True, True]])
-    features = ScriptedDecoder.features(1, maps.shape[-2:])
     runs = {}
     for weight in (1.0, 5.0):
-        losses = []
-        options = TrainingOptions(passes=1, batch_steps=1, max_steps=6, stop_weight=weight)
-        run = within_image_batching(features, gt_of(present, maps), present,
-                                    ScriptedDecoder(probs, maps),
-                                    lambda loss: losses.append(loss.detach()), options)
+        run, losses = _scripted_run(probs, maps, torch.tensor([[True, True]]), batch_steps=1,
+                                    stop_weight=weight)
         runs[weight] = (run, [float(v) for v in losses])
     stop = -math.log(0.9)
     assert runs[1.0][1] == pytest.approx([stop, stop, stop], rel=1e-5)  # A, B exact: no l_2
@@ -218,8 +204,8 @@ def test_loss_configurations_change_what_is_matched():
     # Under-counting, z = 2, z_hat = 0: p = 0.1, 0.9, 0.1; steps 1 and 2 both draw A.
     probs = [[0.1, 0.9, 0.1]]
     maps = _maps([GT[0], GT[0], ZERO])
-    a, _ = _scripted_run(probs, maps, present, config="a_a")  # step 2 only (p >= omega)
-    b, _ = _scripted_run(probs, maps, present, config="b_a")  # steps 1, 2: one of them -> B
+    a, _ = _scripted_run(probs, maps, present, loss_config="a_a")  # step 2 only (p >= omega)
+    b, _ = _scripted_run(probs, maps, present, loss_config="b_a")  # steps 1, 2: one of them -> B
     assert a.predicted == [0]
     assert a.losses["heatmap_loss"] == pytest.approx(0.0, abs=1e-7)
     assert b.losses["heatmap_loss"] == pytest.approx(heatmap_l2(GT[:1], GT[1:2]).item())
@@ -227,8 +213,8 @@ def test_loss_configurations_change_what_is_matched():
     one = torch.tensor([[True, False]])
     probs = [[0.9, 0.9, 0.1]]
     maps = _maps([ZERO, GT[0], ZERO])
-    a, _ = _scripted_run(probs, maps, one, config="a_a")  # only the first z = 1 steps
-    b, _ = _scripted_run(probs, maps, one, config="a_b")  # all steps: step 2 -> A
+    a, _ = _scripted_run(probs, maps, one, loss_config="a_a")  # only the first z = 1 steps
+    b, _ = _scripted_run(probs, maps, one, loss_config="a_b")  # all steps: step 2 -> A
     assert a.losses["heatmap_loss"] == pytest.approx(heatmap_l2(ZERO[None], GT[:1]).item())
     assert b.losses["heatmap_loss"] == pytest.approx(0.0, abs=1e-7)
 
@@ -247,7 +233,7 @@ def test_the_stopping_step_is_never_matched_to_a_person(config):
         # (t = 3) draws A exactly.
         present = torch.tensor([[True, False]])
         probs, maps = [[0.9, 0.9, 0.1]], _maps([ZERO, ZERO, GT[0]])
-    run, _ = _scripted_run(probs, maps, present, config=config)
+    run, _ = _scripted_run(probs, maps, present, loss_config=config)
     assert run.steps == 3
     missed = heatmap_l2(ZERO[None], GT[1:2] if config.startswith("b") else GT[:1]).item()
     # Before the fix the stopping step took the person it draws and the loss was 0.
@@ -365,8 +351,6 @@ def test_the_state_is_kept_across_chunks():
         assert torch.allclose(a[0], b[0], atol=1e-5) and torch.allclose(a[1], b[1], atol=1e-5)
 
 
-# ----------------------------------------------------------------------------- learning
-
 def toy_batch(gen: torch.Generator, batch: int, size: int = 16, joints: int = 2):
     """1-3 toy persons of two joints on a 3x3 grid of 16x16 maps; the features are their
     max-merged GT heatmaps."""
@@ -399,16 +383,6 @@ def _evaluate(decoder, norm, features, gt, present) -> tuple[float, float]:
         error += float(heatmap_l2(maps[steps], truth[matched]).sum())
         error += float(heatmap_l2(torch.zeros_like(truth[missed]), truth[missed]).sum())
     return right / len(persons), error / len(persons)
-
-
-@pytest.fixture()
-def one_thread():
-    """The learning test's margins were checked on one thread: other thread counts sum in
-    another order and drift onto another training trajectory."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.slow

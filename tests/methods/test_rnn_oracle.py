@@ -34,15 +34,6 @@ def _oracle_outputs(model: RNNPoseDecoder, batch: dict) -> tuple[torch.Tensor, t
     return model.ae.select_features(outputs, model.cfg.input_features), gt, present
 
 
-@pytest.fixture()
-def one_thread():
-    """The margins were measured on one thread (other counts sum in another order)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.slow
 def test_decoder_learns_the_persons_from_oracle_features(tiny_synth, tmp_path, one_thread):
     root = overfit.overfit_root(tiny_synth, tmp_path / "data")
