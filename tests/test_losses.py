@@ -1,5 +1,4 @@
-"""vidpose.losses against hand computation, one section per method, and its place below the
-methods."""
+"""vidpose.losses against hand computation, and its place below the methods."""
 from __future__ import annotations
 
 import ast
@@ -30,8 +29,6 @@ def test_losses_sit_below_the_methods():
     project = {name for name in imported if name.split(".")[0] == "vidpose"}
     assert all(name.startswith("vidpose.nn.") for name in project), project
 
-
-# -- SimpleBaseline and CPN: heatmap MSE ------------------------------------------------------
 
 def test_joints_mse_loss_is_half_the_weighted_mse():
     heatmaps = torch.ones(2, 3, 4, 5)
@@ -102,8 +99,6 @@ def test_cpn_loss_of_a_sample_without_labelled_joints_is_nothing():
     assert loss.item() == pytest.approx(0.5 / 2)
 
 
-# -- two-stage estimator: heatmap BCE and offset L1 -------------------------------------------
-
 def test_offset_loss_is_the_l1_of_the_masked_cells():
     keypoints = torch.tensor([[[10.0, 6.0, 2.0], [30.0, 20.0, 2.0]]])
     target, mask = offset_targets(keypoints, torch.ones(1, 2), (8, 10), stride=4, radius=1.0)
@@ -134,8 +129,6 @@ def test_heatmap_bce_is_weighted_by_target_weight():
     assert heatmap_bce_loss(sure, target, torch.ones(1, 2)).item() < 1e-10
 
 
-# -- STM-skeletons: focal, MSE and correlation map losses -------------------------------------
-
 def test_stm_map_losses_by_hand():
     logits, target = torch.tensor([[[[0.0]]]]), torch.tensor([[[[1.0]]]])
     # p = 0.5: focal = -(1 - 0.5)^2 log 0.5.
@@ -146,8 +139,6 @@ def test_stm_map_losses_by_hand():
     assert correlation_loss(torch.logit(target.clamp(0.01, 0.99)), target).item() == pytest.approx(0.0, abs=1e-4)
     assert correlation_loss(-torch.logit(target.clamp(0.01, 0.99)), target).item() == pytest.approx(2.0, abs=1e-3)
 
-
-# -- CenterNet: penalty-reduced focal loss and regression L1 ----------------------------------
 
 def test_centernet_focal_loss_matches_hand_computation():
     p = torch.tensor([0.8, 0.4, 0.1])
@@ -177,8 +168,6 @@ def test_center_l1_reads_the_maps_at_the_centre_cells_only():
     loss = center_l1(maps, index, target, torch.tensor([[1.0, 0.0]]))
     assert loss.item() == pytest.approx((abs(4 - 1) + abs(10 - 2)) / (2 + 1e-4))
 
-
-# -- Associative Embedding: heatmap, pull and push losses -------------------------------------
 
 def hand_batch() -> dict[str, torch.Tensor]:
     """Image 0: person A with joints 0, 1 at cells (1, 1), (3, 1); person B with joint 2 at
@@ -235,8 +224,6 @@ def test_push_pulls_persons_apart_and_pull_gathers_a_persons_joints():
     assert grad[J + 2, 3, 2] < 0  # B's tag moves up, away from A's reference 2
     assert grad[J + 3].abs().sum() == 0  # the row past num_persons adds nothing
 
-
-# -- keypoint correspondences: Eq. 4 (Siamese) and Eq. 5 (refinement) -------------------------
 
 def test_siamese_and_refinement_losses_count_only_keypoints_present_in_image_1():
     targets = torch.tensor([1.0, 0.0]).reshape(1, 1, 1, 1, 2).repeat(1, 1, 2, 1, 1)
