@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-import torch
-
 # The split the overfit root holds; training and validation both read it.
 SPLIT = "val"
 # A safety net per method (the issue's budget: all proofs in 25 minutes on 2 cores); a run
@@ -246,10 +244,10 @@ def run_recipe(recipe: Recipe, root: Path, runs_dir: Path,
 
 def _steps(run_dir: Path) -> int:
     """The run's optimizer steps, read from its last checkpoint."""
+    from vidpose.callbacks.checkpoint import read_checkpoint
+
     last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        return -1
-    return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+    return int(read_checkpoint(last, field="checkpoint")["global_step"]) if last.is_file() else -1
 
 
 def run_all(names: list[str], tiny: Path, work: Path, echo: Callable[[str], None] = print,
