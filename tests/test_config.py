@@ -8,6 +8,7 @@ import pytest
 
 from vidpose.config import canonical_name, compose, find_experiment, list_experiments, to_dict
 from vidpose.errors import ConfigError
+from vidpose.run.prerequisites import resolve_run_reference
 
 
 def test_every_experiment_composes_at_both_scales():
@@ -124,8 +125,6 @@ def test_unknown_method_is_an_error(tmp_path):
         compose("m", root=tmp_path)
 
 
-# --- aliases: one configuration, several paper rows ------------------------------------
-
 # The paper's duplicate rows (issue 16 point 16): each alias composes its target.
 ALIASES = {"rnn_t3_learned": "rnn_t1_ours", "rnn_t7_h2_learned": "rnn_t1_ours",
            "rnn_t4_aa": "rnn_association", "rnn_t5_loop2": "rnn_association",
@@ -170,9 +169,6 @@ def test_alias_files_are_checked(tmp_path):
 
 
 def test_run_lookups_of_an_alias_find_its_targets_runs(tmp_path):
-    from vidpose.run.prerequisites import resolve_run_reference
-
-    ckpt = tmp_path / "rnn_t1_ours" / "2026-01-01_00-00-00" / "checkpoints" / "last.ckpt"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(b"")
-    assert resolve_run_reference("run:rnn_t3_learned", tmp_path) == ckpt
+    ckpt = "rnn_t1_ours/2026-01-01_00-00-00/checkpoints/last.ckpt"
+    _write(tmp_path, ckpt, "")
+    assert resolve_run_reference("run:rnn_t3_learned", tmp_path) == tmp_path / ckpt
