@@ -33,9 +33,6 @@ def small_model(**model) -> TwoStagePose:
     return TwoStagePose({**SMALL, **model}, dict(DATA))
 
 
-# -- network ------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize("size", [(64, 48), (72, 56)])
 def test_both_stages_predict_heatmaps_and_offsets_at_stride_4(size):
     model = small_model().eval()
@@ -67,9 +64,6 @@ def test_registered_with_the_crop_data_module():
     spec = METHODS["two_stage_pose"]
     assert spec.model_cls is TwoStagePose and spec.config_cls is TwoStagePoseConfig
     assert get_datamodule_cls(spec, "") is CropDataModule
-
-
-# -- losses -------------------------------------------------------------------------------
 
 
 def test_offset_targets_point_from_each_cell_to_the_joint():
@@ -108,9 +102,6 @@ def test_model_loss_sums_both_stages():
     assert losses["heatmap_loss"].item() == pytest.approx(bce.item())
     assert losses["offset_loss"].item() == pytest.approx(0.2)  # the exact stage adds 0
     assert losses["loss"].item() == pytest.approx(bce.item() + 0.5 * 0.2)
-
-
-# -- Eq. 7 and the flip test --------------------------------------------------------------
 
 
 def test_eq7_keypoint_is_the_upsampled_argmax_plus_its_offset():
@@ -206,9 +197,6 @@ def test_estimate_is_the_online_estimator_call():
     assert model.schema is POSETRACK18
 
 
-# -- configuration ------------------------------------------------------------------------
-
-
 def test_bad_model_sections_are_config_errors():
     with pytest.raises(ConfigError, match="offset_wieght"):
         small_model(offset_wieght=1.0)
@@ -239,9 +227,6 @@ def test_imagenet_weights_load_into_both_stages_and_are_not_needed_to_rebuild(tm
     (tmp_path / "googlenet.pth").unlink()
     rebuilt = TwoStagePose(**model.hparams)
     assert rebuilt.cfg.pretrained is None and model.cfg.pretrained is not None
-
-
-# -- validation, learning, checkpoints ----------------------------------------------------
 
 
 class Oracle(TwoStagePose):
