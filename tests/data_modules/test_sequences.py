@@ -12,7 +12,8 @@ from vidpose.data_modules.config import SequenceConfig
 from vidpose.data_modules.sequences import SequenceDataModule, sequence_affines, step_affine
 from vidpose.data_modules.transforms import (IMAGENET_MEAN, IMAGENET_STD, apply_affine,
                                              compose_affine, invert_affine, letterbox)
-from vidpose.errors import ConfigError
+from vidpose.errors import ConfigError, InputError
+from vidpose.keypoints import COCO17, POSETRACK18
 
 MAPS = {"jitter": 1.0, "rand": 0.3, "baits": 0.5, "dull_clouds": True}
 AUGMENT = {"flip": 0.5, "rotation": 20.0, "scale": 0.2, "translate": 0.05, "color": True}
@@ -186,8 +187,6 @@ def test_pretraining_reads_coco_in_posetrack18_slots_and_validates_on_other_vide
         coco_root, posetrack_root, data_module):
     """COCO images for training, PoseTrack18 videos for validation (data.val_root), both in
     one keypoint layout, so the maps' channels mean the same joints in both."""
-    from vidpose.keypoints import COCO17, POSETRACK18
-
     dm = data_module(SequenceDataModule, coco_root, dataset="coco", clip_length=2,
                      val_clip_stride=2, val_root=str(posetrack_root),
                      val_dataset="posetrack18", keypoint_schema="posetrack18",
@@ -211,8 +210,6 @@ def test_pretraining_reads_coco_in_posetrack18_slots_and_validates_on_other_vide
 
 def test_validation_in_another_layout_comes_in_the_training_layout(coco_root, posetrack_root,
                                                                   data_module):
-    from vidpose.keypoints import COCO17
-
     dm = data_module(SequenceDataModule, coco_root, dataset="coco", clip_length=2,
                      val_clip_stride=2, val_root=str(posetrack_root),
                      val_dataset="posetrack18", sequence={"val_videos": True})
@@ -226,8 +223,6 @@ def test_train_videos_trains_on_real_clips_and_validates_on_sequences(posetrack_
 
 
 def test_bad_validation_source_is_refused(coco_root, posetrack_root, data_module, tmp_path):
-    from vidpose.errors import InputError
-
     with pytest.raises(ConfigError, match="data.val_dataset"):
         data_module(SequenceDataModule, coco_root, dataset="coco", val_dataset="davis")
     with pytest.raises(ConfigError, match="data.keypoint_schema"):
