@@ -269,8 +269,6 @@ def test_refine_persons_returns_emission_order():
     assert refined[1].shape == (0, 2, 5, 5)
 
 
-# ----------------------------------------------------------------------------- experiment files
-
 def _rnn_configs(scale: str):
     """(name, composed config) of every rnn_decoder experiment at ``scale``."""
     from vidpose.config import compose, list_experiments
