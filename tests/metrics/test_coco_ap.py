@@ -31,8 +31,6 @@ def _same_stats(a: dict[str, float], b: dict[str, float]) -> bool:
         (math.isnan(a[k]) and math.isnan(b[k])) or a[k] == b[k] for k in a)
 
 
-# ----------------------------------------------------------------------------- real fixtures
-
 @pytest.mark.parametrize("gt_file, dataset, schema, sizes", [
     ("coco/test_coco.json", "coco", "coco17", "medium and large"),
     ("ochuman/test_ochuman.json", "ochuman", "coco17", "large"),
@@ -59,8 +57,6 @@ def test_ground_truth_as_predictions_gives_100(fixtures, tmp_path, gt_file, data
         else:
             assert math.isnan(result.stats[name]), name
 
-
-# ----------------------------------------------------------------------------- hand-built cases
 
 IMAGE = {"id": 1, "file_name": "a.jpg", "width": 300, "height": 300}
 EMPTY_IMAGE = {"id": 2, "file_name": "b.jpg", "width": 300, "height": 300}
@@ -187,8 +183,6 @@ def test_dataset_detection_by_content():
         == "coco"
 
 
-# ----------------------------------------------------------------------------- the Metric
-
 def _scene(seed: int = 0, images: int = 5, persons: int = 3):
     """A COCO dict of random persons and predictions near them: (gt, [per-image preds])."""
     rng = np.random.default_rng(seed)
@@ -299,8 +293,6 @@ def test_two_processes_equal_one(tmp_path):
     for rank in (0, 1):
         assert _same_stats(gathered[rank], expected)
 
-
-# ----------------------------------------------------------------------------- bad input
 
 GOOD_GT = _gt([_person(area=AREA, bbox=[60, 50, 100, 100])], images=[IMAGE, EMPTY_IMAGE])
 
