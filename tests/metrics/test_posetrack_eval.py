@@ -81,8 +81,6 @@ def test_cli_video_order_defaults_to_sorted(monkeypatch, tmp_path, capsys):
     np.testing.assert_allclose(json.loads(out.read_text())["ap"], expected["ap"], atol=0.01)
 
 
-# --- small hand-made videos -------------------------------------------------------------
-
 def _keypoints(xy: np.ndarray, present: np.ndarray) -> list[float]:
     """17 x (x, y, flag) from (15, 2) positions in poseval order, absent joints 0, 0, 0."""
     kps = np.zeros((17, 3))
@@ -267,8 +265,6 @@ def test_2017_annolist_files_give_the_same_numbers(tmp_path):
     for key in KEYS:
         np.testing.assert_allclose(getattr(ours, key), getattr(theirs, key), atol=1e-9)
 
-
-# --- bad input ---------------------------------------------------------------------------
 
 @pytest.fixture()
 def pair(tmp_path):
