@@ -60,8 +60,6 @@ def second_moments(maps: torch.Tensor, centers: torch.Tensor) -> torch.Tensor:
     return weighted.sum((-4, -3)) / maps.sum((-2, -1))[..., None, None]
 
 
-# --------------------------------------------------------------------------- peak renderers
-
 def test_gaussian_peaks_hand_computed_and_isotropic_case():
     centers = torch.tensor([[10.0, 12.0]])
     # Spread 2 along an axis turned by 90 degrees: that axis is y.
@@ -98,8 +96,6 @@ def test_segment_peaks_match_limb_maps_and_scale_with_height():
                                torch.tensor([0]), 1, (16, 16), torch.tensor([2.0]), torch.tensor([0.5]))
     assert seg[0, 8, 7] == pytest.approx(0.5) and seg[0, 10, 7] == pytest.approx(0.5 * math.exp(-0.5))
 
-
-# --------------------------------------------------------------------------- the four options
 
 def test_all_options_off_gives_exactly_the_clean_maps():
     kps = people(3)
