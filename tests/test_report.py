@@ -217,8 +217,6 @@ def test_differing_keys_compare_only_keys_every_run_has():
     assert differing_keys(runs) == ["model.a"]
 
 
-# --- W&B sweep files -------------------------------------------------------------------
-
 def test_every_shipped_sweep_names_existing_experiments_and_composes():
     sweeps = list_sweeps()
     assert sweeps, "experiments/sweeps/ holds no sweep file"
