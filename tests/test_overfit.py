@@ -6,10 +6,16 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from vidpose import overfit
 from vidpose.cli import main as cli_main
+from vidpose.config import compose
 from vidpose.errors import ConfigError
+from vidpose.losses import keypoint_cells
+from vidpose.methods.two_stage_pose import offset_targets
+from vidpose.run import build
+from vidpose.run.trainer import build_trainer
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +28,6 @@ def _oracle_metrics(method: str, overfit_data: Path, tmp_path: Path, outputs, at
     """Validate ``method``'s overfit recipe with ``outputs(model, batch)`` fed where the
     network's outputs go (``model.<attribute>`` replaced for each batch): the oracle check
     of the path behind the network."""
-    from vidpose.config import compose
-    from vidpose.run import build
-    from vidpose.run.trainer import build_trainer
-
     recipe = overfit.RECIPES[method]
     cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path)
                   + list(extra))
@@ -64,8 +66,6 @@ def test_overfit_root_holds_at_most_16_samples_in_one_split(overfit_data):
 
 
 def test_every_recipe_trains_and_scores_the_same_split(overfit_data, tmp_path):
-    from vidpose.config import compose
-
     for recipe in overfit.RECIPES.values():
         cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path))
         assert cfg.data.train_split == cfg.data.val_split == overfit.SPLIT, recipe.name
@@ -75,8 +75,6 @@ def test_every_recipe_trains_and_scores_the_same_split(overfit_data, tmp_path):
 
 
 def test_a_precision_replaces_auto_for_every_recipe(overfit_data, tmp_path):
-    from vidpose.config import compose
-
     for recipe in overfit.RECIPES.values():
         cfg = compose(recipe.experiment, overfit.recipe_overrides(recipe, overfit_data, tmp_path,
                                                                   "32-true"))
@@ -126,10 +124,6 @@ def test_ground_truth_heatmaps_score_near_100(overfit_data, tmp_path):
 def test_ground_truth_maps_and_offsets_of_two_stage_pose_score_100(overfit_data, tmp_path):
     """The two-stage estimator's Eq. 7 decoding (heatmap peak + offset), crop -> image and
     PoseTrack mAP are exact: its targets as both stages' outputs give mAP 100."""
-    import torch
-
-    from vidpose.methods.two_stage_pose import offset_targets
-
     def targets_as_outputs(model, batch):
         offsets, _ = offset_targets(batch["keypoints"], batch["target_weight"],
                                     batch["heatmaps"].shape[-2:], model.stride,
@@ -146,8 +140,6 @@ def test_ground_truth_maps_and_offsets_of_two_stage_pose_score_100(overfit_data,
 def test_ground_truth_centre_maps_detect_every_person(overfit_data, tmp_path):
     """CenterNet's path behind the network (peak decoding, offsets, sizes, letterbox back to
     the image, box AP) is exact: its own targets as outputs give box AP 100."""
-    import torch
-
     def targets_as_outputs(model, batch):
         heat = batch["heatmap"].float()
         count, _, height, width = heat.shape
@@ -170,10 +162,6 @@ def test_ground_truth_maps_and_tags_group_every_person(overfit_data, tmp_path):
     """AE's path behind the network (peaks, quarter shift, tag grouping, COCO AP): the target
     heatmaps with a distinct tag per person score >= 90 AP at the recipe's input size (at
     the images' own size stride 4 alone caps them near 75 on these small persons)."""
-    import torch
-
-    from vidpose.losses import keypoint_cells
-
     def targets_as_outputs(model, batch):
         tag_dim = model.cfg.tag_dim
         heatmaps = batch["heatmaps"].float()
