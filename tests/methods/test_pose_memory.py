@@ -3,12 +3,18 @@ module learns, inference settings apply to a trained model, bad configs are refu
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
+from vidpose.config import compose
 from vidpose.data_modules.track_clips import TrackClipDataModule
 from vidpose.errors import ConfigError
+from vidpose.evaluation.scoring import score_poses
+from vidpose.formats.posetrack import read_posetrack
+from vidpose.keypoints import POSETRACK18
 from vidpose.methods.pose_memory import PoseMemory, pad_memories
+from vidpose.pose import Frame, Pose, PoseDataset
 
 # An untrained net's maps are near blank: under the measured write gate nothing would be
 # written, so these tests of the memory's mechanics open the gate.
@@ -142,8 +148,6 @@ def test_memory_model_learns_on_tiny_synthetic_videos(tiny_synth, tmp_path):
 
 
 def test_crowd_subset_scores_only_crowded_videos(tiny_synth):
-    from vidpose.formats.posetrack import read_posetrack
-
     data = read_posetrack(tiny_synth / "posetrack18" / "annotations" / "val")
     # Ground truth as predictions: perfect scores on whatever subset is selected.
     poses = {i: [type(p)(p.keypoints.copy(), box=p.box, track_id=p.track_id) for p in f.poses]
@@ -163,11 +167,6 @@ def test_validation_switches_coda_on_the_boxes_not_ground_truth_counts(monkeypat
     # Validation's path (make_pipeline, then track per video) with a video whose ground truth
     # has `truth` persons per frame and whose box source gives `boxes`: the switch (8 persons
     # per frame) follows the boxes. The old switch read the ground-truth count.
-    import numpy as np
-
-    from vidpose.keypoints import POSETRACK18
-    from vidpose.pose import Frame, Pose, PoseDataset
-
     def person(i):
         keypoints = np.zeros((17, 3))
         keypoints[:, :2], keypoints[:, 2] = [20 + 5 * i, 30], 1
@@ -196,13 +195,6 @@ def test_validation_switches_coda_on_the_boxes_not_ground_truth_counts(monkeypat
 
 
 def test_table3_wrists_and_ankles_are_scored_under_their_paper_metrics_names(tiny_synth):
-    import numpy as np
-
-    from vidpose.config import compose
-    from vidpose.formats.posetrack import read_posetrack
-    from vidpose.keypoints import POSETRACK18
-    from vidpose.evaluation.scoring import score_poses
-
     data = read_posetrack(tiny_synth / "posetrack18" / "annotations" / "val")
     wrist = POSETRACK18.indices(["left_wrist"])[0]
     poses = {}
