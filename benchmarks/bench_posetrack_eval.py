@@ -32,8 +32,7 @@ import numpy as np
 from vidpose.bench import best_time
 from vidpose.metrics.posetrack import evaluate_videos
 from vidpose.metrics.posetrack_inputs import load_videos
-from vidpose.metrics.posetrack_reference import (evaluate_reference, random_videos,
-                                                 write_posetrack18_set)
+from vidpose.metrics.posetrack_reference import evaluate_reference, random_videos, write_posetrack18_set
 
 # Official poseval (AP + MOT) on a set of this size (30 videos, 1,566 labelled frames, 8,180
 # poses, 13 MB) on this kind of machine, seconds: issue 19's side-by-side measurement.

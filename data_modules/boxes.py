@@ -27,8 +27,13 @@ from torch.utils.data import Dataset
 
 from vidpose.data_modules.config import DataConfig
 from vidpose.data_modules.crops import person_box
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, annotation_file,
-                                           labelled_frame_indices, read_image)
+from vidpose.data_modules.datasets import (
+    PoseDataModule,
+    WorkerSeeded,
+    annotation_file,
+    labelled_frame_indices,
+    read_image,
+)
 from vidpose.data_modules.transforms import FrameTransform, apply_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import PoseDataset

@@ -16,8 +16,7 @@ from torch.utils.data import Dataset
 
 from vidpose.codec import HeatmapCodec
 from vidpose.data_modules.config import DataConfig
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelled_frame_indices,
-                                           read_image)
+from vidpose.data_modules.datasets import PoseDataModule, WorkerSeeded, labelled_frame_indices, read_image
 from vidpose.data_modules.sources import load_detections
 from vidpose.data_modules.transforms import CropTransform, normalize
 from vidpose.errors import ConfigError

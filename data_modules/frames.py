@@ -18,12 +18,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidpose.data_modules.config import DataConfig
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelled_frame_indices,
-                                           read_image)
+from vidpose.data_modules.datasets import PoseDataModule, WorkerSeeded, labelled_frame_indices, read_image
+from vidpose.data_modules.map_augmentation import check_map_augmentation, render_memory_maps
 from vidpose.data_modules.transforms import FrameTransform, compose_affine, normalize
 from vidpose.errors import ConfigError, InputError
 from vidpose.pose import Frame, PoseDataset
-from vidpose.data_modules.map_augmentation import check_map_augmentation, render_memory_maps
 from vidpose.targets import render_heatmaps, render_limb_maps, render_person_mask
 
 

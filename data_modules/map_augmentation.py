@@ -25,8 +25,8 @@ from torch import Tensor
 
 from vidpose.data_modules.config import MapAugmentationConfig
 from vidpose.errors import ConfigError
-from vidpose.targets import (render_gaussian_peaks, render_heatmaps, render_limb_maps,
-                             render_segment_peaks)
+from vidpose.targets import render_gaussian_peaks, render_heatmaps, render_limb_maps, render_segment_peaks
+
 
 def check_map_augmentation(cfg: MapAugmentationConfig) -> None:
     """Refuse negative strengths, naming the key."""

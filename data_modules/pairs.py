@@ -27,13 +27,16 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from vidpose.data_modules.config import DataConfig, PairConfig
-from vidpose.data_modules.datasets import (PoseDataModule, WorkerSeeded, labelled_frame_indices,
-                                           read_image)
-from vidpose.data_modules.frames import (TorchRandom, Window, check_max_persons, drop_outside,
-                                         frame_window)
+from vidpose.data_modules.datasets import PoseDataModule, WorkerSeeded, labelled_frame_indices, read_image
+from vidpose.data_modules.frames import TorchRandom, Window, check_max_persons, drop_outside, frame_window
 from vidpose.data_modules.sequences import step_affine
-from vidpose.data_modules.transforms import (compose_affine, letterbox, normalize,
-                                             photometric_pipeline, transform_keypoints)
+from vidpose.data_modules.transforms import (
+    compose_affine,
+    letterbox,
+    normalize,
+    photometric_pipeline,
+    transform_keypoints,
+)
 from vidpose.errors import ConfigError
 from vidpose.keypoints import Schema
 from vidpose.pose import PoseDataset

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 # The modules `eval` and `list` are named as the user types them; they shadow the builtins
 # in this file only, which calls neither.
-from vidpose.commands import (bench, config, data, eval, infer, list, overfit, report, results,
-                              track, train)
+from vidpose.commands import bench, config, data, eval, infer, list, overfit, report, results, track, train
 
 # vidpose <name> -> its module, in the order `vidpose --help` lists them.
 COMMANDS = {"train": train, "eval": eval, "infer": infer, "track": track, "report": report,

@@ -90,8 +90,8 @@ def _map_augmentation(args: argparse.Namespace) -> None:
     import numpy as np
 
     from vidpose.data_modules.config import MapAugmentationConfig
-    from vidpose.formats.posetrack import read_posetrack
     from vidpose.data_modules.map_augmentation import preview_map_augmentation
+    from vidpose.formats.posetrack import read_posetrack
 
     root = Path(args.root)
     data = read_posetrack(root / "posetrack18" / "annotations" / "val", check_images=False)

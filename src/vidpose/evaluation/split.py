@@ -11,6 +11,7 @@ import torch.distributed as dist
 from vidpose.errors import ConfigError
 from vidpose.pose import PoseDataset
 
+
 def gather_all(obj: Any) -> list[Any]:
     """``obj`` of every process in rank order, on every rank (``[obj]`` without DDP).
 

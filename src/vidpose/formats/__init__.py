@@ -4,7 +4,9 @@ from vidpose.formats.detections import read_detections, write_detections
 from vidpose.formats.jsonio import dump_json, load_json
 from vidpose.formats.ochuman import read_ochuman
 from vidpose.formats.posetrack import (
-    read_posetrack, write_posetrack_predictions, write_posetrack_video,
+    read_posetrack,
+    write_posetrack_predictions,
+    write_posetrack_video,
 )
 from vidpose.formats.results import read_coco_results, write_coco_results
 

@@ -5,8 +5,17 @@ import os
 from pathlib import Path
 
 from vidpose.formats.cocostyle import (
-    PERSON_CATEGORY, TOP_LEVEL_KEYS, annotation_ids, box_of, category_record, flat_keypoints,
-    read_images, read_poses, read_schema, require_keys, segmentation_record,
+    PERSON_CATEGORY,
+    TOP_LEVEL_KEYS,
+    annotation_ids,
+    box_of,
+    category_record,
+    flat_keypoints,
+    read_images,
+    read_poses,
+    read_schema,
+    require_keys,
+    segmentation_record,
 )
 from vidpose.formats.jsonio import dump_json, load_json, reports_deep_nesting
 from vidpose.pose import PoseDataset

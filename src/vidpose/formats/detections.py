@@ -12,7 +12,10 @@ import numpy as np
 
 from vidpose.errors import InputError
 from vidpose.formats.cocostyle import (
-    PERSON_CATEGORY, read_box, read_result_record, read_results_list,
+    PERSON_CATEGORY,
+    read_box,
+    read_result_record,
+    read_results_list,
 )
 from vidpose.formats.jsonio import dump_json, reports_deep_nesting
 from vidpose.keypoints import COCO17

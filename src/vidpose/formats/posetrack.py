@@ -17,9 +17,24 @@ import numpy as np
 
 from vidpose.errors import InputError
 from vidpose.formats.cocostyle import (
-    INT64_RANGE, JSON_NUMBER_TYPES, PERSON_CATEGORY, TOP_LEVEL_KEYS, VISIBILITY_FLAGS, annotation_ids,
-    box_of, category_record, flat_keypoints, is_int, is_int64, is_number, read_box, read_images,
-    read_poses, read_schema, record_name, require_keys,
+    INT64_RANGE,
+    JSON_NUMBER_TYPES,
+    PERSON_CATEGORY,
+    TOP_LEVEL_KEYS,
+    VISIBILITY_FLAGS,
+    annotation_ids,
+    box_of,
+    category_record,
+    flat_keypoints,
+    is_int,
+    is_int64,
+    is_number,
+    read_box,
+    read_images,
+    read_poses,
+    read_schema,
+    record_name,
+    require_keys,
 )
 from vidpose.formats.jsonio import dump_json, load_json, reports_deep_nesting
 from vidpose.keypoints import POSETRACK18, Schema

@@ -46,10 +46,8 @@ from vidpose.losses import ae_loss
 from vidpose.methods import check_choices, check_positive, check_stride, model_config
 from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.nn.hourglass import (STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae,
-                                  split_maps)
+from vidpose.nn.hourglass import STEM_STRIDE, StackedHourglass, check_input_size, load_pose_ae, split_maps
 from vidpose.pose import Pose
-
 
 # What the RNN pose decoder may be fed from each stack (see the module docstring).
 FEATURE_SETS = ("outputs", "intermediate")

@@ -39,6 +39,7 @@ from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
 from vidpose.nn.top_down import crop_to_input, pad_to_stride
 
+
 @dataclass
 class CenterNetConfig:
     """The ``model:`` section of a CenterNet experiment."""

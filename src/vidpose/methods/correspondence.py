@@ -38,8 +38,13 @@ from vidpose.keypoints import get_schema
 from vidpose.losses import refinement_loss, siamese_loss
 from vidpose.methods import check_choices, check_positive, model_config
 from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.nn.correspondence import (AffinityCalibration, CorrespondenceNet,
-                                       affinity_targets, nearest_cell, values_at)
+from vidpose.nn.correspondence import (
+    AffinityCalibration,
+    CorrespondenceNet,
+    affinity_targets,
+    nearest_cell,
+    values_at,
+)
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
 
 STAGES = ("siamese", "refinement")

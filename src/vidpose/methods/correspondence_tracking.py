@@ -29,8 +29,7 @@ from vidpose.methods import load_trained, model_config
 from vidpose.methods.video_validation import VideoValidation
 from vidpose.pose import Frame, Pose, PoseDataset
 from vidpose.tracking.boxes import BoxSource
-from vidpose.tracking.pipeline import (CorrespondencePipeline, PipelineConfig, applied_thresholds,
-                                       track_video)
+from vidpose.tracking.pipeline import CorrespondencePipeline, PipelineConfig, applied_thresholds, track_video
 
 
 @dataclass(frozen=True)

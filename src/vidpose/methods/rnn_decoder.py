@@ -46,13 +46,19 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.data_modules.frames import FrameSample
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import (check_choices, check_positive, check_stride, load_trained,
-                             model_config)
+from vidpose.methods import check_choices, check_positive, check_stride, load_trained, model_config
 from vidpose.methods.assoc_embedding import FEATURE_SETS
 from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
-from vidpose.methods.rnn_loss import (LOSS_CONFIGS, LSTM2_INPUTS, ORDERINGS, REDUCTIONS,
-                                      TrainingOptions, lstm2_inputs, within_image_batching)
+from vidpose.methods.rnn_loss import (
+    LOSS_CONFIGS,
+    LSTM2_INPUTS,
+    ORDERINGS,
+    REDUCTIONS,
+    TrainingOptions,
+    lstm2_inputs,
+    within_image_batching,
+)
 from vidpose.nn.convlstm import State
 from vidpose.nn.hourglass import check_input_size
 from vidpose.nn.rnn_decoder import PoseDecoderLSTM, PoseRefinerLSTM, RunningNorm, halved_sizes

@@ -24,8 +24,13 @@ from rich.progress import track
 
 from vidpose.data_modules.config import DataConfig
 from vidpose.data_modules.datasets import read_image
-from vidpose.data_modules.transforms import (apply_affine, invert_affine, letterbox, normalize,
-                                              transform_keypoints)
+from vidpose.data_modules.transforms import (
+    apply_affine,
+    invert_affine,
+    letterbox,
+    normalize,
+    transform_keypoints,
+)
 from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.methods.stm import STMSkeletons
 from vidpose.metrics.keypoint_prf import KeypointPRF

@@ -45,7 +45,11 @@ from torch import Tensor
 from vidpose.errors import InputError
 from vidpose.formats.coco import coco_dataset, read_coco
 from vidpose.formats.cocostyle import (
-    PERSON_CATEGORY, annotation_ids, category_record, coco_index, read_results_list,
+    PERSON_CATEGORY,
+    annotation_ids,
+    category_record,
+    coco_index,
+    read_results_list,
 )
 from vidpose.formats.jsonio import load_json
 from vidpose.formats.ochuman import read_ochuman

@@ -18,8 +18,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from vidpose.metrics.keypoint_prf import (GT_MATCHED, GT_TOTAL, check_keypoint_inputs,
-                                          keypoint_match_counts, ratio_percent)
+from vidpose.metrics.keypoint_prf import (
+    GT_MATCHED,
+    GT_TOTAL,
+    check_keypoint_inputs,
+    keypoint_match_counts,
+    ratio_percent,
+)
 from vidpose.metrics.samples import SampleMetric, check_ids
 
 

@@ -22,12 +22,15 @@ from vidpose.callbacks.checkpoint import atomic_write_text, read_checkpoint
 from vidpose.config import to_dict
 from vidpose.data_modules.sources import DATASET_SCHEMA, sample_schema
 from vidpose.errors import ConfigError, InputError
-from vidpose.methods import (InferenceSettings, get_datamodule_cls, get_method, load_trained,
-                             trainable)
+from vidpose.methods import InferenceSettings, get_datamodule_cls, get_method, load_trained, trainable
 from vidpose.run.data import ensure_data
 from vidpose.run.folders import RUN_DIR_ENV, new_run_dir, plan_resume, record_finished
-from vidpose.run.prerequisites import (inherited_overrides, missing_prerequisites,
-                                       resolve_checkpoints, resolve_run_reference)
+from vidpose.run.prerequisites import (
+    inherited_overrides,
+    missing_prerequisites,
+    resolve_checkpoints,
+    resolve_run_reference,
+)
 from vidpose.run.trainer import build_trainer, final_metrics, finish_wandb, start_wandb
 
 

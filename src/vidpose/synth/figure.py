@@ -13,8 +13,16 @@ import numpy as np
 
 from vidpose.keypoints import BODY19
 from vidpose.synth.appearance import Appearance, darker, lighter
-from vidpose.synth.body import (NUM_KEYPOINTS, P, SIDES, JointAngles, Proportions,
-                                forward_kinematics, project, rotate_yaw)
+from vidpose.synth.body import (
+    NUM_KEYPOINTS,
+    SIDES,
+    JointAngles,
+    P,
+    Proportions,
+    forward_kinematics,
+    project,
+    rotate_yaw,
+)
 from vidpose.synth.render import Pattern, Shape, circle_polygon, hull_of_circles
 
 PARTS: tuple[str, ...] = (
