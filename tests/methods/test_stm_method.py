@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from vidpose.errors import ConfigError
 from vidpose.keypoints import POSETRACK18
 from vidpose.losses import map_loss
-from vidpose.methods.stm import STMSkeletons
+from vidpose.methods.stm import STMSkeletons, _apply, _inverse_affines
 
 SMALL = {"resnet": "resnet18", "key_dim": 8, "value_dim": 16, "decoder_dim": 8, "lr": 1e-3}
 DATA = {"heatmap_stride": 4, "clip_length": 4}
@@ -138,18 +139,9 @@ def test_stream_writes_memory_per_policy_and_respects_capacity():
     assert max(keys_seen) == 2
 
 
-def test_validation_logs_pixel_and_keypoint_scores(tmp_path):
-    import lightning as L
-
-    class OneBatch(L.LightningDataModule):
-        def val_dataloader(self):
-            return torch.utils.data.DataLoader([_batch()], batch_size=None)
-
-    model = _model()
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path))
-    trainer.validate(model, datamodule=OneBatch(), verbose=False)
+def test_validation_logs_pixel_and_keypoint_scores(tmp_path, quiet_trainer):
+    trainer = quiet_trainer()
+    trainer.validate(_model(), dataloaders=DataLoader([_batch()], batch_size=None), verbose=False)
     metrics = trainer.callback_metrics
     for key in ("val/loss", "val/pixel_f1", "val/precision", "val/recall", "val/f1", "val/recall_t1"):
         assert key in metrics, key
@@ -164,8 +156,6 @@ def test_bad_model_values_are_refused():
 
 
 def test_keypoints_are_scored_in_image_pixels():
-    from vidpose.methods.stm import _apply, _inverse_affines
-
     to_input = torch.tensor([[[0.5, 0.0, 1.0], [0.0, 0.5, 2.0]]], dtype=torch.float64)
     to_image = _inverse_affines(to_input)
     points = torch.tensor([[[[11.0, 22.0], [1.0, 2.0]]]], dtype=torch.float64)  # (1, 1, 2, 2)
@@ -175,11 +165,9 @@ def test_keypoints_are_scored_in_image_pixels():
 
 
 @pytest.mark.parametrize("variant", ["edges", "skeletons", "skeleton_map"])
-def test_pixel_scores_leave_the_person_segmentation_out(variant, tmp_path):
+def test_pixel_scores_leave_the_person_segmentation_out(variant, quiet_trainer):
     """Tables 1-2 score the skeleton's maps: a model that predicts every keypoint and limb
     map exactly and no segmentation at all scores 100."""
-    import lightning as L
-
     batch = _batch()
     for key in ("heatmaps", "limb_maps", "person_mask"):  # one set of maps for every frame
         batch[key] = batch[key][:, :1].expand_as(batch[key]).contiguous()
@@ -189,15 +177,8 @@ def test_pixel_scores_leave_the_person_segmentation_out(variant, tmp_path):
     if variant != "skeleton_map":
         perfect[:, 0] = -20.0  # no person segmentation predicted
     model.net.segment = lambda image, keys, values: perfect
-
-    class OneBatch(L.LightningDataModule):
-        def val_dataloader(self):
-            return torch.utils.data.DataLoader([batch], batch_size=None)
-
-    trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path))
-    trainer.validate(model, datamodule=OneBatch(), verbose=False)
+    trainer = quiet_trainer()
+    trainer.validate(model, dataloaders=DataLoader([batch], batch_size=None), verbose=False)
     metrics = trainer.callback_metrics
     assert metrics["val/pixel_precision"].item() == pytest.approx(100.0)
     assert metrics["val/pixel_recall"].item() == pytest.approx(100.0)
