@@ -7,10 +7,13 @@ import torch
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy
 from vidpose.codec import HeatmapCodec
+from vidpose.config import compose
+from vidpose.errors import ConfigError
+from vidpose.formats.detections import write_detections
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Frame, Pose
 from vidpose.targets import render_heatmaps
-from vidpose.tracking.boxes import DetectionFileBoxes, GroundTruthBoxes
+from vidpose.tracking.boxes import DetectionFileBoxes, DetectorBoxes, GroundTruthBoxes
 from vidpose.tracking.online import OnlineTopDown, TrackingConfig, track_video
 
 K = POSETRACK18.num_keypoints
@@ -123,8 +126,6 @@ def test_the_coda_switch_counts_the_boxes_never_ground_truth_persons(rule, expec
 
 
 def test_bad_crowdedness_rule_is_refused():
-    from vidpose.errors import ConfigError
-
     with pytest.raises(ConfigError, match="crowdedness"):
         TrackingConfig(crowdedness="ground_truth")
 
@@ -137,16 +138,12 @@ def test_duplicate_boxes_are_suppressed_and_write_once():
 
 
 def test_bad_tracker_name_is_refused():
-    from vidpose.errors import ConfigError
-
     with pytest.raises(ConfigError, match="tracker"):
         TrackingConfig(tracker="hungarian")
 
 
 def test_detection_file_boxes_threshold_missing_frames_and_a_wrong_file(tmp_path,
                                                                         expect_input_error):
-    from vidpose.formats.detections import write_detections
-
     path = tmp_path / "det.json"
     write_detections(path, {7: [Pose(np.zeros((17, 3)), box=[1, 2, 3, 4], score=0.9),
                                 Pose(np.zeros((17, 3)), box=[5, 6, 7, 8], score=0.2)]})
@@ -173,8 +170,6 @@ def test_unlabelled_frames_with_ground_truth_boxes_are_passed_over():
 
 
 def test_detector_boxes_pass_the_threshold_to_the_detector():
-    from vidpose.tracking.boxes import DetectorBoxes
-
     class Detector:
         def detect(self, images, score_threshold=None):
             cut = 0.3 if score_threshold is None else score_threshold
@@ -205,8 +200,6 @@ def test_joints_below_the_joint_threshold_are_dropped_and_zero_keeps_them(thresh
 
 
 def test_memory_experiments_drop_low_confidence_joints_as_lighttrack_does():
-    from vidpose.config import compose
-
     for name in ("memory_t3_simple_baseline_memory", "memory_t3_cpn_memory", "memory_t2_coda"):
         paper = compose(name, ["experiment.scale=paper"]).model.joint_threshold
         compact = compose(name, ["experiment.scale=compact"]).model.joint_threshold
