@@ -2,19 +2,24 @@
 except one shrunk run that checks what a finished run records."""
 from __future__ import annotations
 
+import json
 import math
 import os
+import shutil
+import subprocess
+from functools import partial
 from pathlib import Path
 
 import pytest
 import yaml
+from omegaconf import OmegaConf
 
 from vidpose.cli import main
 from vidpose.config import alias_target, compose, list_experiments, experiments_dir
-from vidpose.results import (EXPERIMENTS, GOALS, LEFT_OUT, NO_RUN, NOT_MEASURABLE, NOT_SHOWN,
-                             SHOWN, TABLES, Comparison, Figure, Goal, Measured, PaperTable,
-                             finished_run, goal_status, page, persons_counted_exactly,
-                             train_missing, verdict, write_page)
+from vidpose.results import (COUNT_EXACT, EXPERIMENTS, GOALS, LEFT_OUT, NO_RUN, NOT_MEASURABLE,
+                             NOT_SHOWN, SHOWN, TABLES, Comparison, Figure, Goal, Measured,
+                             PaperTable, finished_run, goal_status, page, persons_counted_exactly,
+                             train_experiment, train_missing, verdict, write_page)
 from vidpose.run import train
 from vidpose.run.folders import FINISHED_FILE
 from vidpose.run.prerequisites import missing_prerequisites
@@ -231,9 +236,6 @@ def test_a_finished_training_records_its_wall_time_and_machine(quick_overrides):
 def test_make_report_reads_run_folders_not_the_results_and_smoke_experiment_folders(tmp_path):
     """`make report`'s default RUNS: runs/results/<exp> and runs/smoke/<exp> sit where run
     folders do (runs/<exp>/<time>) but are not runs; passing them failed the whole report."""
-    import shutil
-    import subprocess
-
     repo = Path(__file__).resolve().parents[1]
     shutil.copy(repo / "Makefile", tmp_path / "Makefile")
     run = fake_run(tmp_path / "runs", MEMORY, "20260101-000000", {"val/mAP": 1.0})
@@ -253,10 +255,6 @@ def test_results_trains_through_vidpose_trains_path_prerequisites_included(quick
                                                                             tmp_path):
     """The real training path, shrunk: the fine-tune trains its pre-training first (a
     prerequisite), both finish with a record, and the page reads them."""
-    from functools import partial
-
-    from vidpose.results import train_experiment
-
     runs = tmp_path / "results"
     shrink = (*quick_overrides, "trainer.max_epochs=1", "trainer.limit_train_batches=2",
               "trainer.limit_val_batches=1", "trainer.check_val_every_n_epoch=1",
@@ -280,12 +278,6 @@ def test_the_decoders_count_is_read_from_its_predictions_and_the_val_annotations
         quick_overrides, image_overrides, tmp_path):
     """The flagship's count goal: its written val predictions against the split its config
     validates on (here: one person too many on the first image, the rest exact)."""
-    import json
-
-    from omegaconf import OmegaConf
-
-    from vidpose.results import COUNT_EXACT
-
     cfg = compose("rnn_association", quick_overrides + image_overrides + ["model.features=null"])
     folder = fake_run(tmp_path / "runs", "rnn_association", "20260101-000000", {"val/AP": 1.0})
     OmegaConf.save(cfg, folder / "config.yaml", resolve=True)
