@@ -11,6 +11,7 @@ from rnn_scripted import ScriptedDecoder
 from torch.utils.data import DataLoader
 
 from vidpose.codec import HeatmapCodec
+from vidpose.config import compose, list_experiments
 from vidpose.errors import ConfigError, InputError
 from vidpose.methods.assoc_embedding import AssociativeEmbedding
 from vidpose.methods.rnn_decoder import (RNNPoseDecoder, emit_persons, heatmaps_to_poses,
@@ -271,8 +272,6 @@ def test_refine_persons_returns_emission_order():
 
 def _rnn_configs(scale: str):
     """(name, composed config) of every rnn_decoder experiment at ``scale``."""
-    from vidpose.config import compose, list_experiments
-
     for name in sorted(list_experiments()):
         cfg = compose(name, [f"experiment.scale={scale}"])
         if cfg.experiment.method == "rnn_decoder":
@@ -283,8 +282,6 @@ def _rnn_configs(scale: str):
 def test_every_rnn_experiment_uses_the_summed_squared_l2_at_both_scales():
     """The experiment files document Eq. 2/4's l2 as the sum over pixels (issue 16 point 12:
     paper scale resolved to the dataclass's mean)."""
-    from vidpose.config import compose
-
     for scale in ("compact", "paper"):
         configs = dict(_rnn_configs(scale))
         assert "rnn_association" in configs and "rnn_t1_ours" in configs
