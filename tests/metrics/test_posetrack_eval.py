@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from vidpose.cli import main
 from vidpose.errors import InputError
 from vidpose.formats.cocostyle import category_record
+from vidpose.formats.posetrack17 import SLOT_OF_ID
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import evaluate_posetrack, evaluate_videos, voc_ap
 from vidpose.metrics.posetrack_inputs import (POSEVAL_FROM_POSETRACK18, inside_polygon,
@@ -47,8 +49,6 @@ def test_conformance_matches_poseval(case):
 
 def _reversed_listing(monkeypatch):
     """Make the file system list folders in reverse name order (as another machine might)."""
-    import os
-
     real = os.scandir
 
     def scandir(path):
@@ -223,8 +223,6 @@ def test_ground_truth_as_predictions_scores_100(tmp_path):
 
 def _annolist(frames) -> dict:
     """Frames (POSETRACK18 Poses) written in the 2017 annolist format."""
-    from vidpose.formats.posetrack17 import SLOT_OF_ID
-
     annolist = []
     for frame in frames:
         rects = []
