@@ -10,7 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from matplotlib.path import Path as MplPath
 
+import vidpose.metrics.clear_mot as clear_mot
 from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
 from vidpose.formats.posetrack import VideoArrays
@@ -130,8 +132,6 @@ def test_array_reader_refuses_what_the_walk_refuses_with_its_message(small_set, 
 
 
 def test_inside_regions_agrees_with_matplotlib_on_random_polygons():
-    from matplotlib.path import Path as MplPath
-
     rng = np.random.default_rng(0)
     polygons, groups = [], []
     for frame in range(40):
@@ -154,8 +154,6 @@ def test_inside_regions_agrees_with_matplotlib_on_random_polygons():
 
 
 def test_crowded_videos_solve_contested_cells_as_the_loop_reference(monkeypatch):
-    import vidpose.metrics.clear_mot as clear_mot
-
     solved = []
     original = clear_mot._Frame.solve
     monkeypatch.setattr(clear_mot._Frame, "solve",
