@@ -9,11 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.strategies import DDPStrategy
 
 from vidpose.callbacks import distribution
 from vidpose.callbacks.distribution import (ChannelsLast, CpuBf16, choose_precision, cpu_bf16,
                                             device_count, to_channels_last, trainer_kwargs)
 from vidpose.errors import ConfigError
+from vidpose.methods import METHODS, get_method
 
 
 def _cfg(**kw):
@@ -49,8 +51,6 @@ def test_a_method_with_a_reason_stays_fp32_under_auto_only():
 
 
 def test_every_method_may_say_why_it_stays_fp32():
-    from vidpose.methods import METHODS, get_method
-
     for name in METHODS:
         reason = getattr(get_method(name).model_cls, "FP32_REASON", None)
         assert reason is None or (isinstance(reason, str) and reason.strip()), name
@@ -122,8 +122,6 @@ def test_auto_precision_on_gpu_is_mixed():
 
 
 def test_several_devices_mean_ddp_with_gloo_on_cpu():
-    from lightning.pytorch.strategies import DDPStrategy
-
     kw = trainer_kwargs(_cfg(devices=2))
     assert isinstance(kw["strategy"], DDPStrategy)
     assert kw["strategy"]._process_group_backend == "gloo"
