@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from vidpose.formats.posetrack import read_posetrack
 from vidpose.metrics.keypoint_prf import (KeypointPRF, keypoint_match_counts, peaks_from_maps)
 from vidpose.targets import render_heatmaps
 
@@ -236,8 +237,6 @@ def test_bad_input_is_refused():
 
 def test_posetrack18_ground_truth_as_peaks_gives_100_and_shifted_peaks_0(fixtures):
     root = fixtures / "posetrack18"
-    from vidpose.formats.posetrack import read_posetrack
-
     dataset = read_posetrack(root / "annotations" / "val", root, outside_tolerance=30)
     frames = [f for f in dataset.frames if f.is_labeled and f.poses]
     persons = max(len(f.poses) for f in frames)
