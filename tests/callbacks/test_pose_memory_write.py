@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
+from vidpose.nn.attention import MemoryRead
 from vidpose.targets import render_heatmaps
 
 
@@ -124,8 +125,6 @@ def _quality_sequence():
 def test_storing_projected_rows_equals_projecting_the_stored_maps():
     # The memory stores W_K / W_V rows written once; replacement on the rows must give what
     # replacing on F~ and projecting at every read (the old memory) gave.
-    from vidpose.nn.attention import MemoryRead
-
     torch.manual_seed(0)
     read = MemoryRead(6, 4, heads=2)
     policy = MemoryWritePolicy(capacity=3, heatmap_threshold=0.0, high=1.2, low=0.9)
