@@ -10,6 +10,7 @@ from vidpose.config import compose, list_experiments
 from vidpose.data_modules.config import DATASETS as SYNTH_DATASETS
 from vidpose.errors import ConfigError
 from vidpose.run import train
+from vidpose.run.prerequisites import inherited_overrides
 
 
 # One experiment of each method family at the paper scale too (whose blocks the group follows).
@@ -40,8 +41,6 @@ def test_smoke_on_real_data_shrinks_the_run_and_keeps_the_data():
 
 
 def test_a_prerequisite_is_smoke_run_too():
-    from vidpose.run.prerequisites import inherited_overrides
-
     assert inherited_overrides(["debug=smoke", "model.lr=1"]) == ["debug=smoke"]
 
 
