@@ -8,14 +8,15 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from crop_batches import crop_sample
 from omegaconf import OmegaConf
 
 from vidpose.decode import flip_back
 from vidpose.errors import ConfigError
 from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.keypoints import POSETRACK18
-from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.methods.simple_baseline import SimpleBaseline, SimpleBaselineConfig
+from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.nn.resnet import resnet
 
 
@@ -170,8 +171,6 @@ def test_detection_box_poses_of_one_frame_get_distinct_track_ids(small_model, pl
     """Two persons found from detection boxes in one frame (no tracker at this stage) used to
     both carry track id -1, which the PoseTrack metric refuses (one person per track id):
     every validation on detection boxes (correspondence_pose's default) stopped there."""
-    from crop_batches import crop_sample
-
     plain_crops.samples.append(crop_sample(plain_crops.val_data, 3, 1, detection=True))
     trainer = quiet_trainer()
     trainer.validate(small_model(cls=Oracle), datamodule=plain_crops)
