@@ -6,6 +6,8 @@ from pathlib import Path
 import pytest
 
 from vidpose.config import compose, list_experiments
+from vidpose.methods.correspondence import KeypointCorrespondence
+from vidpose.run import train
 
 PAPER = "Keypoint correspondences"
 
@@ -42,9 +44,6 @@ def test_the_no_refinement_row_applies_thresholds_calibrated_for_siamese_maps(
         quick_overrides, tracking_models):
     """Table 7 "w/o refinement": the thresholds stated for refined maps reach the Siamese
     maps mapped through the calibration the refinement run recorded."""
-    from vidpose.methods.correspondence import KeypointCorrespondence
-    from vidpose.run import train
-
     shrink = ["trainer.limit_val_batches=1", "data.input_size=[64,48]"]
     cfg = compose("correspondence_t7_no_refinement", quick_overrides + shrink + tracking_models)
     assert not cfg.model.refinement and cfg.model.calibrated_thresholds
