@@ -21,6 +21,7 @@ from vidpose.tracking.affinity import Affinities
 from vidpose.tracking.boxes import GroundTruthBoxes
 from vidpose.tracking.correspondence import correspondence_similarity
 from vidpose.tracking.pipeline import CorrespondencePipeline, PipelineConfig, track_video
+from vidpose.tracking.recovery import RecoveryConfig, propagated_boxes
 
 K = POSETRACK18.num_keypoints
 H, W = 120, 160
@@ -266,8 +267,6 @@ def test_settings_that_need_correspondences_refuse_to_run_without_them():
 
 
 def test_recovery_boxes_keep_the_persons_size_when_joints_share_a_cell():
-    from vidpose.tracking.recovery import RecoveryConfig, propagated_boxes
-
     maps = np.zeros((1, K, 3, 4))
     maps[0, :, 1, 2] = 0.9  # every joint propagated into one cell
     previous = Pose(np.ones((K, 3)), box=np.array([0.0, 0.0, 30.0, 60.0]), track_id=7)
