@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -9,6 +10,7 @@ import pytest
 
 from vidpose.cli import main
 from vidpose.config import compose
+from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.run import train
 
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
@@ -65,8 +67,6 @@ def test_track_with_annotations_scores_the_result(trained, tiny_synth, tmp_path,
     scores = json.loads((out / "scores.json").read_text())
     assert {"mAP", "MOTA", "MOTP", "id_switches"} <= set(scores)
     # The results evaluate to the same numbers with the file evaluator.
-    from vidpose.metrics.posetrack import evaluate_posetrack
-
     gt = tmp_path / "gt"
     gt.mkdir()
     (gt / f"{VIDEO}.json").write_text((root / "annotations" / "val" / f"{VIDEO}.json").read_text())
@@ -136,8 +136,6 @@ def test_track_on_the_users_own_video_generates_no_synthetic_data(trained, tiny_
     # The user's own frames and annotations, copied away from the synthetic set; the config's
     # data root points at an empty folder where the synthetic set would be generated
     # (data.synth_preset=tiny, a folder named tiny): tracking must leave it empty.
-    import shutil
-
     root = tiny_synth / "posetrack18"
     video = shutil.copytree(root / "images" / "val" / VIDEO, tmp_path / "mine" / VIDEO)
     annotations = tmp_path / "mine" / f"{VIDEO}.json"
