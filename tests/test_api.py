@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import vidpose
-from vidpose.config import compose
+from vidpose.config import compose, list_experiments
 from vidpose.errors import ConfigError, InputError
 from vidpose.run import train
 
@@ -63,8 +65,6 @@ def test_readme_five_lines_run_as_written(memory_ckpt, tiny_synth):
 def test_predict_maps_crops_to_image_pixels_and_refuses_bad_input(memory_ckpt, tiny_synth):
     predictor = vidpose.load(memory_ckpt)
     image_path = tiny_synth / "posetrack18/images/val/050001_synth_val/000000.jpg"
-    from PIL import Image
-
     image = np.asarray(Image.open(image_path).convert("RGB"))
     whole = predictor.predict(image)  # boxes=None: the whole image as one box
     assert len(whole) == 1 and whole[0].track_id == -1
@@ -83,8 +83,6 @@ def test_predict_maps_crops_to_image_pixels_and_refuses_bad_input(memory_ckpt, t
 
 
 def test_load_refuses_a_checkpoint_outside_a_run_folder(tmp_path):
-    import torch
-
     path = tmp_path / "model.ckpt"
     torch.save({"state_dict": {}}, path)
     with pytest.raises(InputError, match="not a checkpoint inside a run folder"):
@@ -145,6 +143,4 @@ def test_wheel_ships_the_experiments_and_finds_them_installed(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, env=env, check=True,
                          capture_output=True, text=True, timeout=120).stdout.split()
     assert Path(out[0]).is_relative_to(site) and Path(out[1]) == site / "vidpose" / "experiments"
-    from vidpose.config import list_experiments
-
     assert int(out[2]) == len(list_experiments()) and out[3] == "rnn_association"
