@@ -14,9 +14,11 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
 from vidpose.data_modules.images import ImageDataModule
-from vidpose.methods.bottom_up import BottomUpEvaluation, metric_name, to_image_pixels
+from vidpose.methods.bottom_up import BottomUpEvaluation, metric_name, place_dropped_joints, to_image_pixels
 from vidpose.pose import Pose
 
 
@@ -121,11 +123,6 @@ def test_a_dropped_joint_is_not_scored_where_its_weak_maximum_was():
     value: a joint a decoder dropped (score 0) on the ground truth's joint would still count.
     ``place_dropped_joints`` moves it to the mean of the person's scored joints (issue 16
     point 15), so the detection's OKS, and its AP, fall."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    from vidpose.methods.bottom_up import place_dropped_joints
-
     truth = np.zeros((17, 3))
     truth[[0, 9], :] = [[50.0, 20.0, 2], [80.0, 90.0, 2]]  # nose, left wrist
     dropped = truth.copy()
