@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vidpose.formats.coco import read_coco, write_coco
-from vidpose.keypoints import COCO17, POSETRACK18
+from vidpose.keypoints import BODY19, COCO17, POSETRACK18
 from vidpose.pose import PoseDataset
 
 
@@ -68,7 +68,6 @@ def test_writer_fills_missing_box_and_area_from_keypoints(tmp_path, make_frames)
 
 
 def test_writer_refuses_a_schema_files_do_not_use(tmp_path, make_frames):
-    from vidpose.keypoints import BODY19
     with pytest.raises(ValueError, match="body19"):
         write_coco(tmp_path / "a.json", PoseDataset(make_frames(1), BODY19, str(tmp_path)))
 
