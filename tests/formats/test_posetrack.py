@@ -8,7 +8,7 @@ from vidpose.errors import InputError
 from vidpose.formats.posetrack import (
     read_posetrack, write_posetrack_predictions, write_posetrack_video,
 )
-from vidpose.keypoints import POSETRACK18
+from vidpose.keypoints import COCO17, POSETRACK18
 from vidpose.pose import PoseDataset
 
 VIDEOS = ["003418_mpii_test", "009473_mpii_test", "012834_mpii_test"]
@@ -130,7 +130,6 @@ def test_predicted_joints_may_leave_the_image(tmp_path, make_frames, expect_inpu
 
 
 def test_predictions_need_posetrack_order(tmp_path, make_frames):
-    from vidpose.keypoints import COCO17
     with pytest.raises(ValueError, match="posetrack18 order"):
         write_posetrack_predictions(tmp_path,
                                     PoseDataset(make_frames(1, "v"), COCO17, str(tmp_path)))
