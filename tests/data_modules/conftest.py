@@ -166,10 +166,10 @@ def data_config():
 
 @pytest.fixture()
 def data_module():
-    """``data_module(cls, root, dataset, **overrides)``: ``cls`` on ``base_config``, set up to fit."""
-    def make(cls, root: Path, dataset: str = "posetrack18", **overrides):
+    """``data_module(cls, root, dataset, stage, **overrides)``: ``cls`` on ``base_config``, set up."""
+    def make(cls, root: Path, dataset: str = "posetrack18", stage: str = "fit", **overrides):
         module = cls(base_config(root, dataset, **overrides))
-        module.setup("fit")
+        module.setup(stage)
         return module
     return make
 

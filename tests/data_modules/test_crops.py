@@ -41,9 +41,8 @@ def test_counts_min_keypoints_and_sample_cap(posetrack_root, data_module):
     assert len(frames) == 5 and frames[-1] > 6  # spread over both videos, not the first 5
 
 
-def test_val_crops_map_back_to_ground_truth(posetrack_root, data_config):
-    dm = CropDataModule(data_config(posetrack_root))
-    dm.setup("validate")
+def test_val_crops_map_back_to_ground_truth(posetrack_root, data_module):
+    dm = data_module(CropDataModule, posetrack_root, stage="validate")
     assert dm.train_set is None and len(dm.val_set) == 7
     schema = dm.val_data.schema
     for sample in dm.val_set:
@@ -90,9 +89,8 @@ def test_augmentation_follows_torch_seed(posetrack_root, data_module):
     assert not torch.equal(draws[0]["crop_to_image"], draws[1]["crop_to_image"])
 
 
-def test_detection_boxes(posetrack_root, data_config):
-    dm = CropDataModule(data_config(posetrack_root, box_source="detections"))
-    dm.setup("validate")
+def test_detection_boxes(posetrack_root, data_module):
+    dm = data_module(CropDataModule, posetrack_root, stage="validate", box_source="detections")
     samples = list(dm.val_set)
     assert [float(s["score"]) for s in samples] == pytest.approx([0.9, 0.4, 0.8])
     for s in samples:
@@ -117,10 +115,10 @@ def test_workers_load_in_parallel(posetrack_root, data_module):
     assert images.shape == (20, 3, 64, 48)
 
 
-def test_real_posetrack18_fixture(data_config, fixtures):
+def test_real_posetrack18_fixture(data_module, fixtures):
     root = fixtures / "posetrack18"
-    dm = CropDataModule(data_config(root, input_size=[128, 96], outside_tolerance=50.0))
-    dm.setup("validate")
+    dm = data_module(CropDataModule, root, stage="validate", input_size=[128, 96],
+                     outside_tolerance=50.0)
     assert len(dm.val_set) >= 10
     for index in (0, len(dm.val_set) - 1):
         sample = dm.val_set[index]
@@ -130,9 +128,8 @@ def test_real_posetrack18_fixture(data_config, fixtures):
         np.testing.assert_allclose(back, gt[present, :2], atol=1e-3)
         assert float(sample["head_size"]) > 0
     detections = root / "annotations" / "test_posetrack18_human_detections.json"
-    det = CropDataModule(data_config(root, box_source="detections", detections=str(detections),
-                                     outside_tolerance=50.0))
-    det.setup("validate")
+    det = data_module(CropDataModule, root, stage="validate", box_source="detections",
+                      detections=str(detections), outside_tolerance=50.0)
     assert len(det.val_set) > 0 and int(det.val_set[0]["person"]) == -1
 
 

@@ -32,9 +32,9 @@ def test_frame_batch_keys_shapes_dtypes(coco_root, data_module):
     assert batch["keypoints"][:, 3:].abs().sum() == 0  # padding rows stay empty
 
 
-def test_frame_geometry_without_augmentation(coco_root, data_config):
-    dm = FrameDataModule(data_config(coco_root, "coco", input_size=[96, 128], heatmap_stride=2))
-    dm.setup("validate")
+def test_frame_geometry_without_augmentation(coco_root, data_module):
+    dm = data_module(FrameDataModule, coco_root, "coco", "validate", input_size=[96, 128],
+                     heatmap_stride=2)
     sample = dm.val_set[1]
     frame = dm.val_data.frames[int(sample["frame"])]
     affine = sample["image_to_input"].numpy()
@@ -50,10 +50,9 @@ def test_frame_geometry_without_augmentation(coco_root, data_config):
     assert heatmaps[5, y, x] > 0.8
 
 
-def test_person_mask_uses_segmentation_then_skeleton(coco_root, data_config):
-    cfg = data_config(coco_root, "coco", input_size=[96, 128], heatmap_stride=2, mask_width=2.0)
-    dm = FrameDataModule(cfg)
-    dm.setup("validate")
+def test_person_mask_uses_segmentation_then_skeleton(coco_root, data_module):
+    dm = data_module(FrameDataModule, coco_root, "coco", "validate", input_size=[96, 128],
+                     heatmap_stride=2, mask_width=2.0)
     sample = dm.val_set[0]
     mask = sample["person_mask"][0].numpy()
     frame = dm.val_data.frames[0]

@@ -218,10 +218,9 @@ def test_posetrack18_layout_and_batches(posetrack_root, data_module):
     assert batch["warp"].dtype == torch.float64 and batch["truncated"].dtype == torch.bool
 
 
-def test_real_posetrack18_fixture(data_config, fixtures):
-    dm = PairDataModule(data_config(fixtures / "posetrack18", input_size=[128, 224],
-                                    outside_tolerance=50.0))
-    dm.setup("validate")
+def test_real_posetrack18_fixture(data_module, fixtures):
+    dm = data_module(PairDataModule, fixtures / "posetrack18", stage="validate",
+                     input_size=[128, 224], outside_tolerance=50.0)
     assert len(dm.val_set) == 3
     s = dm.val_set[0]
     kp1 = s["keypoints1"].numpy()

@@ -164,11 +164,10 @@ def test_clip_module_adds_memory_maps_only_for_training_clips(posetrack_root, da
     assert "memory_heatmaps" not in off.train_set[0]
 
 
-def test_val_videos_validates_on_the_real_clips(posetrack_root, data_config, data_module):
+def test_val_videos_validates_on_the_real_clips(posetrack_root, data_module):
     options = {"clip_length": 2, "val_clip_stride": 2}
     dm = data_module(SequenceDataModule, posetrack_root, sequence={"val_videos": True}, **options)
-    clips = ClipDataModule(data_config(posetrack_root, **options))
-    clips.setup("validate")
+    clips = data_module(ClipDataModule, posetrack_root, stage="validate", **options)
     assert [w.frames for w in dm.val_set.windows] == [w.frames for w in clips.val_set.windows]
     for key, value in clips.val_set[1].items():
         assert torch.equal(dm.val_set[1][key], value), key
