@@ -20,23 +20,19 @@ SIGMA, LIMB_SIGMA = 1.5, 1.0
 LIMBS = COCO17.limbs
 
 
-def people(frames: int = 2) -> torch.Tensor:
-    """(T, 2, 17, 3): two persons whose keypoints sit on integer pixels, one absent joint."""
-    rng = np.random.default_rng(0)
-    kps = np.zeros((frames, 2, 17, 3))
-    kps[..., :2] = rng.integers(10, 54, size=(frames, 2, 17, 2))
+def people(frames: int = 2, persons: int = 2, low: int = 10, high: int = 54, seed: int = 0):
+    """(T, persons, 17, 3) keypoints on integer pixels in [low, high), second person's joint 3
+    absent. ``one_person`` keeps them far from the border: one peak per map."""
+    rng = np.random.default_rng(seed)
+    kps = np.zeros((frames, persons, 17, 3))
+    kps[..., :2] = rng.integers(low, high, size=(frames, persons, 17, 2))
     kps[..., 2] = 2
-    kps[:, 1, 3] = 0  # an absent keypoint renders nothing, with or without augmentation
+    kps[:, 1:, 3] = 0  # an absent keypoint renders nothing, with or without augmentation
     return torch.from_numpy(kps).float()
 
 
-def one_person(frames: int = 1) -> torch.Tensor:
-    """(T, 1, 17, 3): keypoints far from the border, on integer pixels, one peak per map."""
-    rng = np.random.default_rng(1)
-    kps = np.zeros((frames, 1, 17, 3))
-    kps[..., :2] = rng.integers(16, 48, size=(frames, 1, 17, 2))
-    kps[..., 2] = 2
-    return torch.from_numpy(kps).float()
+def one_person(frames: int) -> torch.Tensor:
+    return people(frames, 1, 16, 48, seed=1)
 
 
 def memory(keypoints: torch.Tensor, seed: int = 0, **options) -> tuple[torch.Tensor, torch.Tensor]:
