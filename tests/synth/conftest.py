@@ -10,7 +10,7 @@ from vidpose.synth.appearance import sample_appearance
 from vidpose.synth.body import sample_proportions
 from vidpose.synth.motion import Motion
 from vidpose.synth.scene import Actor, Occluder, Scene, SceneConfig, sample_scene
-from vidpose.synth.shoot import Shot, film
+from vidpose.synth.shoot import film
 
 # A still camera and a clean image: no pan, zoom, shake, blur, noise or crowd.
 STILL = SceneConfig(width=160, height=128, persons=(1, 1), occluders=(0, 0), pan=0.0, zoom=0.0,
@@ -43,10 +43,6 @@ def one_person_scene(motion: Motion, occluders: tuple[Occluder, ...] = (), cfg: 
     return fixed_camera(replace(scene, actors=actors, occluders=occluders, crowd=None))
 
 
-def shoot_one(scene: Scene) -> Shot:
-    return next(iter(film(scene)))
-
-
 @pytest.fixture()
 def person_in_view():
     """A scene factory: one person standing at ground x = 0 (the image centre column), ``z`` metres away."""
@@ -59,7 +55,7 @@ def person_in_view():
 @pytest.fixture()
 def shoot():
     """Film a one-frame scene: returns its Shot."""
-    return shoot_one
+    return lambda scene: next(iter(film(scene)))
 
 
 @pytest.fixture()
