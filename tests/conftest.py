@@ -1,15 +1,22 @@
 """Shared fixtures: a tiny synthetic data set (made once per session) and quick-run overrides."""
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 
+from vidpose.config import compose
 from vidpose.errors import InputError
+from vidpose.run import train
+from vidpose.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1"]
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
@@ -30,11 +37,6 @@ def _bf16_autocast(request, monkeypatch):
     if not request.config.getoption("--bf16"):
         yield
         return
-    import lightning as L
-    import torch
-
-    import functools
-
     init, run = L.Trainer.__init__, L.Trainer._run
 
     @functools.wraps(init)  # keeps Trainer's signature: config checks trainer.* names against it
@@ -64,21 +66,24 @@ def fixtures() -> Path:
 @pytest.fixture(scope="session")
 def tiny_synth(tmp_path_factory) -> Path:
     """The `tiny` synthetic preset, written once: returns its output folder."""
-    from vidpose.synth import synthesize
-
     out = tmp_path_factory.mktemp("synth") / "tiny"
     synthesize(out, preset="tiny", seed=0, progress=False)
     return out
 
 
-@pytest.fixture()
-def quick_overrides(tiny_synth, tmp_path) -> list[str]:
-    """Overrides that shrink any experiment to seconds on the tiny set, runs under tmp_path."""
-    return [
+@pytest.fixture(scope="session")
+def quick_runs(tiny_synth):
+    """``quick_runs(runs)``: overrides that shrink any experiment to seconds on the tiny set,
+    its runs under ``runs``."""
+    return lambda runs: [
         "data=synth_tiny", f"data.root={tiny_synth / 'posetrack18'}", "data.num_workers=0",
-        "data.batch_size=4", f"runs_dir={tmp_path / 'runs'}", "logger.wandb=false",
-        "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1",
-    ]
+        "data.batch_size=4", f"runs_dir={runs}", "logger.wandb=false",
+        "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1"]
+
+
+@pytest.fixture()
+def quick_overrides(quick_runs, tmp_path) -> list[str]:
+    return quick_runs(tmp_path / "runs")
 
 
 @pytest.fixture()
@@ -97,17 +102,11 @@ def expect_input_error():
 
 
 @pytest.fixture(scope="session")
-def tracking_models(tiny_synth, tmp_path_factory) -> list[str]:
+def tracking_models(tiny_synth, quick_runs, tmp_path_factory) -> list[str]:
     """Overrides under which the tracking experiments (which train nothing themselves) find a
     two-step estimator and correspondence network, trained once on the tiny set."""
-    from vidpose.config import compose
-    from vidpose.run import train
-
     runs = tmp_path_factory.mktemp("tracking_models")
-    common = ["data=synth_tiny", f"data.root={tiny_synth / 'posetrack18'}", "data.num_workers=0",
-              "data.batch_size=4", f"runs_dir={runs}", "logger.wandb=false",
-              "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1",
-              "trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1"]
+    common = quick_runs(runs) + SHRINK
     pose = train(compose("correspondence_pose", common + ["data.input_size=[64,48]"]))
     pairs = [f"data.root={tiny_synth / 'coco'}", "data.dataset=coco", "data.input_size=[64,64]"]
     # A whole (two-batch) epoch, so that its validation records the affinity calibration the
@@ -128,16 +127,9 @@ def image_overrides(tiny_synth) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def ae_features(tiny_synth, image_overrides, tmp_path_factory) -> list[str]:
+def ae_features(quick_runs, image_overrides, tmp_path_factory) -> list[str]:
     """Overrides under which the rnn experiments find a two-step AE (run:assoc_embedding),
     trained once on the tiny set."""
-    from vidpose.config import compose
-    from vidpose.run import train
-
     runs = tmp_path_factory.mktemp("ae_features")
-    common = ["data=synth_tiny", "data.num_workers=0", "data.batch_size=4", f"runs_dir={runs}",
-              "logger.wandb=false", "trainer.progress_bar=false", "trainer.accelerator=cpu",
-              "trainer.devices=1", "trainer.max_steps=2", "trainer.limit_val_batches=1",
-              "trainer.max_epochs=1"]
-    train(compose("assoc_embedding", common + image_overrides))
+    train(compose("assoc_embedding", quick_runs(runs) + SHRINK + image_overrides))
     return [f"runs_dir={runs}"]

@@ -28,16 +28,10 @@ README_CKPT = f"runs/{EXP}/<time>/checkpoints/last.ckpt"
 SHRINK = ["trainer.max_steps=1", "trainer.limit_val_batches=1", "trainer.max_epochs=1"]
 
 
-def _quick(tiny_synth: Path, runs: Path) -> list[str]:
-    return ["data=synth_tiny", f"data.root={tiny_synth / 'posetrack18'}", "data.num_workers=0",
-            "data.batch_size=4", f"runs_dir={runs}", "logger.wandb=false",
-            "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1", *SHRINK]
-
-
 @pytest.fixture(scope="module")
-def memory_ckpt(tiny_synth, tmp_path_factory) -> Path:
+def memory_ckpt(quick_runs, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("api_runs")
-    result = train(compose(EXP, _quick(tiny_synth, runs) + ["data.input_size=[64,48]"]))
+    result = train(compose(EXP, quick_runs(runs) + SHRINK + ["data.input_size=[64,48]"]))
     return result.run_dir / "checkpoints" / "last.ckpt"
 
 

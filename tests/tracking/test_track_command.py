@@ -20,12 +20,10 @@ VIDEO = "050001_synth_val"
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory, tiny_synth) -> dict[str, Path]:
+def trained(tmp_path_factory, quick_runs) -> dict[str, Path]:
     """A 2-step memory model and a 2-step detector on the tiny synthetic set."""
     runs = tmp_path_factory.mktemp("runs")
-    quick = ["data=synth_tiny", f"data.root={tiny_synth / 'posetrack18'}", "data.num_workers=0",
-             "data.batch_size=4", f"runs_dir={runs}", "logger.wandb=false",
-             "trainer.progress_bar=false", "trainer.accelerator=cpu", "trainer.devices=1"]
+    quick = quick_runs(runs)
     pose = train(compose(EXP, quick + SHRINK)).run_dir / "checkpoints" / "last.ckpt"
     detector = train(compose("centernet", quick + SHRINK[:3])).run_dir / "checkpoints" / "last.ckpt"
     return {"pose": pose, "detector": detector, "runs": runs, "quick": quick}
