@@ -1,10 +1,17 @@
 """W&B: one run per training, modes that mean what they say, runs grouped by paper table."""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import struct
+import subprocess
 from pathlib import Path
 
 import pytest
+import wandb
 from lightning.pytorch.loggers import WandbLogger
+from wandb.proto import wandb_internal_pb2
 
 from vidpose.cli import main
 from vidpose.config import compose, wandb_group, wandb_tags
@@ -93,10 +100,6 @@ def wandb_records(path: Path) -> list:
     """The records of an offline run's ``run-<id>.wandb`` (wandb's LevelDB-style log: a 7-byte
     file header, then 32 KiB blocks of records, each with a 7-byte header: crc32, length,
     type FULL=1 FIRST=2 MIDDLE=3 LAST=4), as wandb's protobuf Records."""
-    import struct
-
-    from wandb.proto import wandb_internal_pb2
-
     data, pos, part, records = path.read_bytes(), 7, b"", []
     while pos + 7 <= len(data):
         left = 32768 - pos % 32768
@@ -118,10 +121,6 @@ def wandb_records(path: Path) -> list:
 
 @pytest.mark.slow
 def test_a_prerequisite_and_its_run_are_two_wandb_runs(quick_overrides, monkeypatch):
-    import json
-
-    import wandb
-
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = quick_overrides + SHRINK + ["logger.wandb=true"]
     assert main(["train", "stm_t2_edges_finetune", *args]) == 0
@@ -149,10 +148,6 @@ def test_a_prerequisite_and_its_run_are_two_wandb_runs(quick_overrides, monkeypa
 
 
 def test_make_sets_no_wandb_mode_that_would_hide_a_sweep():
-    import os
-    import shutil
-    import subprocess
-
     if shutil.which("make") is None:
         pytest.skip("no make")
     repo = Path(__file__).resolve().parents[1]
