@@ -4,7 +4,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from vidpose.cli import main
+from vidpose.data_modules.datasets import as_data_config
+from vidpose.data_modules.sources import load_split
+from vidpose.data_modules.transforms import letterbox
+from vidpose.methods import stm_video
+from vidpose.methods.stm import STMSkeletons
 from vidpose.metrics.posetrack import evaluate_posetrack
 
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
@@ -57,15 +65,6 @@ def test_infer_scores_the_maps_of_the_variants_without_keypoints(quick_overrides
 
 def test_infer_pixel_scores_are_100_for_the_ground_truth_maps(tiny_synth):
     """Fed its own ground-truth maps with the segmentation left empty, a video scores 100."""
-    import numpy as np
-    import torch
-
-    from vidpose.data_modules.datasets import as_data_config
-    from vidpose.data_modules.sources import load_split
-    from vidpose.data_modules.transforms import letterbox
-    from vidpose.methods import stm_video
-    from vidpose.methods.stm import STMSkeletons
-
     cfg = as_data_config({"root": str(tiny_synth / "posetrack18"), "synth_preset": None,
                           "input_size": [64, 80], "sigma": 1.5})
     data = load_split(cfg, "val")
