@@ -12,13 +12,6 @@ from vidpose.data_modules.crops import CropDataModule
 VALIDATION_KEYS = ("val/mAP", "val/loss")
 
 
-def tiny_crops(tiny_synth: Path) -> dict:
-    """The data section: person crops of the tiny set's PoseTrack18 videos."""
-    return {"dataset": "posetrack18", "root": str(tiny_synth / "posetrack18"),
-            "synth_preset": None, "input_size": [64, 48], "sigma": 1.5, "batch_size": 16,
-            "num_workers": 0}
-
-
 class EpochLosses(L.Callback):
     """The ``train/<key>`` figures at the end of every epoch."""
 
@@ -49,9 +42,10 @@ def fit_and_validate(model: L.LightningModule, datamodule: L.LightningDataModule
 def fit_on_tiny_crops(build: Callable[[dict], L.LightningModule], tiny_synth: Path,
                       tmp_path: Path, epochs: int, loss_keys: tuple[str, ...] = ("loss_epoch",)
                       ) -> tuple[list[dict[str, float]], dict[str, float], dict[str, float]]:
-    """Seed, build a crop model from the tiny set's data section and :func:`fit_and_validate`
-    it on val mAP and loss: (per-epoch losses, figures before, figures after)."""
-    data = tiny_crops(tiny_synth)
+    """Seed, build a model of person crops of the tiny set's PoseTrack18 videos and
+    :func:`fit_and_validate` it on val mAP and loss: (per-epoch losses, figures before, after)."""
+    data = {"dataset": "posetrack18", "root": str(tiny_synth / "posetrack18"), "synth_preset": None,
+            "input_size": [64, 48], "sigma": 1.5, "batch_size": 16, "num_workers": 0}
     L.seed_everything(0, verbose=False)
     datamodule = CropDataModule(data, "posetrack18")
     losses = EpochLosses(loss_keys)
