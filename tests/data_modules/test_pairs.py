@@ -18,7 +18,6 @@ from vidpose.formats.coco import write_coco
 from vidpose.keypoints import COCO17
 from vidpose.pose import Frame, Pose, PoseDataset
 
-NO_AUGMENT = {"flip": 0.0, "rotation": 0.0, "scale": 0.0, "color": False, "blur": 0.0, "noise": 0.0}
 LW, RW = COCO17.index["left_wrist"], COCO17.index["right_wrist"]
 
 
