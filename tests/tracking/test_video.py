@@ -1,9 +1,12 @@
 """Video input (frame folders and video files) and overlay output for `vidpose track`."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
+import imageio_ffmpeg
 import numpy as np
 import pytest
 
@@ -231,10 +234,6 @@ def test_real_posetrack_clip_opens_as_folder_and_file(fixtures):
 
 def _video_codec(path: Path) -> str:
     """The first video stream's codec name, as the ffmpeg that imageio-ffmpeg ships reads it."""
-    import subprocess
-
-    import imageio_ffmpeg
-
     probe = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
                            capture_output=True, text=True)
     streams = [line for line in probe.stderr.splitlines() if "Video:" in line]
@@ -251,8 +250,6 @@ def test_overlay_is_h264_which_browsers_and_wandb_play(tmp_path):
 
 
 def test_overlay_falls_back_to_mp4v_with_one_warning(tmp_path, monkeypatch):
-    import sys
-
     monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # as if the package were missing
     path = tmp_path / "fallback.mp4"
     with pytest.warns(UserWarning, match="no H.264 encoder") as warned:
