@@ -34,11 +34,13 @@ def small_model() -> Callable[..., SimpleBaseline]:
 
 @pytest.fixture()
 def quiet_trainer(tmp_path) -> Callable[..., L.Trainer]:
-    """A CPU Trainer without logger, checkpoints or progress bar, rooted in tmp_path."""
+    """A CPU Trainer without logger, checkpoints or progress bar, rooted in tmp_path (keyword
+    args add or override settings)."""
     def build(**kwargs: Any) -> L.Trainer:
-        return L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False,
-                         default_root_dir=str(tmp_path), **kwargs)
+        return L.Trainer(**{"accelerator": "cpu", "devices": 1, "logger": False,
+                            "enable_checkpointing": False, "enable_progress_bar": False,
+                            "enable_model_summary": False, "default_root_dir": str(tmp_path),
+                            **kwargs})
     return build
 
 

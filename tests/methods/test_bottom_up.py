@@ -67,10 +67,10 @@ def test_poses_map_back_through_the_letterbox():
     assert back.score == pytest.approx(0.7)
 
 
-def test_ground_truth_scores_100_on_both_sets_and_shifts_score_less(tiny_synth, tmp_path):
+def test_ground_truth_scores_100_on_both_sets_and_shifts_score_less(tiny_synth, quiet_trainer,
+                                                                     tmp_path):
     module, datamodule = GroundTruthDecoders(), _datamodule(tiny_synth, crowded=True)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, default_root_dir=str(tmp_path))
+    trainer = quiet_trainer()
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule)[0].items()}
     metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     assert metrics["val/AP"] == pytest.approx(100.0)
@@ -102,14 +102,13 @@ def _real_layout(source: Path, annotations: str, root: Path) -> Path:
     return root
 
 
-def test_real_coco_and_ochuman_are_scored_through_the_same_path(fixtures, tmp_path):
+def test_real_coco_and_ochuman_are_scored_through_the_same_path(fixtures, quiet_trainer, tmp_path):
     coco = _real_layout(fixtures / "coco", "test_coco.json", tmp_path / "coco")
     ochuman = _real_layout(fixtures / "ochuman", "test_ochuman.json", tmp_path / "ochuman")
     datamodule = ImageDataModule({"dataset": "coco", "root": str(coco), "synth_preset": None,
                                   "crowded_root": str(ochuman), "input_size": [256, 256],
                                   "batch_size": 4, "num_workers": 0})
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
-                        enable_checkpointing=False, default_root_dir=str(tmp_path))
+    trainer = quiet_trainer()
     trainer.validate(GroundTruthDecoders(), datamodule=datamodule, verbose=False)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     assert len(datamodule.val_data.frames) == 4 and len(datamodule.crowded_data.frames) == 3

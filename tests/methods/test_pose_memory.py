@@ -6,6 +6,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from learning import fit_and_validate
 
 from vidpose.config import compose
 from vidpose.data_modules.track_clips import TrackClipDataModule
@@ -132,15 +133,9 @@ def test_memory_model_learns_on_tiny_synthetic_videos(tiny_synth, tmp_path):
     L.seed_everything(0, verbose=False)
     datamodule = TrackClipDataModule(data, "posetrack18")
     model = PoseMemory({**MODEL, "deconv_filters": 64}, data)
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False,
-                        default_root_dir=str(tmp_path), max_epochs=8, num_sanity_val_steps=0,
-                        check_val_every_n_epoch=8)
-    trainer.validate(model, datamodule=datamodule, verbose=False)
-    before = float(trainer.callback_metrics["val/mAP"])
     alpha = float(model.read.alpha)
-    trainer.fit(model, datamodule=datamodule)
-    after = float(trainer.callback_metrics["val/mAP"])
+    before, after = (figures["val/mAP"]
+                     for figures in fit_and_validate(model, datamodule, tmp_path, 8, ("val/mAP",)))
     assert after > max(15.0, before + 10.0)
     assert float(model.read.alpha) != pytest.approx(alpha, abs=1e-4)  # the read was trained
     files = sorted(p.name for p in (tmp_path / "predictions" / "val").glob("*.json"))

@@ -95,13 +95,11 @@ class Checks(L.Callback):
         self.lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
 
-def test_training_step_with_manual_optimisation_and_checkpoint_round_trip(tmp_path):
+def test_training_step_with_manual_optimisation_and_checkpoint_round_trip(quiet_trainer, tmp_path):
     model = _model(lstm2=True, lr=1e-3, lr_steps=[1])
     before = copy.deepcopy(model.state_dict())
     checks = Checks()
-    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, max_epochs=2,
-                        limit_val_batches=0, default_root_dir=str(tmp_path), callbacks=[checks])
+    trainer = quiet_trainer(max_epochs=2, limit_val_batches=0, callbacks=[checks])
     loader = DataLoader([_sample(i) for i in range(4)], batch_size=2)
     trainer.fit(model, train_dataloaders=loader)
     assert trainer.global_step == 4  # one optimiser step per batch, however many chunks

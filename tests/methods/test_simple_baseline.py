@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -209,13 +208,11 @@ def test_checkpoint_rebuilds_the_model(small_model, plain_crops, quiet_trainer, 
 
 
 @pytest.mark.slow
-def test_two_process_validation_equals_one(small_model, plain_crops, tmp_path):
+def test_two_process_validation_equals_one(small_model, plain_crops, quiet_trainer, tmp_path):
     single_root, ddp_root = tmp_path / "one", tmp_path / "two"
     results = {}
     for root, devices, strategy in ((single_root, 1, "auto"), (ddp_root, 2, "ddp_spawn")):
-        trainer = L.Trainer(accelerator="cpu", devices=devices, strategy=strategy, logger=False,
-                            enable_checkpointing=False, enable_progress_bar=False,
-                            enable_model_summary=False, default_root_dir=str(root))
+        trainer = quiet_trainer(devices=devices, strategy=strategy, default_root_dir=str(root))
         # 13 crops: DistributedSampler gives the second process a repeated one.
         trainer.validate(small_model(cls=Oracle), datamodule=type(plain_crops)(repeat_first=True))
         results[devices] = float(trainer.callback_metrics["val/mAP"])
