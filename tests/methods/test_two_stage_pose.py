@@ -137,26 +137,28 @@ def test_mirrored_offsets_flip_back_exactly(crop_width):
     assert not torch.allclose(of_mirror[:, left_wrist], own[:, left_wrist], atol=1e-2)
 
 
+def exact_maps(keypoints: Tensor, size) -> tuple[Tensor, Tensor]:
+    """A Gaussian heatmap at each joint of a crop of ``size`` and exact offsets at every cell."""
+    h, w = size[0] // 4, size[1] // 4
+    weight = torch.ones(keypoints.shape[:2])
+    on_map = torch.cat([keypoints[..., :2] / 4, weight[..., None]], -1)
+    offsets, _ = offset_targets(keypoints, weight, (h, w), 4, 1.0)
+    return render_heatmaps(on_map[:, None], (h, w), 1.5), offsets
+
+
 class OracleNet(nn.Module):
-    """Exact maps of known crop keypoints for the crop and for its mirror image: heatmap
-    logits of a Gaussian at each joint and exact offsets at every cell."""
+    """Exact maps of known crop keypoints for the crop and for its mirror image (heatmaps as
+    logits)."""
 
     def __init__(self, image: Tensor, keypoints: Tensor) -> None:
         super().__init__()
         self.image = image
-        width = image.shape[-1]
         mirrored = keypoints[:, POSETRACK18.flip_index].clone()
-        mirrored[..., 0] = width - 1 - mirrored[..., 0]
-        self.maps = {False: self._maps(keypoints, image.shape[-2:]),
-                     True: self._maps(mirrored, image.shape[-2:])}
-
-    @staticmethod
-    def _maps(keypoints: Tensor, size) -> tuple[Tensor, Tensor]:
-        h, w = size[0] // 4, size[1] // 4
-        on_map = torch.cat([keypoints[..., :2] / 4, torch.ones_like(keypoints[..., :1])], -1)
-        logits = 12.0 * (render_heatmaps(on_map[:, None], (h, w), 1.5) - 0.5)
-        offsets, _ = offset_targets(keypoints, torch.ones(keypoints.shape[:2]), (h, w), 4, 1.0)
-        return logits, offsets
+        mirrored[..., 0] = image.shape[-1] - 1 - mirrored[..., 0]
+        self.maps = {}
+        for mirror, points in ((False, keypoints), (True, mirrored)):
+            heatmaps, offsets = exact_maps(points, image.shape[-2:])
+            self.maps[mirror] = (12.0 * (heatmaps - 0.5), offsets)
 
     def forward(self, image: Tensor) -> list[tuple[Tensor, Tensor]]:
         mirror = not torch.equal(image, self.image)
@@ -238,11 +240,7 @@ class Oracle(TwoStagePose):
         super()._evaluation_step(batch, stage)
 
     def _test_time(self, output, crops):
-        h, w = crops.shape[-2] // 4, crops.shape[-1] // 4
-        weight = torch.ones(self._keypoints.shape[:2])
-        on_map = torch.cat([self._keypoints[..., :2] / 4, weight[..., None]], -1)
-        offsets, _ = offset_targets(self._keypoints, weight, (h, w), 4, 1.0)
-        return render_heatmaps(on_map[:, None], (h, w), 1.5), offsets
+        return exact_maps(self._keypoints, crops.shape[-2:])
 
 
 def test_validation_scores_and_writes_eq7_keypoints(plain_crops, quiet_trainer, tmp_path):
