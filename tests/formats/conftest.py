@@ -1,4 +1,4 @@
-"""Helpers for the format tests: the real fixtures folder, small records, record comparison."""
+"""Helpers for the format tests: small records and record comparison."""
 from __future__ import annotations
 
 import numpy as np
@@ -45,13 +45,6 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
-def assert_same_pose(a: Pose, b: Pose, *, ignore: tuple[str, ...] = ()) -> None:
-    for name in Pose.__dataclass_fields__:
-        if name not in ignore:
-            assert _same_value(getattr(a, name), getattr(b, name)), (name, getattr(a, name),
-                                                                     getattr(b, name))
-
-
 @pytest.fixture()
 def assert_same_frames():
     """``assert_same_frames(got, expected, ignore=(pose fields...))``: field-by-field equality."""
@@ -63,5 +56,7 @@ def assert_same_frames():
                     assert _same_value(getattr(f, name), getattr(g, name)), (name, f.image_id)
             assert len(f.poses) == len(g.poses)
             for p, q in zip(f.poses, g.poses):
-                assert_same_pose(p, q, ignore=ignore)
+                for name in (n for n in Pose.__dataclass_fields__ if n not in ignore):
+                    assert _same_value(getattr(p, name), getattr(q, name)), (name, getattr(p, name),
+                                                                             getattr(q, name))
     return check
