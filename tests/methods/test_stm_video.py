@@ -19,13 +19,17 @@ SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epo
           "data.input_size=[64,80]", "init_from=null"]
 
 
-def test_infer_writes_detections_for_every_frame_of_every_video(quick_overrides, tmp_path, capsys):
-    args = quick_overrides + SHRINK
-    assert main(["train", "stm_t3_c1_finetune", *args]) == 0
-    ckpt = next((tmp_path / "runs" / "stm_t3_c1_finetune").glob("*/checkpoints/last.ckpt"))
+def _train_and_infer(name: str, args: list[str], tmp_path, capsys):
+    """`vidpose train` then `vidpose infer` ``name``: (what infer printed, its --out folder)."""
+    assert main(["train", name, *args]) == 0
+    ckpt = next((tmp_path / "runs" / name).glob("*/checkpoints/last.ckpt"))
     out = tmp_path / "infer"
-    assert main(["infer", "stm_t3_c1_finetune", *args, "--ckpt", str(ckpt), "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    assert main(["infer", name, *args, "--ckpt", str(ckpt), "--out", str(out)]) == 0
+    return capsys.readouterr().out, out
+
+
+def test_infer_writes_detections_for_every_frame_of_every_video(quick_overrides, tmp_path, capsys):
+    printed, out = _train_and_infer("stm_t3_c1_finetune", quick_overrides + SHRINK, tmp_path, capsys)
     assert "val/f1" in printed and "val/recall" in printed
     root = next(a.split("=", 1)[1] for a in quick_overrides if a.startswith("data.root="))
     gt_dir = Path(root) / "annotations" / "val"
@@ -52,13 +56,8 @@ def test_infer_refuses_experiments_without_video_inference(quick_overrides, tmp_
 
 def test_infer_scores_the_maps_of_the_variants_without_keypoints(quick_overrides, tmp_path, capsys):
     """Tables 1-2 (skeleton map, edges): pixel P/R/F1 over whole videos, no keypoint files."""
-    args = quick_overrides + SHRINK
-    assert main(["train", "stm_t2_edges_pretrain_posetrack", *args]) == 0
-    ckpt = next((tmp_path / "runs" / "stm_t2_edges_pretrain_posetrack").glob("*/checkpoints/last.ckpt"))
-    out = tmp_path / "infer"
-    assert main(["infer", "stm_t2_edges_pretrain_posetrack", *args, "--ckpt", str(ckpt),
-                 "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+    printed, out = _train_and_infer("stm_t2_edges_pretrain_posetrack", quick_overrides + SHRINK,
+                                    tmp_path, capsys)
     assert "val/pixel_f1" in printed and "val/f1 " not in printed
     assert not list((out / "predictions" / "val").glob("*.json"))
 
