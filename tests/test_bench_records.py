@@ -8,8 +8,16 @@ from pathlib import Path
 import pytest
 
 from vidpose import bench
-from vidpose.bench import (BENCH_GOALS, BenchGoal, goal_rows, load_records, missing_records,
-                           performance_section, record, run_all)
+from vidpose.bench import (
+    BENCH_GOALS,
+    BenchGoal,
+    goal_rows,
+    load_records,
+    missing_records,
+    performance_section,
+    record,
+    run_all,
+)
 from vidpose.cli import main
 from vidpose.errors import InputError
 

@@ -7,8 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from vidpose.decode import (crop_to_image, decode_heatmaps, flip_back, heatmap_peaks,
-                            heatmap_to_crop, oks, oks_nms)
+from vidpose.decode import (
+    crop_to_image,
+    decode_heatmaps,
+    flip_back,
+    heatmap_peaks,
+    heatmap_to_crop,
+    oks,
+    oks_nms,
+)
 from vidpose.keypoints import POSETRACK18
 from vidpose.pose import Pose
 from vidpose.targets import render_heatmaps

@@ -4,7 +4,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vidpose.keypoints import BODY19, COCO17, POSETRACK18, convert, flip_keypoints, get_schema, schema_from_names
+from vidpose.keypoints import (
+    BODY19,
+    COCO17,
+    POSETRACK18,
+    convert,
+    flip_keypoints,
+    get_schema,
+    schema_from_names,
+)
 
 
 def test_orders_match_the_datasets():

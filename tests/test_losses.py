@@ -9,10 +9,21 @@ import pytest
 import torch
 
 import vidpose.losses
-from vidpose.losses import (ae_loss, center_l1, centernet_focal_loss, correlation_loss,
-                            cpn_loss, heatmap_bce_loss, joints_mse_loss, keypoint_cells,
-                            map_loss, offset_l1_loss, refinement_loss, siamese_loss,
-                            stm_focal_loss)
+from vidpose.losses import (
+    ae_loss,
+    center_l1,
+    centernet_focal_loss,
+    correlation_loss,
+    cpn_loss,
+    heatmap_bce_loss,
+    joints_mse_loss,
+    keypoint_cells,
+    map_loss,
+    offset_l1_loss,
+    refinement_loss,
+    siamese_loss,
+    stm_focal_loss,
+)
 from vidpose.methods.assoc_embedding import AssocEmbeddingConfig
 from vidpose.methods.two_stage_pose import offset_targets
 

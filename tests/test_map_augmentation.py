@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from vidpose.data_modules.map_augmentation import (
+    MapAugmentationConfig,
+    check_map_augmentation,
+    jitter_keypoints,
+    preview_map_augmentation,
+    render_memory_maps,
+)
 from vidpose.errors import ConfigError
 from vidpose.keypoints import COCO17
-from vidpose.data_modules.map_augmentation import (MapAugmentationConfig, check_map_augmentation, jitter_keypoints,
-                                      preview_map_augmentation, render_memory_maps)
-from vidpose.targets import (render_gaussian_peaks, render_heatmaps, render_limb_maps,
-                             render_segment_peaks)
+from vidpose.targets import render_gaussian_peaks, render_heatmaps, render_limb_maps, render_segment_peaks
 
 SIZE = (64, 64)
 SIGMA, LIMB_SIGMA = 1.5, 1.0

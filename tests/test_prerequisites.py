@@ -9,8 +9,7 @@ import pytest
 from vidpose.cli import main
 from vidpose.config import compose
 from vidpose.errors import InputError
-from vidpose.run.prerequisites import (inherited_overrides, missing_prerequisites,
-                                       resolve_run_reference)
+from vidpose.run.prerequisites import inherited_overrides, missing_prerequisites, resolve_run_reference
 
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
           "data.input_size=[64,48]"]

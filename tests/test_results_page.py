@@ -15,11 +15,31 @@ import yaml
 from omegaconf import OmegaConf
 
 from vidpose.cli import main
-from vidpose.config import alias_target, compose, list_experiments, experiments_dir
-from vidpose.results import (COUNT_EXACT, EXPERIMENTS, GOALS, LEFT_OUT, NO_RUN, NOT_MEASURABLE,
-                             NOT_SHOWN, SHOWN, TABLES, Comparison, Figure, Goal, Measured,
-                             PaperTable, finished_run, goal_status, page, persons_counted_exactly,
-                             train_experiment, train_missing, verdict, write_page)
+from vidpose.config import alias_target, compose, experiments_dir, list_experiments
+from vidpose.results import (
+    COUNT_EXACT,
+    EXPERIMENTS,
+    GOALS,
+    LEFT_OUT,
+    NO_RUN,
+    NOT_MEASURABLE,
+    NOT_SHOWN,
+    SHOWN,
+    TABLES,
+    Comparison,
+    Figure,
+    Goal,
+    Measured,
+    PaperTable,
+    finished_run,
+    goal_status,
+    page,
+    persons_counted_exactly,
+    train_experiment,
+    train_missing,
+    verdict,
+    write_page,
+)
 from vidpose.run import train
 from vidpose.run.folders import FINISHED_FILE
 from vidpose.run.prerequisites import missing_prerequisites

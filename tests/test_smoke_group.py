@@ -12,7 +12,6 @@ from vidpose.errors import ConfigError
 from vidpose.run import train
 from vidpose.run.prerequisites import inherited_overrides
 
-
 # One experiment of each method family at the paper scale too (whose blocks the group follows).
 PAPER_SCALE = ("simple_baseline", "centernet", "rnn_association", "memory_t2_coda",
                "stm_t3_c1_pretrain", "correspondence_t7_full", "correspondence_siamese")

@@ -12,8 +12,15 @@ import torch
 from lightning.pytorch.strategies import DDPStrategy
 
 from vidpose.callbacks import distribution
-from vidpose.callbacks.distribution import (ChannelsLast, CpuBf16, choose_precision, cpu_bf16,
-                                            device_count, to_channels_last, trainer_kwargs)
+from vidpose.callbacks.distribution import (
+    ChannelsLast,
+    CpuBf16,
+    choose_precision,
+    cpu_bf16,
+    device_count,
+    to_channels_last,
+    trainer_kwargs,
+)
 from vidpose.errors import ConfigError
 from vidpose.methods import METHODS, get_method
 

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from vidpose.data_modules.boxes import (BoxDataModule, centernet_targets, frame_boxes,
-                                        gaussian_radius, transform_boxes)
+from vidpose.data_modules.boxes import (
+    BoxDataModule,
+    centernet_targets,
+    frame_boxes,
+    gaussian_radius,
+    transform_boxes,
+)
 from vidpose.data_modules.transforms import apply_affine, invert_affine, letterbox
 from vidpose.errors import ConfigError
 from vidpose.keypoints import POSETRACK18

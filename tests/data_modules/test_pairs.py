@@ -11,8 +11,7 @@ import torch
 from vidpose.data_modules.config import PairConfig
 from vidpose.data_modules.pairs import PairDataModule, make_pair, pair_affine
 from vidpose.data_modules.sequences import step_affine
-from vidpose.data_modules.transforms import (IMAGENET_MEAN, IMAGENET_STD, apply_affine,
-                                             invert_affine)
+from vidpose.data_modules.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_affine, invert_affine
 from vidpose.errors import ConfigError
 from vidpose.formats.coco import write_coco
 from vidpose.keypoints import COCO17

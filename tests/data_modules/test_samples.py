@@ -8,8 +8,7 @@ import pytest
 from vidpose.data_modules.boxes import BoxDataModule, BoxSample
 from vidpose.data_modules.clips import ClipDataModule
 from vidpose.data_modules.crops import CropDataModule, CropSample
-from vidpose.data_modules.frames import (ClipSample, FrameDataModule, FrameSample,
-                                         MemoryMapsClipSample)
+from vidpose.data_modules.frames import ClipSample, FrameDataModule, FrameSample, MemoryMapsClipSample
 from vidpose.data_modules.pairs import PairDataModule, PairSample
 from vidpose.data_modules.sequences import SequenceDataModule
 from vidpose.data_modules.track_clips import TrackClipDataModule, TrackClipSample, VideoSample

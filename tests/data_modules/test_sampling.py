@@ -9,8 +9,12 @@ import torch
 from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
 from torch.utils.data import Dataset
 
-from vidpose.data_modules.sampling import (ResumableDataLoader, ResumableSampler, SeededSamples,
-                                           training_loader)
+from vidpose.data_modules.sampling import (
+    ResumableDataLoader,
+    ResumableSampler,
+    SeededSamples,
+    training_loader,
+)
 
 
 def _indices(pairs) -> list[int]:

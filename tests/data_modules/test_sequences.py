@@ -10,8 +10,14 @@ import torch
 from vidpose.data_modules.clips import ClipDataModule
 from vidpose.data_modules.config import SequenceConfig
 from vidpose.data_modules.sequences import SequenceDataModule, sequence_affines, step_affine
-from vidpose.data_modules.transforms import (IMAGENET_MEAN, IMAGENET_STD, apply_affine,
-                                             compose_affine, invert_affine, letterbox)
+from vidpose.data_modules.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    apply_affine,
+    compose_affine,
+    invert_affine,
+    letterbox,
+)
 from vidpose.errors import ConfigError, InputError
 from vidpose.keypoints import COCO17, POSETRACK18
 

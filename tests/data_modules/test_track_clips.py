@@ -13,8 +13,7 @@ from vidpose.crowd import persons_per_frame
 from vidpose.data_modules.crops import person_box
 from vidpose.data_modules.datasets import as_data_config
 from vidpose.data_modules.sources import load_split
-from vidpose.data_modules.track_clips import (TrackClipDataModule, TrackClipDataset,
-                                              VideoDataset, track_clips)
+from vidpose.data_modules.track_clips import TrackClipDataModule, TrackClipDataset, VideoDataset, track_clips
 from vidpose.data_modules.transforms import apply_affine, box_to_center_size, invert_affine
 from vidpose.errors import ConfigError
 from vidpose.keypoints import POSETRACK18

@@ -7,8 +7,16 @@ import torch
 
 from vidpose.data_modules.config import AugmentConfig
 from vidpose.data_modules.transforms import (
-    IMAGENET_MEAN, IMAGENET_STD, CropTransform, FrameTransform, apply_affine, box_to_center_size,
-    crop_affine, invert_affine, letterbox, normalize,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CropTransform,
+    FrameTransform,
+    apply_affine,
+    box_to_center_size,
+    crop_affine,
+    invert_affine,
+    letterbox,
+    normalize,
 )
 from vidpose.keypoints import POSETRACK18, flip_keypoints
 

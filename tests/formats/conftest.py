@@ -6,6 +6,7 @@ import pytest
 
 from vidpose.pose import Frame, Pose
 
+
 def _pose(seed: int, *, track_id: int = -1, head: bool = False) -> Pose:
     """A ground-truth pose inside a 64x48 image, ears unlabelled, one occluded joint."""
     rng = np.random.default_rng(seed)

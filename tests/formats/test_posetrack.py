@@ -6,7 +6,9 @@ import pytest
 
 from vidpose.errors import InputError
 from vidpose.formats.posetrack import (
-    read_posetrack, write_posetrack_predictions, write_posetrack_video,
+    read_posetrack,
+    write_posetrack_predictions,
+    write_posetrack_video,
 )
 from vidpose.keypoints import COCO17, POSETRACK18
 from vidpose.pose import PoseDataset

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from pycocotools.cocoeval import COCOeval
 
-from vidpose.formats.cocostyle import coco_index
 from vidpose.formats.coco import read_coco
+from vidpose.formats.cocostyle import coco_index
 from vidpose.formats.results import read_coco_results, write_coco_results
 from vidpose.pose import Frame, Pose
 

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import lightning as L
 import pytest
-from learning import fit_and_validate
 import torch
+from learning import fit_and_validate
 from torch.utils.data import DataLoader
 
 from vidpose.data_modules.pairs import PairDataModule
 from vidpose.errors import ConfigError
 from vidpose.losses import siamese_loss
 from vidpose.methods.correspondence import KeypointCorrespondence, argmax_cells
-from vidpose.nn.correspondence import (CALIBRATION_LEVELS, AffinityCalibration, nearest_cell,
-                                       values_at)
+from vidpose.nn.correspondence import CALIBRATION_LEVELS, AffinityCalibration, nearest_cell, values_at
 
 SMALL = {"width": 0.125, "lr": 1e-3}
 DATA = {"input_size": [64, 48]}

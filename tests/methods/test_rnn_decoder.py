@@ -14,8 +14,7 @@ from vidpose.codec import HeatmapCodec
 from vidpose.config import compose, list_experiments
 from vidpose.errors import ConfigError, InputError
 from vidpose.methods.assoc_embedding import AssociativeEmbedding
-from vidpose.methods.rnn_decoder import (RNNPoseDecoder, emit_persons, heatmaps_to_poses,
-                                         refine_persons)
+from vidpose.methods.rnn_decoder import RNNPoseDecoder, emit_persons, heatmaps_to_poses, refine_persons
 from vidpose.nn.rnn_decoder import PoseRefinerLSTM
 
 DATA = {"input_size": [32, 48], "heatmap_stride": 4, "sigma": 1.5, "max_persons": 4}

@@ -2,15 +2,25 @@
 from __future__ import annotations
 
 import math
+
 import pytest
 import torch
 from rnn_scripted import ScriptedDecoder
 from torch import Tensor
 
 from vidpose.methods.rnn_decoder import emit_persons, refine_persons
-from vidpose.methods.rnn_loss import (TrainingOptions, chunk_loss, eligible_steps, heatmap_cost,
-                                      heatmap_l2, match_persons, order_persons, predicted_count,
-                                      stop_targets, within_image_batching)
+from vidpose.methods.rnn_loss import (
+    TrainingOptions,
+    chunk_loss,
+    eligible_steps,
+    heatmap_cost,
+    heatmap_l2,
+    match_persons,
+    order_persons,
+    predicted_count,
+    stop_targets,
+    within_image_batching,
+)
 from vidpose.nn.rnn_decoder import PoseDecoderLSTM, PoseRefinerLSTM, RunningNorm
 from vidpose.targets import render_heatmaps
 

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from learning import fit_on_tiny_crops
+
 from vidpose.methods.simple_baseline import SimpleBaseline
 
 

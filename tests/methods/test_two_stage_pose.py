@@ -18,8 +18,13 @@ from vidpose.formats.posetrack import write_posetrack_video
 from vidpose.keypoints import POSETRACK18
 from vidpose.losses import heatmap_bce_loss
 from vidpose.methods import METHODS, get_datamodule_cls
-from vidpose.methods.two_stage_pose import (TwoStagePose, TwoStagePoseConfig, decode_offsets,
-                                            flip_back_offsets, offset_targets)
+from vidpose.methods.two_stage_pose import (
+    TwoStagePose,
+    TwoStagePoseConfig,
+    decode_offsets,
+    flip_back_offsets,
+    offset_targets,
+)
 from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.nn.inception_bn import GoogLeNetBN
 from vidpose.targets import render_heatmaps

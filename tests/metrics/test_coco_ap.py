@@ -16,10 +16,16 @@ import torch.multiprocessing as mp
 from vidpose.formats.results import write_coco_results
 from vidpose.keypoints import COCO17, POSETRACK18
 from vidpose.metrics.coco_ap import (
-    DICT_SOURCE, STAT_NAMES, CocoKeypointAP, detect_dataset, evaluate_coco, format_coco_table,
+    DICT_SOURCE,
+    STAT_NAMES,
+    CocoKeypointAP,
+    detect_dataset,
+    evaluate_coco,
+    format_coco_table,
     read_ground_truth,
 )
 from vidpose.pose import Frame, Pose
+
 
 def _write(path: Path, data) -> Path:
     path.write_text(json.dumps(data))

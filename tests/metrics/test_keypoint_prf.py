@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from vidpose.formats.posetrack import read_posetrack
-from vidpose.metrics.keypoint_prf import (KeypointPRF, keypoint_match_counts, peaks_from_maps)
+from vidpose.metrics.keypoint_prf import KeypointPRF, keypoint_match_counts, peaks_from_maps
 from vidpose.targets import render_heatmaps
-
 
 
 def _gt(*points_per_joint):

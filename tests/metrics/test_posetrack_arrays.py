@@ -17,10 +17,15 @@ from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
 from vidpose.formats.posetrack import VideoArrays
 from vidpose.metrics.posetrack import evaluate_videos
-from vidpose.metrics.posetrack_inputs import (NUM_JOINTS, EvalFrame, EvalVideo, inside_regions,
-                                             read_eval_arrays, read_eval_file)
-from vidpose.metrics.posetrack_reference import (evaluate_reference, random_videos,
-                                                 write_posetrack18_set)
+from vidpose.metrics.posetrack_inputs import (
+    NUM_JOINTS,
+    EvalFrame,
+    EvalVideo,
+    inside_regions,
+    read_eval_arrays,
+    read_eval_file,
+)
+from vidpose.metrics.posetrack_reference import evaluate_reference, random_videos, write_posetrack18_set
 
 CONFORMANCE = Path(__file__).resolve().parents[2].parent / "shared" / "conformance" / "posetrack_eval"
 

@@ -15,8 +15,7 @@ from vidpose.formats.cocostyle import category_record
 from vidpose.formats.posetrack17 import SLOT_OF_ID
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import evaluate_posetrack, evaluate_videos, voc_ap
-from vidpose.metrics.posetrack_inputs import (POSEVAL_FROM_POSETRACK18, inside_polygon,
-                                              read_eval_file)
+from vidpose.metrics.posetrack_inputs import POSEVAL_FROM_POSETRACK18, inside_polygon, read_eval_file
 from vidpose.metrics.posetrack_reference import evaluate_reference, random_videos
 
 CONFORMANCE = Path(__file__).resolve().parents[2] / ".." / "shared" / "conformance" / "posetrack_eval"

@@ -7,9 +7,15 @@ import math
 import pytest
 import torch
 
-from vidpose.nn.correspondence import (AffinityRefinement, CorrespondenceNet, SiameseMatching,
-                                       affinity_targets, cell_to_input, input_to_cell,
-                                       nearest_cell)
+from vidpose.nn.correspondence import (
+    AffinityRefinement,
+    CorrespondenceNet,
+    SiameseMatching,
+    affinity_targets,
+    cell_to_input,
+    input_to_cell,
+    nearest_cell,
+)
 
 K = 17
 

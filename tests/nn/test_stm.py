@@ -9,8 +9,14 @@ from torch import nn
 
 from vidpose.keypoints import POSETRACK18
 from vidpose.nn.resnet import resnet
-from vidpose.nn.stm import (STM, FrozenBatchNorm2d, load_imagenet_encoders, load_official_stm,
-                            num_maps_for, read_weights)
+from vidpose.nn.stm import (
+    STM,
+    FrozenBatchNorm2d,
+    load_imagenet_encoders,
+    load_official_stm,
+    num_maps_for,
+    read_weights,
+)
 
 NUM_K, NUM_E = POSETRACK18.num_keypoints, len(POSETRACK18.limbs)
 

@@ -13,7 +13,6 @@ from vidpose.config import canonical_name, compose, list_experiments
 from vidpose.errors import InputError
 from vidpose.run import train
 
-
 SHRINK = ["trainer.max_steps=2", "trainer.limit_val_batches=1", "trainer.max_epochs=1",
           "data.input_size=[64,48]"]
 

@@ -11,8 +11,8 @@ from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.pose import Pose
-from vidpose.tracking.flow import FlowCue
 from vidpose.tracking.cues import TRACKER_CUES, Cue, IoUCue, OKSCue, make_cue
+from vidpose.tracking.flow import FlowCue
 from vidpose.tracking.greedy import GreedyTracker, track_frames
 from vidpose.tracking.reid import ReIDCue
 from vidpose.tracking.similarity import box_iou
