@@ -11,9 +11,9 @@ from vidpose.formats.posetrack import read_posetrack, write_posetrack_video
 from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import evaluate_posetrack
 from vidpose.pose import Pose
-from vidpose.tracking.cues import TRACKER_CUES, Cue, IoUCue, OKSCue, make_cue
+from vidpose.tracking.cues import CUES, Cue, IoUCue, OKSCue, make_cue
 from vidpose.tracking.flow import FlowCue
-from vidpose.tracking.greedy import GreedyTracker, track_frames
+from vidpose.tracking.greedy import GreedyTracker
 from vidpose.tracking.reid import ReIDCue
 from vidpose.tracking.similarity import box_iou
 
@@ -63,7 +63,8 @@ def test_ground_truth_poses_without_ids_are_tracked_without_switches(tiny_synth,
         write_posetrack_video(tmp_path / "gt" / f"{video}.json", frames, video=video)
         anonymous = [dataclasses.replace(f, poses=[dataclasses.replace(p, track_id=-1) for p in f.poses])
                      for f in frames]
-        tracked = track_frames(anonymous, GreedyTracker("iou", 0.3, max_age=2))
+        tracker = GreedyTracker("iou", 0.3, max_age=2)
+        tracked = [dataclasses.replace(f, poses=tracker.update(f.poses)) for f in anonymous]
         # Written as predictions, the visibility flags serve as the joints' scores.
         write_posetrack_video(tmp_path / "pred" / f"{video}.json", tracked, video=video,
                               predictions=True)
@@ -138,7 +139,7 @@ def test_the_cue_sees_the_frame_without_its_duplicates():
 
 
 def test_make_cue_builds_the_table_rows_and_names_the_known_ones():
-    assert TRACKER_CUES == ("oks", "flow", "reid", "correspondence", "iou")
+    assert tuple(CUES) == ("oks", "flow", "reid", "correspondence", "iou")
     assert isinstance(make_cue("iou"), IoUCue)
     assert isinstance(make_cue("oks", POSETRACK18.sigmas), OKSCue)
     flow = make_cue("flow", POSETRACK18.sigmas, scale=0.25)

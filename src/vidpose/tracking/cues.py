@@ -69,7 +69,6 @@ CUES: dict[str, Callable[..., Cue]] = {
     "correspondence": lambda sigmas, **options: CorrespondenceCue(**options),
     "iou": lambda sigmas, **options: IoUCue(**options),
 }
-TRACKER_CUES = tuple(CUES)
 
 
 def make_cue(name: str, sigmas: np.ndarray | None = None, **options: Any) -> Cue:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vidpose.callbacks.matching import greedy_pairs
-from vidpose.pose import Frame, Pose
+from vidpose.pose import Pose
 from vidpose.tracking.cues import Cue, make_cue
 
 
@@ -95,8 +95,3 @@ class GreedyTracker:
         self.cue.end(out)
         self._frame += 1
         return out
-
-
-def track_frames(frames: list[Frame], tracker: GreedyTracker) -> list[Frame]:
-    """A video's frames (in order) with every pose given a track id by ``tracker``."""
-    return [dataclasses.replace(frame, poses=tracker.update(frame.poses)) for frame in frames]
