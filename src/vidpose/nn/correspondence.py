@@ -46,11 +46,6 @@ def input_to_cell(points: Tensor, stride: float) -> Tensor:
     return (points + 0.5) / stride - 0.5
 
 
-def cell_to_input(cells: Tensor, stride: float) -> Tensor:
-    """Map coordinates (..., 2) -> the input pixel at those cells' centres."""
-    return (cells + 0.5) * stride - 0.5
-
-
 def nearest_cell(points: Tensor, stride: float, size: Sequence[int]) -> Tensor:
     """The (u, v) cell (..., 2) long that holds each input point, clamped to an (h, w) map."""
     cells = torch.floor((points + 0.5) / stride).long()
@@ -285,7 +280,7 @@ class CorrespondenceNet(nn.Module):
         no refinement module. ``features1``/``features2`` (1, C, h, w), from
         :meth:`features`, skip recomputing a frame's features. Switches the net to eval
         mode. Cell (u, v) of a map is input pixel ((u + 0.5) stride - 0.5, (v + 0.5)
-        stride - 0.5) (:func:`cell_to_input`).
+        stride - 0.5).
         """
         self.eval()
         f1 = self.features(image1[None]) if features1 is None else features1

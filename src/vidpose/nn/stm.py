@@ -30,11 +30,6 @@ from torch import Tensor, nn
 from vidpose.errors import InputError
 from vidpose.nn.resnet import read_state_dict, resnet
 
-STRIDE = 16  # res4, where keys and values live
-
-# Map channels per variant of the memory input and decoder output (see num_maps_for).
-VARIANTS = ("skeleton_map", "skeletons", "edges")
-
 
 def num_maps_for(variant: str, num_keypoints: int, num_limbs: int) -> int:
     """Map channels of a paper variant: the memory encoder's extra inputs and the outputs.
@@ -47,7 +42,7 @@ def num_maps_for(variant: str, num_keypoints: int, num_limbs: int) -> int:
     counts = {"skeleton_map": 1, "skeletons": 1 + num_keypoints + num_limbs,
               "edges": 1 + num_limbs}
     if variant not in counts:
-        raise ValueError(f"unknown STM variant {variant!r}; known: {', '.join(VARIANTS)}")
+        raise ValueError(f"unknown STM variant {variant!r}; known: {', '.join(counts)}")
     return counts[variant]
 
 
@@ -297,14 +292,6 @@ _OFFICIAL_PREFIXES = {
 _OFFICIAL_RGB, _OFFICIAL_MASK = "Encoder_M.conv1.weight", "Encoder_M.conv1_m.weight"
 
 
-def _official_name(key: str) -> str | None:
-    """Our name for an official STM key, or None for keys with no counterpart here."""
-    for prefix, ours in _OFFICIAL_PREFIXES.items():
-        if key.startswith(prefix):
-            return ours + key[len(prefix):]
-    return None
-
-
 def load_official_stm(model: STM, path: str | Path) -> dict[str, list[str]]:
     """Load official STM weights (``seoungwugoh/STM``, ResNet-50) into ``model``.
 
@@ -327,7 +314,8 @@ def load_official_stm(model: STM, path: str | Path) -> dict[str, list[str]]:
     own = model.state_dict()
     values, sources = {}, {}
     for key, value in state.items():
-        ours = _official_name(key)
+        ours = next((o + key[len(p):] for p, o in _OFFICIAL_PREFIXES.items() if key.startswith(p)),
+                    None)
         if ours is not None and ours in own:
             values[ours], sources[ours] = value, key
     widened = []
