@@ -17,7 +17,7 @@ import os
 import posixpath
 from itertools import chain
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -25,9 +25,6 @@ from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json
 from vidpose.keypoints import COCO17, POSETRACK18, Schema, schema_from_names
 from vidpose.pose import Frame, Pose
-
-if TYPE_CHECKING:  # pycocotools (and the urllib it imports) only where an index is built
-    from pycocotools.coco import COCO
 
 PERSON_CATEGORY = 1
 TOP_LEVEL_KEYS = ("images", "annotations", "categories")
@@ -48,8 +45,7 @@ def is_int64(value: Any) -> bool:
 
 
 def is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float, np.integer, np.floating))
-            and not isinstance(value, (bool, np.bool_)) and math.isfinite(value))
+    return _is_number_type(value) and math.isfinite(value)
 
 
 def record_name(kind: str, record: dict, index: int) -> str:
@@ -244,9 +240,7 @@ def _check_keypoints(keypoints: np.ndarray, frames: list[Frame], records: list[s
 
     Rows with ``is_label`` False are predictions: their joints may leave the image.
     """
-    finite = np.isfinite(keypoints).all(axis=2)
-    flag_ok = np.isin(keypoints[..., 2], VISIBILITY_FLAGS)
-    bad = ~(finite & flag_ok)
+    bad = ~(np.isfinite(keypoints).all(axis=2) & np.isin(keypoints[..., 2], VISIBILITY_FLAGS))
     if bad.any():
         n, k = np.argwhere(bad)[0]
         raise InputError(f"keypoint {schema.names[k]!r} is {keypoints[n, k].tolist()}; expected "
@@ -333,9 +327,9 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
     return poses
 
 
-def coco_index(data: dict) -> COCO:
+def coco_index(data: dict) -> Any:
     """A pycocotools ``COCO`` over an already-loaded dict, without its stdout chatter."""
-    from pycocotools.coco import COCO
+    from pycocotools.coco import COCO  # pycocotools (and the urllib it imports) only here
 
     coco = COCO()
     coco.dataset = data
@@ -394,14 +388,11 @@ def annotation_ids(poses: list[Pose]) -> list[int]:
     """
     start = max((p.ann_id for p in poses if p.ann_id is not None), default=0) + 1
     fresh = iter(range(start, start + len(poses)))
-    ids: list[int] = []
-    taken: set[int] = set()
+    taken: dict[int, None] = {}  # in pose order
     for pose in poses:
         kept = pose.ann_id is not None and pose.ann_id not in taken
-        ann_id = pose.ann_id if kept else next(fresh)
-        taken.add(ann_id)
-        ids.append(ann_id)
-    return ids
+        taken[pose.ann_id if kept else next(fresh)] = None
+    return list(taken)
 
 
 def box_of(pose: Pose) -> list[float]:
