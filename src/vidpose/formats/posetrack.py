@@ -285,13 +285,9 @@ def _video_arrays(data: object, name: str) -> tuple[Schema, VideoArrays]:
     if not _unique_ints(image_ids) or not _safe_file_names(file_names):
         raise _Irregular
     for key in ("width", "height"):
-        values = _column(images, key, None)
-        types = _types(values)
-        if types != {type(None)}:
-            if not types <= {int, type(None)}:
-                raise _Irregular
-            if min(v for v in values if v is not None) <= 0:
-                raise _Irregular
+        given = [v for v in _column(images, key, None) if v is not None]
+        if not _types(given) <= {int} or min(given, default=1) <= 0:
+            raise _Irregular
     if _types(_column(images, "is_labeled", True)) != {bool}:
         raise _Irregular
     xs, ys = _column(images, "ignore_regions_x", []), _column(images, "ignore_regions_y", [])
@@ -447,8 +443,7 @@ def write_posetrack_video(path: str | os.PathLike, frames: list[Frame], *, video
     if not frames:
         raise ValueError(f"video {video!r} has no frames; PoseTrack18 files need at least one")
     annotated = POSETRACK18.annotated_mask[:, None]
-    poses = [pose for frame in frames for pose in frame.poses]
-    ids = iter(annotation_ids(poses))
+    ids = iter(annotation_ids([pose for frame in frames for pose in frame.poses]))
     annotations = []
     for frame in frames:
         for pose in frame.poses:
@@ -470,7 +465,6 @@ def write_posetrack_predictions(folder: str | os.PathLike, dataset: PoseDataset)
                          f"is {dataset.schema.name} (use keypoints.convert first)")
     paths = []
     for video, frames in dataset.videos().items():
-        path = Path(folder) / f"{video}.json"
-        write_posetrack_video(path, frames, video=video, predictions=True)
-        paths.append(path)
+        paths.append(Path(folder) / f"{video}.json")
+        write_posetrack_video(paths[-1], frames, video=video, predictions=True)
     return paths
