@@ -143,21 +143,17 @@ def _mask_area(segmentation: Any, frame: Frame) -> float | None:
 
 def ground_truth_dict(truth: PoseDataset) -> dict[str, Any]:
     """The COCO keypoints dict pycocotools evaluates, every field it reads filled in."""
-    poses = [pose for frame in truth.frames for pose in frame.poses]
-    ids = iter(annotation_ids(poses))
+    ids = iter(annotation_ids([pose for frame in truth.frames for pose in frame.poses]))
     annotations = []
     for frame in truth.frames:
         for pose in frame.poses:
             box = pose.box if pose.box is not None else pose.keypoint_box()
-            area = pose.area
-            if area is None:
-                area = _mask_area(pose.segmentation, frame)
-            if area is None:
-                area = float(box[2] * box[3])
+            area = pose.area if pose.area is not None else _mask_area(pose.segmentation, frame)
             annotations.append({
                 "id": next(ids), "image_id": frame.image_id, "category_id": PERSON_CATEGORY,
                 "keypoints": pose.keypoints.ravel().tolist(), "num_keypoints": pose.num_visible,
-                "bbox": box.tolist(), "area": area, "iscrowd": int(pose.iscrowd)})
+                "bbox": box.tolist(), "area": float(box[2] * box[3]) if area is None else area,
+                "iscrowd": int(pose.iscrowd)})
     images = [{"id": f.image_id, "width": f.width, "height": f.height, "file_name": f.file_name}
               for f in truth.frames]
     return {"images": images, "annotations": annotations,
@@ -276,9 +272,8 @@ class CocoKeypointAP(SampleMetric):
         self.register_buffer("gt_image_ids", torch.tensor(
             sorted(frame.image_id for frame in truth.frames), dtype=torch.int64),
             persistent=False)
-        self.add_state("image_ids", default=[], dist_reduce_fx="cat")
-        self.add_state("keypoints", default=[], dist_reduce_fx="cat")
-        self.add_state("scores", default=[], dist_reduce_fx="cat")
+        for name in ("image_ids", "keypoints", "scores"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, image_ids: Tensor, keypoints: Tensor, scores: Tensor, ids: Tensor) -> None:
         """image_ids (B,) int, keypoints (B, K, 3) x, y, score in image pixels, person

@@ -96,9 +96,8 @@ class EvalVideo:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """(num_frames + 1,) start of each frame's GT persons and predicted persons."""
-        gt, pr = (np.concatenate([[0], np.cumsum(np.bincount(frame, minlength=self.num_frames))])
-                  for frame in (self.gt_frame, self.pr_frame))
-        return gt, pr
+        return tuple(np.concatenate([[0], np.cumsum(np.bincount(frame, minlength=self.num_frames))])
+                     for frame in (self.gt_frame, self.pr_frame))
 
     @property
     def frames(self) -> list[EvalFrame]:
@@ -393,8 +392,7 @@ def load_videos(gt: str | Path, pred: str | Path, *, order: str = "sorted") -> l
             raise InputError("no such prediction file", file=str(pred))
     videos = []
     for gt_file, pred_file in zip(gt_files, pred_files):
-        gt_video = read_eval_arrays(gt_file)
-        pred_video = read_eval_arrays(pred_file)
+        gt_video, pred_video = read_eval_arrays(gt_file), read_eval_arrays(pred_file)
         _check_alignment(gt_video, pred_video, gt_file, pred_file)
         unscored = int((~pred_video.scored).sum())
         if unscored:
