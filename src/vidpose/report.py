@@ -249,16 +249,10 @@ def _ours(value: float | None, paper: float | None) -> str:
     return ours if paper is None else f"{ours} (paper {_fmt(paper)})"
 
 
-def _best_value(run: Run, metric: str) -> float | None:
-    best = run.best(metric)
-    return None if best is None else best[0]
-
-
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_escape(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(_escape(c) for c in row) + " |" for row in rows]
-    return lines
+    return ["| " + " | ".join(_escape(h) for h in header) + " |",
+            "|" + "|".join("---" for _ in header) + "|",
+            *("| " + " | ".join(_escape(c) for c in row) + " |" for row in rows)]
 
 
 def _headline_metrics(runs: list[Run]) -> list[str]:
@@ -271,15 +265,11 @@ def _headline_metrics(runs: list[Run]) -> list[str]:
 
 def _part_families(runs: list[Run]) -> dict[str, list[str]]:
     """``val/AP`` -> its parts (``head_top``, ...) in logged order, for per-part metrics."""
-    families: dict[str, list[str]] = {}
-    for run in runs:
-        for metric in run.metrics:
-            if metric.count("/") >= 2:
-                family, part = metric.rsplit("/", 1)
-                parts = families.setdefault(family, [])
-                if part not in parts:
-                    parts.append(part)
-    return families
+    families: dict[str, dict[str, None]] = {}  # parts as ordered-set keys
+    for metric in (m for run in runs for m in run.metrics if m.count("/") >= 2):
+        family, part = metric.rsplit("/", 1)
+        families.setdefault(family, {})[part] = None
+    return {family: list(parts) for family, parts in families.items()}
 
 
 def _labels(runs: list[Run], keys: list[str]) -> list[str]:
@@ -326,9 +316,8 @@ def plot_finals(runs: list[Run], metrics: list[str], labels: list[str], path: Pa
     colors = [f"C{i}" for i in range(len(runs))]
     for k, metric in enumerate(metrics):
         ax = fig.add_subplot(rows, cols, k + 1)
-        finals = [r.final(metric) for r in runs]
-        heights = np.array([np.nan if v is None else v for v in finals])
-        ax.bar(np.arange(len(runs)), heights, color=colors)
+        heights = [r.final(metric) for r in runs]
+        ax.bar(np.arange(len(runs)), [np.nan if v is None else v for v in heights], color=colors)
         ax.set_xticks(np.arange(len(runs)), [f"#{i + 1}" for i in range(len(runs))])
         ax.set_title(metric, fontsize="medium")
     handles = [fig.axes[0].patches[i] for i in range(len(runs))]
@@ -376,9 +365,9 @@ def build_report(run_dirs: list[Path], out: Path) -> Path:
     ]
     best_rows = []
     for i, run in enumerate(runs):
-        cells = [_ours(_best_value(run, m), run.paper.get(m)) for m in metrics]
-        monitor_best = run.best(run.monitor)
-        when = MISSING if monitor_best is None else f"{monitor_best[1]} ({run.monitor})"
+        best = {m: run.best(m) for m in {*metrics, run.monitor}}  # (value, epoch) or None
+        cells = [_ours(best[m] and best[m][0], run.paper.get(m)) for m in metrics]
+        when = MISSING if best[run.monitor] is None else f"{best[run.monitor][1]} ({run.monitor})"
         best_rows.append(ids(i, run) + cells + [when])
     lines += _table(id_header + metrics + ["best epoch (monitor)"], best_rows)
 
