@@ -63,15 +63,13 @@ def draw_pose(image: np.ndarray, pose: Pose, schema: Schema, *, color: tuple[int
     for a, b in schema.limbs:
         if present[a] and present[b]:
             cv2.line(out, tuple(pts[a]), tuple(pts[b]), _limb_color(schema, a, b), thick, cv2.LINE_AA)
-    radius = thick
     for k in np.flatnonzero(present):
-        center = tuple(pts[k])
-        fill = _side(schema.names[k])
+        center, fill = tuple(pts[k]), _side(schema.names[k])
         if kps[k, 2] == 1:
-            cv2.circle(out, center, radius + 2, fill, max(1, thick - 1), cv2.LINE_AA)
+            cv2.circle(out, center, thick + 2, fill, max(1, thick - 1), cv2.LINE_AA)
         else:
-            cv2.circle(out, center, radius + 1, rim, -1, cv2.LINE_AA)
-            cv2.circle(out, center, radius, fill, -1, cv2.LINE_AA)
+            cv2.circle(out, center, thick + 1, rim, -1, cv2.LINE_AA)
+            cv2.circle(out, center, thick, fill, -1, cv2.LINE_AA)
     anchor = None
     if pose.box is not None:
         x, y, w, h = pose.box
@@ -232,8 +230,7 @@ def contact_sheet(root: str | Path, out_png: str | Path, *, n: int = 12,
         caption = f"{frame.video} #{frame.frame_index}" if frame.video else frame.file_name
         _text(tile, caption, (2, tile_h - 4), (255, 255, 255), 0.35)
         tiles.append(tile)
-    while len(tiles) % cols:
-        tiles.append(np.zeros_like(tiles[0]))
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % cols)
     grid = np.concatenate([np.concatenate(tiles[i:i + cols], 1) for i in range(0, len(tiles), cols)], 0)
     sheet = np.concatenate([grid, _legend(grid.shape[1], dataset, len(frames))], 0)
     out_png = Path(out_png)
@@ -246,11 +243,9 @@ def contact_sheet(root: str | Path, out_png: str | Path, *, n: int = 12,
 def _legend(width: int, dataset: str, count: int) -> np.ndarray:
     """A strip saying which colour is the person's own left and right."""
     strip = np.full((28, width, 3), 30, dtype=np.uint8)
-    x = 6
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    entries = [("person's LEFT", LEFT), ("person's RIGHT", RIGHT), ("midline", CENTER),
-               ("ignore region", IGNORE)]
-    for text, color in entries:
+    x, font = 6, cv2.FONT_HERSHEY_SIMPLEX
+    for text, color in [("person's LEFT", LEFT), ("person's RIGHT", RIGHT), ("midline", CENTER),
+                        ("ignore region", IGNORE)]:
         cv2.line(strip, (x, 14), (x + 18, 14), color, 3, cv2.LINE_AA)
         cv2.putText(strip, text, (x + 24, 19), font, 0.42, color, 1, cv2.LINE_AA)
         x += 34 + cv2.getTextSize(text, font, 0.42, 1)[0][0]
