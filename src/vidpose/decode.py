@@ -112,9 +112,7 @@ def flip_back(heatmaps: Tensor, flip_index: Sequence[int] | np.ndarray | Tensor,
     """
     index = torch.as_tensor(np.asarray(flip_index), dtype=torch.long, device=heatmaps.device)
     out = heatmaps.flip(-1).index_select(-3, index)
-    if shift:
-        out = torch.cat([out[..., :1], out[..., :-1]], -1)
-    return out
+    return torch.cat([out[..., :1], out[..., :-1]], -1) if shift else out
 
 
 def crop_to_image(coords: Tensor, affine: Tensor) -> Tensor:
@@ -123,8 +121,7 @@ def crop_to_image(coords: Tensor, affine: Tensor) -> Tensor:
     The result has the affine's dtype (float64 from the crop datasets) to keep precision.
     """
     affine = affine.to(coords.device)
-    coords = coords.to(affine.dtype)
-    return coords @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
+    return coords.to(affine.dtype) @ affine[:, :, :2].transpose(1, 2) + affine[:, None, :, 2]
 
 
 # A joint whose heatmap maximum is below this does not count towards the person score
@@ -187,8 +184,7 @@ def oks_nms(poses: Sequence[Pose], thr: float = 0.9, sigmas: np.ndarray | None =
     if keypoints.shape[1] != len(sigmas):
         raise ValueError(f"poses have {keypoints.shape[1]} keypoints but {len(sigmas)} sigmas")
     areas = np.array([pose_area(p) for p in poses])
-    pair_area = 0.5 * (areas[:, None] + areas[None, :])
-    similarity = oks(keypoints, keypoints, pair_area, sigmas,
+    similarity = oks(keypoints, keypoints, 0.5 * (areas[:, None] + areas[None, :]), sigmas,
                      labelled=np.ones(keypoints.shape[:2], dtype=bool))
     order = np.argsort(-np.array([p.score for p in poses]), kind="stable")
     keep: list[int] = []

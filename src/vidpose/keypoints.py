@@ -138,10 +138,8 @@ def schema_from_names(names: list[str]) -> Schema:
     for schema in SCHEMAS.values():
         if tuple(names) == schema.names:
             return schema
-    raise ValueError(
-        f"keypoint names {names} match no known schema; expected the order of one of "
-        f"{sorted(SCHEMAS)}"
-    )
+    raise ValueError(f"keypoint names {names} match no known schema; expected the order of one "
+                     f"of {sorted(SCHEMAS)}")
 
 
 def convert(keypoints: np.ndarray, src: Schema, dst: Schema) -> np.ndarray:

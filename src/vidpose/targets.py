@@ -20,11 +20,8 @@ from torch import Tensor
 
 def _grid(size: Sequence[int], like: Tensor) -> tuple[Tensor, Tensor]:
     """Pixel-centre coordinates ``xs`` (w,) and ``ys`` (h,) on ``like``'s device and dtype."""
-    height, width = int(size[0]), int(size[1])
     dtype = like.dtype if like.is_floating_point() else torch.float32
-    xs = torch.arange(width, dtype=dtype, device=like.device)
-    ys = torch.arange(height, dtype=dtype, device=like.device)
-    return xs, ys
+    return tuple(torch.arange(int(n), dtype=dtype, device=like.device) for n in (size[1], size[0]))
 
 
 def _merge_persons(maps: Tensor, per_person: bool) -> Tensor:
@@ -55,8 +52,7 @@ def render_heatmaps(keypoints: Tensor | np.ndarray, size: Sequence[int], sigma: 
     denom = 2.0 * float(sigma) ** 2
     gx = torch.exp(-(xs - keypoints[..., 0, None]) ** 2 / denom) * present[..., None]
     gy = torch.exp(-(ys - keypoints[..., 1, None]) ** 2 / denom)
-    maps = gy[..., :, None] * gx[..., None, :]
-    return _merge_persons(maps, per_person)
+    return _merge_persons(gy[..., :, None] * gx[..., None, :], per_person)
 
 
 def _segment_sq_distance(a: Tensor, b: Tensor, xs: Tensor, ys: Tensor) -> Tensor:
