@@ -84,18 +84,14 @@ def _init_weights(model: L.LightningModule, ckpt: Path, skip: Sequence[str] = ()
                           f"model or of {ckpt}")
     reinit = [k for k in own if k.startswith(prefixes)] if prefixes else []
     kept = [k for k in own if k not in set(reinit)]
-    problems = []
     missing = [k for k in kept if k not in state]
-    if missing:
-        problems.append(f"{len(missing)} tensors of the model missing ({_first(missing)})")
     misshaped = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
                  for k in kept if k in state and state[k].shape != own[k].shape]
-    if misshaped:
-        problems.append(f"{len(misshaped)} of another shape (checkpoint vs model: "
-                        f"{_first(misshaped)})")
     unused = [k for k in state if k not in own and not (prefixes and k.startswith(prefixes))]
-    if unused:
-        problems.append(f"{len(unused)} with no place in the model ({_first(unused)})")
+    problems = [f"{len(found)} {what}{_first(found)})" for found, what in (
+        (missing, "tensors of the model missing ("),
+        (misshaped, "of another shape (checkpoint vs model: "),
+        (unused, "with no place in the model (")) if found]
     if problems:
         raise InputError(f"does not fit this model: {'; '.join(problems)}. Train the checkpoint "
                          "with the same model settings, or list the parameter prefixes this "
