@@ -246,12 +246,6 @@ def finished_run(runs_dir: Path, experiment: str) -> Path | None:
     return newest_run(runs_dir, experiment, lambda p: (p / FINISHED_FILE).is_file())
 
 
-def _finished_record(folder: Path) -> dict:
-    from vidpose.run.folders import FINISHED_FILE
-
-    return OmegaConf.to_container(OmegaConf.load(folder / FINISHED_FILE))
-
-
 @lru_cache(maxsize=None)
 def _paper_metrics(experiment: str) -> dict[str, float]:
     """The paper's numbers of an experiment with no run yet, from its experiment file."""
@@ -304,13 +298,15 @@ class Measured:
 
     @classmethod
     def load(cls, runs_dir: Path, experiments: tuple[str, ...]) -> "Measured":
+        from vidpose.run.folders import FINISHED_FILE
+
         measured = cls({})
         for name in experiments:
             folder = finished_run(runs_dir, name)
             if folder is None:
                 continue
             measured.runs[name] = load_run(folder)
-            record = _finished_record(folder)
+            record = OmegaConf.to_container(OmegaConf.load(folder / FINISHED_FILE))
             measured.wall[name] = float(record.get("wall_s", math.nan))
             measured.machines[name] = dict(record.get("machine") or {})
             if record.get("note"):
@@ -331,8 +327,7 @@ class Measured:
 
     def paper(self, figure: Figure) -> float | None:
         run = self.runs.get(figure.experiment)
-        paper = run.paper if run is not None else _paper_metrics(figure.experiment)
-        return paper.get(figure.metric)
+        return (run.paper if run is not None else _paper_metrics(figure.experiment)).get(figure.metric)
 
 
 def _defined(value: float | None) -> bool:
@@ -358,10 +353,7 @@ def verdict(table: PaperTable, measured: Measured) -> tuple[str, list[str]]:
             state = SHOWN if holds else NOT_SHOWN
         states.append(state)
         lines.append(f"- {said}: {'yes' if state == SHOWN else 'no' if state == NOT_SHOWN else state}")
-    for state in (NO_RUN, NOT_MEASURABLE, NOT_SHOWN):
-        if state in states:
-            return state, lines
-    return SHOWN, lines
+    return next((s for s in (NO_RUN, NOT_MEASURABLE, NOT_SHOWN) if s in states), SHOWN), lines
 
 
 def goal_status(goal: Goal, measured: Measured) -> tuple[float | None, float | None, str]:
@@ -504,10 +496,8 @@ def page(measured: Measured, runs_dir: Path, tables: tuple[PaperTable, ...] = TA
     goal_rows = []
     for goal in goals:
         reached, target, status = goal_status(goal, measured)
-        if isinstance(goal.target, Figure):
-            target_text = f"{goal.op} {goal.target.experiment} ({_cell(target)})"
-        else:
-            target_text = f"{goal.op} {_fmt(goal.target)}"
+        target_text = (f"{goal.op} {goal.target.experiment} ({_cell(target)})"
+                       if isinstance(goal.target, Figure) else f"{goal.op} {_fmt(goal.target)}")
         goal_rows.append([goal.experiment, goal.text, target_text, _cell(reached), status])
     lines += _table(["experiment", "goal", "target", "reached", "status"], goal_rows)
     lines += ["", "## Performance (issue 19)", "",
