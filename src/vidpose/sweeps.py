@@ -127,9 +127,8 @@ def check_sweep(path: str | Path, root: Path | None = None) -> list[list[str]]:
 
     metric = sweep["metric"]["name"]
     runs = []
-    keys = list(choices)
     for index, values in enumerate(itertools.product(*choices.values())):
-        argv = train_argv(wandb_args(dict(zip(keys, values))))
+        argv = train_argv(wandb_args(dict(zip(choices, values))))
         try:
             cfg = compose(argv[1], argv[2:], root)
         except ConfigError as err:
@@ -137,8 +136,7 @@ def check_sweep(path: str | Path, root: Path | None = None) -> list[list[str]]:
                              file=file, record=index, field="parameters") from None
         # The sweep optimises the metric of the table: the row's monitor or a metric the
         # paper reports. Anything else is most likely a metric the method no longer logs.
-        known = {cfg.experiment.monitor}
-        known |= {logged_metric_name(k) for k in cfg.experiment.paper_metrics}
+        known = {cfg.experiment.monitor, *map(logged_metric_name, cfg.experiment.paper_metrics)}
         if metric not in known:
             raise InputError(f"{metric!r} is neither the monitor nor a paper metric of "
                              f"`vidpose {' '.join(argv)}` (those are {sorted(known)})",
