@@ -116,15 +116,20 @@ def get_datamodule_cls(spec: MethodSpec, name: str) -> type:
     return _import(DATA_MODULES[name or spec.datamodule])
 
 
-def model_config(config_cls: type, model: dict[str, Any], method: str) -> Any:
-    """A method's ``model:`` section as its config dataclass; unknown keys are refused."""
+def model_config(config_cls: type, model: dict[str, Any], method: str,
+                 choices: dict[str, Any] | None = None, positive: tuple[str, ...] = ()) -> Any:
+    """A method's ``model:`` section as its config dataclass; unknown keys are refused, and
+    so are values not among their ``choices`` or, for the keys in ``positive``, not above 0."""
     for key in sorted(f"model.{k}" for k in model if f"model.{k}" in MOVED_KEYS):
         raise ConfigError(f"{key} is now {MOVED_KEYS[key]}")
     names = {f.name for f in dataclasses.fields(config_cls)}
     unknown = sorted(set(model) - names)
     if unknown:
         raise ConfigError(f"model: unknown key(s) {unknown} for {method}; known: {sorted(names)}")
-    return config_cls(**model)
+    cfg = config_cls(**model)
+    check_choices(cfg, choices or {})
+    check_positive(cfg, positive)
+    return cfg
 
 
 def check_choices(cfg: Any, choices: dict[str, Any]) -> None:

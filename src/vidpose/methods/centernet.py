@@ -33,7 +33,7 @@ from vidpose.decode import heatmap_local_peaks
 from vidpose.evaluation.boxes import BoxEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import centernet_loss, gather_at
-from vidpose.methods import check_choices, check_positive, model_config
+from vidpose.methods import model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps, deconv_resnet, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
@@ -65,13 +65,6 @@ class CenterNetConfig:
     # detect()'s default: boxes scoring below are dropped. Validation keeps all top-k boxes
     # (CenterNet's COCO protocol); readers of its detections file choose their own cut.
     score_threshold: float = 0.3
-
-
-def _model_config(model: dict[str, Any]) -> CenterNetConfig:
-    cfg = model_config(CenterNetConfig, model, "centernet")
-    check_choices(cfg, {"resnet": ARCHITECTURES})
-    check_positive(cfg, ("max_detections", "head_conv"))
-    return cfg
 
 
 def decode_boxes(outputs: dict[str, Tensor], max_detections: int,
@@ -111,7 +104,8 @@ class CenterNet(EvaluationHooks, L.LightningModule):
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = _model_config(model)
+        self.cfg = model_config(CenterNetConfig, model, "centernet", {"resnet": ARCHITECTURES},
+                                ("max_detections", "head_conv"))
         data_cfg = as_data_config(data)
         self.stride = int(data_cfg.heatmap_stride)
         self.input_size = (int(data_cfg.input_size[0]), int(data_cfg.input_size[1]))

@@ -36,7 +36,7 @@ from vidpose.data_modules.pairs import PairSample
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.losses import refinement_loss, siamese_loss
-from vidpose.methods import check_choices, check_positive, model_config
+from vidpose.methods import check_positive, model_config
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.correspondence import (
     AffinityCalibration,
@@ -74,8 +74,7 @@ class CorrespondenceConfig:
 
 
 def _model_config(model: dict[str, Any]) -> CorrespondenceConfig:
-    cfg = model_config(CorrespondenceConfig, model, "correspondence")
-    check_choices(cfg, {"stage": STAGES})
+    cfg = model_config(CorrespondenceConfig, model, "correspondence", {"stage": STAGES})
     if cfg.patch < 1 or cfg.patch % 2 == 0:
         raise ConfigError(f"model.patch: expected an odd number of cells >= 1; got {cfg.patch}")
     check_positive(cfg, ("width", "sigma", "lr", "max_refine_persons"))

@@ -46,7 +46,7 @@ from vidpose.data_modules.datasets import as_data_config
 from vidpose.data_modules.frames import FrameSample
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
-from vidpose.methods import check_choices, check_positive, check_stride, load_trained, model_config
+from vidpose.methods import check_stride, load_trained, model_config
 from vidpose.methods.assoc_embedding import FEATURE_SETS
 from vidpose.methods.bottom_up import BottomUpEvaluation, place_dropped_joints
 from vidpose.methods.common import adam_with_steps, log_losses
@@ -117,12 +117,12 @@ class RNNDecoderConfig:
 
 
 def _model_config(model: dict[str, Any]) -> RNNDecoderConfig:
-    cfg = model_config(RNNDecoderConfig, model, "rnn_decoder")
-    check_choices(cfg, {"ordering": ORDERINGS, "loss_config": LOSS_CONFIGS,
+    cfg = model_config(RNNDecoderConfig, model, "rnn_decoder",
+                       {"ordering": ORDERINGS, "loss_config": LOSS_CONFIGS,
                         "heatmap_reduction": REDUCTIONS, "input_features": FEATURE_SETS,
-                        "lstm2_input": LSTM2_INPUTS})
-    check_positive(cfg, ("hidden", "layers", "kernel", "passes", "lstm2_layers",
-                         "within_image_batch", "lr", "stop_weight"))
+                        "lstm2_input": LSTM2_INPUTS},
+                       ("hidden", "layers", "kernel", "passes", "lstm2_layers",
+                        "within_image_batch", "lr", "stop_weight"))
     if cfg.kernel % 2 == 0:
         raise ConfigError(f"model.kernel: expected an odd size, got {cfg.kernel}")
     for key in ("layers", "lstm2_layers"):

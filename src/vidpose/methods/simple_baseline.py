@@ -31,7 +31,7 @@ from vidpose.decode import flip_back
 from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import joints_mse_loss
-from vidpose.methods import check_choices, model_config
+from vidpose.methods import model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps, deconv_resnet, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.resnet import ARCHITECTURES
@@ -61,12 +61,6 @@ class SimpleBaselineConfig:
     joint_threshold: float = 0.0
 
 
-def _model_config(model: dict[str, Any]) -> SimpleBaselineConfig:
-    cfg = model_config(SimpleBaselineConfig, model, "simple_baseline")
-    check_choices(cfg, {"resnet": ARCHITECTURES})
-    return cfg
-
-
 class SimpleBaseline(EvaluationHooks, L.LightningModule):
     """ResNet + deconvolution head on person crops; mAP/MOTA (or COCO AP) and prediction
     files at validation."""
@@ -76,7 +70,8 @@ class SimpleBaseline(EvaluationHooks, L.LightningModule):
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = _model_config(model)
+        self.cfg = model_config(SimpleBaselineConfig, model, "simple_baseline",
+                                {"resnet": ARCHITECTURES})
         self.schema = get_schema(schema)
         # Decoded as the data module encodes its targets: from the same data section.
         self.codec = HeatmapCodec.from_data(as_data_config(data))

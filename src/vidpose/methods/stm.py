@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import lightning as L
 import torch
@@ -38,7 +38,7 @@ from vidpose.decode import crop_to_image
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.losses import STM_MAP_LOSSES, map_loss
-from vidpose.methods import check_choices, check_stride, model_config
+from vidpose.methods import check_stride, model_config
 from vidpose.methods.common import log_losses
 from vidpose.metrics.keypoint_prf import KeypointPRF, peaks_from_maps
 from vidpose.metrics.pixel_prf import PixelPRF
@@ -76,12 +76,6 @@ class STMConfig:
     match_px: float = 10.0  # keypoint true positive radius, image pixels
 
 
-def _model_config(model: dict[str, Any]) -> STMConfig:
-    cfg = model_config(STMConfig, model, "stm")
-    check_choices(cfg, {"variant": VARIANTS, "loss": STM_MAP_LOSSES})
-    return cfg
-
-
 def _inverse_affines(affines: Tensor) -> Tensor:
     """(B, 2, 3) affines -> their (B, 2, 3) inverses."""
     full = torch.cat([affines, affines.new_tensor([0.0, 0.0, 1.0]).expand(len(affines), 1, 3)], 1)
@@ -89,8 +83,9 @@ def _inverse_affines(affines: Tensor) -> Tensor:
 
 
 def _apply(points: Tensor, affines: Tensor) -> Tensor:
-    """(B, ..., 2) points through (B, 2, 3) affines."""
-    return crop_to_image(points.reshape(len(points), -1, 2), affines).reshape(points.shape)
+    """(B, ..., >=2) points' (x, y) through (B, 2, 3) affines, the other values kept."""
+    xy = crop_to_image(points[..., :2].reshape(len(points), -1, 2), affines)
+    return torch.cat([xy.reshape(*points.shape[:-1], 2), points[..., 2:]], -1)
 
 
 class STMSkeletons(L.LightningModule):
@@ -99,7 +94,8 @@ class STMSkeletons(L.LightningModule):
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = _model_config(model)
+        self.cfg = model_config(STMConfig, model, "stm",
+                                {"variant": VARIANTS, "loss": STM_MAP_LOSSES})
         self.schema = get_schema(schema)
         self.stride = int(data.get("heatmap_stride", 4))
         check_stride(self.stride, 4, "STM's decoder")
@@ -138,12 +134,10 @@ class STMSkeletons(L.LightningModule):
     def _targets(self, batch: ClipSample | MemoryMapsClipSample) -> tuple[Tensor, Tensor]:
         """(B, T, C, h, w) clean targets and the maps memorised for ground-truth frames."""
         target = self.compose_maps(batch["heatmaps"], batch["limb_maps"], batch["person_mask"])
-        if "memory_heatmaps" in batch:
-            memory = self.compose_maps(batch["memory_heatmaps"], batch["memory_limb_maps"],
-                                       batch["person_mask"])
-        else:
-            memory = target
-        return target, memory
+        if "memory_heatmaps" not in batch:
+            return target, target
+        return target, self.compose_maps(batch["memory_heatmaps"], batch["memory_limb_maps"],
+                                         batch["person_mask"])
 
     def write_policy(self, clip_length: int, training: bool) -> WritePolicy:
         """Training without cyclic: every earlier frame from ground truth. Otherwise (cyclic
@@ -209,10 +203,8 @@ class STMSkeletons(L.LightningModule):
             if self.has_keypoints:
                 # The 10-pixel rule is in image pixels, as in the paper (and vidpose infer).
                 to_image = _inverse_affines(batch["image_to_input"][:, t].double())
-                peaks = self.keypoint_detections(maps)
-                peaks = torch.cat([_apply(peaks[..., :2].double(), to_image), peaks[..., 2:]], -1)
-                gt = batch["keypoints"][:, t].double()
-                gt = torch.cat([_apply(gt[..., :2], to_image), gt[..., 2:]], -1)
+                peaks = _apply(self.keypoint_detections(maps).double(), to_image)
+                gt = _apply(batch["keypoints"][:, t].double(), to_image)
                 self.keypoint_prf.update(peaks, gt, ids)
                 self.recall_over_time.update(peaks, gt, torch.full_like(ids, t), ids)
 
