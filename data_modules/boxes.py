@@ -22,6 +22,7 @@ from typing import TypedDict
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -127,15 +128,12 @@ def centernet_targets(boxes: np.ndarray, input_size: tuple[int, int], stride: in
     heatmap = render_gaussian_peaks(
         torch.from_numpy(cell).float(), torch.zeros(count, dtype=torch.int64), 1, (map_h, map_w),
         sigma[:, None].expand(count, 2), torch.zeros(count), torch.ones(count))
-    index = torch.zeros(max_objects, dtype=torch.int64)
-    index[:count] = torch.from_numpy(cell[:, 1] * map_w + cell[:, 0]).long()
-    size_t = torch.zeros(max_objects, 2)
-    size_t[:count] = torch.from_numpy(size).float()
-    offset = torch.zeros(max_objects, 2)
-    offset[:count] = torch.from_numpy(centre - cell).float()
-    mask = torch.zeros(max_objects)
-    mask[:count] = 1.0
-    return {"heatmap": heatmap, "index": index, "size": size_t, "offset": offset, "mask": mask}
+    rows = (0, 0, 0, max_objects - count)  # zero rows after the persons
+    index = torch.from_numpy(cell[:, 1] * map_w + cell[:, 0]).long()
+    return {"heatmap": heatmap, "index": F.pad(index, rows[2:]),
+            "size": F.pad(torch.from_numpy(size).float(), rows),
+            "offset": F.pad(torch.from_numpy(centre - cell).float(), rows),
+            "mask": (torch.arange(max_objects) < count).float()}
 
 
 class BoxSample(TypedDict):
