@@ -2,20 +2,18 @@
 pycocotools box AP of the split's boxes and a COCO detections file."""
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from pycocotools.cocoeval import COCOeval
 from torch import Tensor
 
 from vidpose.data_modules.boxes import frame_boxes
 from vidpose.errors import InputError
 from vidpose.evaluation.split import SplitEvaluator
-from vidpose.formats.cocostyle import PERSON_CATEGORY, coco_index
+from vidpose.formats.cocostyle import PERSON_CATEGORY
 from vidpose.formats.detections import write_detections
+from vidpose.metrics.coco_ap import cocoeval_stats
 from vidpose.pose import Pose, PoseDataset
 
 # pycocotools' box statistics logged at validation: index into COCOeval.stats.
@@ -55,18 +53,8 @@ def box_ap(data: PoseDataset, frames: Sequence[int],
                 "score": score}
                for image_id, (boxes, scores) in detections.items()
                for box, score in zip(np.asarray(boxes).tolist(), np.asarray(scores).tolist())]
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = coco_index(truth)
-        if results:
-            dt = gt.loadRes(results)
-        else:  # loadRes cannot take an empty list; an empty index scores AP = AR = 0
-            dt = coco_index({**truth, "annotations": []})
-        evaluator = COCOeval(gt, dt, iouType="bbox")
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    return {name: 100.0 * float(evaluator.stats[i]) for name, i in BOX_STATS.items()
-            if evaluator.stats[i] >= 0}
+    stats = cocoeval_stats(truth, results, "bbox")
+    return {name: 100.0 * float(stats[i]) for name, i in BOX_STATS.items() if stats[i] >= 0}
 
 
 class BoxEvaluator(SplitEvaluator):

@@ -181,24 +181,30 @@ def read_predictions(path: str | os.PathLike, image_ids: set[int]) -> list[dict[
                          "AR would be 0)", file=str(path))
     return predictions
 
-def coco_keypoint_stats(ground_truth: dict[str, Any], predictions: list[dict[str, Any]],
-                        sigmas: np.ndarray) -> dict[str, float]:
-    """Run ``COCOeval(iouType="keypoints")`` silently; the ten stats in percent, NaN where
-    pycocotools says -1 (no ground-truth person in that size range)."""
+def cocoeval_stats(ground_truth: dict[str, Any], results: list[dict[str, Any]], iou_type: str,
+                   sigmas: np.ndarray | None = None) -> np.ndarray:
+    """``COCOeval(iouType=iou_type)`` run silently (``sigmas``: the OKS sigmas of keypoints):
+    its ``stats``, -1 where undefined."""
     with contextlib.redirect_stdout(io.StringIO()):
         gt = coco_index(ground_truth)
-        if predictions:
-            dt = gt.loadRes(predictions)
-        else:  # loadRes cannot take an empty list; an empty index scores AP = AR = 0
-            dt = coco_index({"images": ground_truth["images"], "annotations": [],
-                             "categories": ground_truth["categories"]})
-        evaluator = COCOeval(gt, dt, iouType="keypoints")
-        evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        # loadRes cannot take an empty list; an empty index scores AP = AR = 0
+        dt = gt.loadRes(results) if results else coco_index({**ground_truth, "annotations": []})
+        evaluator = COCOeval(gt, dt, iouType=iou_type)
+        if sigmas is not None:
+            evaluator.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    return evaluator.stats
+
+
+def coco_keypoint_stats(ground_truth: dict[str, Any], predictions: list[dict[str, Any]],
+                        sigmas: np.ndarray) -> dict[str, float]:
+    """The ten keypoint stats in percent, NaN where pycocotools says -1 (no ground-truth
+    person in that size range)."""
+    stats = cocoeval_stats(ground_truth, predictions, "keypoints", sigmas)
     return {name: math.nan if value < 0 else 100.0 * float(value)
-            for name, value in zip(STAT_NAMES, evaluator.stats, strict=True)}
+            for name, value in zip(STAT_NAMES, stats, strict=True)}
 
 
 def evaluate_coco(gt: str | os.PathLike, pred: str | os.PathLike, *,
