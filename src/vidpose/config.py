@@ -73,8 +73,7 @@ def wandb_group(info: Any) -> str:
     row = _TABLE_ROW.match(str(info.name))
     if row is None:
         return str(info.name)
-    kind = "table" if row["kind"] == "t" else "fig"
-    return f"{row['paper']}/{kind}{row['number']}"
+    return f"{row['paper']}/{'table' if row['kind'] == 't' else 'fig'}{row['number']}"
 
 
 def wandb_tags(info: Any) -> list[str]:
@@ -194,9 +193,7 @@ def experiments_dir() -> Path:
         return Path(env)
     # A checkout's src/vidpose/ has no experiments/ of its own; an installed package has.
     packaged = Path(str(files("vidpose") / "experiments"))
-    if packaged.is_dir():
-        return packaged
-    return Path(__file__).resolve().parents[2] / "experiments"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parents[2] / "experiments"
 
 
 def _is_experiment(path: Path, root: Path) -> bool:
@@ -257,9 +254,7 @@ def canonical_name(name: str, root: Path | None = None) -> str:
     """``name``, or the experiment it is an alias of (unknown names are returned as given:
     a ``run:`` folder may outlive its file)."""
     known = list_experiments(root)
-    if name not in known:
-        return name
-    return alias_target(known[name], root) or name
+    return (alias_target(known[name], root) or name) if name in known else name
 
 
 def _one_line(err: Exception, position: bool = True) -> str:
@@ -297,9 +292,8 @@ def chain(path: Path, root: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Pat
     if path in seen:
         raise ConfigError(f"{path}: bases form a cycle: {' -> '.join(map(str, seen + (path,)))}")
     cfg = _load_yaml(path)
-    bases = cfg.pop("bases", []) or []
     out: list[tuple[Path, DictConfig]] = []
-    for base in bases:
+    for base in cfg.pop("bases", []) or []:
         base_path = root / (base if str(base).endswith(".yaml") else f"{base}.yaml")
         if not base_path.is_file():
             raise ConfigError(f"{path}: field 'bases': no file {base_path}")
@@ -311,12 +305,11 @@ def chain(path: Path, root: Path, seen: tuple[Path, ...] = ()) -> list[tuple[Pat
 def _schema(method: str) -> DictConfig:
     from vidpose.methods import get_method
 
-    spec = get_method(method)
     schema = OmegaConf.create({
         "experiment": OmegaConf.structured(ExperimentInfo),
         "trainer": OmegaConf.structured(TrainerConfig),
         "data": OmegaConf.structured(DataConfig),
-        "model": OmegaConf.structured(spec.config_cls),
+        "model": OmegaConf.structured(get_method(method).config_cls),
         "logger": OmegaConf.structured(LoggerConfig),
         **OmegaConf.to_container(OmegaConf.structured(RunConfig)),
     })
@@ -367,9 +360,8 @@ def _follow_synth_preset(cfg: DictConfig, before: Optional[str]) -> None:
         cfg.data.synth_preset = None
         return
     for key in ("root", "val_root", "crowded_root"):
-        value = cfg.data.get(key)
-        if value and Path(str(value)).parent.name == before:
-            path = Path(str(value))
+        path = Path(str(cfg.data.get(key) or ""))
+        if path.parent.name == before:
             cfg.data[key] = str(path.parent.parent / str(after) / path.name)
 
 
