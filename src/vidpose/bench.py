@@ -155,11 +155,9 @@ def performance_section(records: dict[str, dict], records_dir: Path) -> list[str
         shown = "-" if value is None else f"{value:.2f}"
         lines.append(f"| {goal.benchmark} | `{name}` | {goal.op} {goal.target:g} | {shown} "
                      f"| {status} |")
-    lines += ["", "What each goal is:", ""]
-    for goal in BENCH_GOALS:
-        lines.append(f"- `{goal.benchmark}` `{goal.figures}`: {goal.text}, {goal.op} "
-                     f"{goal.target:g}" + (f" ({goal.note})" if goal.note else "") + ".")
-    return lines
+    return lines + ["", "What each goal is:", ""] + [
+        f"- `{goal.benchmark}` `{goal.figures}`: {goal.text}, {goal.op} {goal.target:g}"
+        + (f" ({goal.note})" if goal.note else "") + "." for goal in BENCH_GOALS]
 
 
 def missing_records(records: dict[str, dict], goals: tuple[BenchGoal, ...] = BENCH_GOALS
