@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_utils
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
@@ -218,14 +219,12 @@ class FrameDataset(Dataset, WorkerSeeded):
                                                views.image_to_input[t])
                              for t, frame in enumerate(views.frames)])
         num_t, num_p = window.rows.shape
-        padded = torch.zeros((num_t, self.max_persons, self.schema.num_keypoints, 3))
-        padded[:, :num_p] = kps_t
         out = {
             "image": normalize(views.images),
             "heatmaps": render_heatmaps(on_map, self.heatmap_size, self.sigma),
             "limb_maps": render_limb_maps(on_map, self.limbs, self.heatmap_size, self.limb_sigma),
             "person_mask": masks,
-            "keypoints": padded,
+            "keypoints": F.pad(kps_t, (0, 0, 0, 0, 0, self.max_persons - num_p)),
             "num_persons": torch.full((num_t,), num_p, dtype=torch.int64),
             "frame": torch.tensor(window.frames, dtype=torch.int64),
             "image_to_input": torch.from_numpy(np.ascontiguousarray(views.image_to_input)),
@@ -236,9 +235,8 @@ class FrameDataset(Dataset, WorkerSeeded):
                 self.map_augmentation, self.random.generator)
         if not self.clip:
             return {key: value[0] for key, value in out.items()}
-        track_ids = torch.full((self.max_persons,), -1, dtype=torch.int64)
-        track_ids[:num_p] = torch.from_numpy(window.track_ids)
-        out["track_ids"] = track_ids
+        out["track_ids"] = F.pad(torch.from_numpy(window.track_ids), (0, self.max_persons - num_p),
+                                 value=-1)
         return out
 
 
