@@ -145,9 +145,9 @@ class PairDataset(Dataset, WorkerSeeded):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def _padded(self, keypoints: np.ndarray) -> Tensor:
-        out = torch.zeros((self.max_persons, self.schema.num_keypoints, 3))
-        out[:len(keypoints)] = torch.from_numpy(keypoints).float()
+    def _padded(self, rows: np.ndarray, dtype: torch.dtype = torch.float32) -> Tensor:
+        out = torch.zeros((self.max_persons, *rows.shape[1:]), dtype=dtype)
+        out[:len(rows)] = torch.from_numpy(rows)
         return out
 
     def __getitem__(self, index: int) -> PairSample:
@@ -170,15 +170,13 @@ class PairDataset(Dataset, WorkerSeeded):
                      torch.Generator().manual_seed(self.pair.val_seed + frame_index))
         warp = pair_affine(self.pair, self.input_size, generator)
         pair = make_pair(image1, keypoints1, warp, self.schema)
-        truncated = torch.zeros((self.max_persons, self.schema.num_keypoints), dtype=torch.bool)
-        truncated[:len(rows)] = torch.from_numpy(pair.truncated)
         return {
             "image1": normalize(image1),
             "image2": normalize(pair.image2),
             "keypoints1": self._padded(keypoints1),
             "correspondences": self._padded(pair.correspondences),
             "keypoints2": self._padded(pair.keypoints2),
-            "truncated": truncated,
+            "truncated": self._padded(pair.truncated, torch.bool),
             "warp": torch.from_numpy(warp),
             "flipped": torch.tensor(pair.flipped),
             "image_to_input": torch.from_numpy(image_to_input),
@@ -191,7 +189,6 @@ class PairDataModule(PoseDataModule):
     """Every labelled image of a split as a self-supervised pair (image, its random warp)."""
 
     def make_dataset(self, data: PoseDataset, split: str, train: bool) -> PairDataset:
-        cfg = self.cfg
-        check_pair(cfg)
+        check_pair(self.cfg)
         windows = self.spread([frame_window(data, i) for i in labelled_frame_indices(data)], train)
-        return PairDataset(data, windows, cfg, train)
+        return PairDataset(data, windows, self.cfg, train)
