@@ -45,9 +45,8 @@ def load_json(path: str | os.PathLike) -> Any:
     except UnicodeDecodeError as err:
         raise InputError(f"not a readable UTF-8 JSON file ({err})", file=str(path)) from None
     except json.JSONDecodeError as err:
-        raise InputError(
-            f"malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}", file=str(path)
-        ) from None
+        raise InputError(f"malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                         file=str(path)) from None
     except RecursionError:
         raise InputError("JSON nested too deeply to read (arrays or objects more than about "
                          f"{sys.getrecursionlimit()} levels inside each other)",

@@ -6,7 +6,7 @@ right ankle ... head top, 12 = neck = PoseTrack18's head_bottom), ``x``, ``y`` a
 optionally ``score``; every value is wrapped in a one-element list. A listed joint exists
 whatever its coordinates, so it gets flag 1. Predicted joints keep their scores in the third
 column with the flags in ``extra["visibility"]``, as the PoseTrack18 reader stores them; a
-predicted joint listed without a score gets ``MISSING_SCORE`` (poseval's MIN_SCORE).
+predicted joint listed without a score gets poseval's ``MIN_SCORE``.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ SLOT_OF_ID = np.array(POSETRACK18.indices((
     "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
     "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",
     "left_wrist", "head_bottom", "nose", "head_top")))
-MISSING_SCORE = -9999.0
+MIN_SCORE = -9999.0  # poseval's score for a joint without one: below every real score
 
 
 def is_annolist(data: Any) -> bool:
@@ -42,7 +42,7 @@ def _one(value: Any, file: str, record: str, field: str, check=is_number) -> Any
 def _read_points(rect: dict, file: str, record: str) -> tuple[np.ndarray, bool, np.ndarray]:
     """(17, 3) keypoints with flags, whether any score was given, and (17,) scores."""
     keypoints = np.zeros((POSETRACK18.num_keypoints, 3))
-    scores = np.full(POSETRACK18.num_keypoints, MISSING_SCORE)
+    scores = np.full(POSETRACK18.num_keypoints, MIN_SCORE)
     annopoints = rect.get("annopoints") or []
     if not annopoints:
         return keypoints, False, scores

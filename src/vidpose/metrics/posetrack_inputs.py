@@ -28,7 +28,7 @@ import numpy as np
 from vidpose.errors import InputError
 from vidpose.formats.jsonio import load_json, reports_deep_nesting
 from vidpose.formats.posetrack import VideoArrays, read_video, read_video_arrays
-from vidpose.formats.posetrack17 import is_annolist, read_annolist
+from vidpose.formats.posetrack17 import MIN_SCORE, is_annolist, read_annolist
 from vidpose.keypoints import POSETRACK18, Schema
 from vidpose.pose import Frame, Pose
 
@@ -42,8 +42,6 @@ POSEVAL_JOINTS = (
 POSEVAL_FROM_POSETRACK18 = np.array(
     POSETRACK18.indices(["head_bottom" if name == "neck" else name for name in POSEVAL_JOINTS]))
 NUM_JOINTS = len(POSEVAL_JOINTS)
-# poseval's score for a predicted joint that comes without one: below every real score.
-MIN_SCORE = -9999.0
 
 
 @dataclass
