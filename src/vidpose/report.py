@@ -297,10 +297,8 @@ def plot_curves(runs: list[Run], metric: str, labels: list[str], path: Path) -> 
         if log is not None:
             x = log.steps if by_step else log.epochs
             ax.plot(x, log.values, marker="o", markersize=3, color=color, label=label)
-    ax.set_xlabel("step" if by_step else "epoch")
+    ax.set(xlabel="step" if by_step else "epoch", ylabel=metric, title=metric)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(metric)
-    ax.set_title(metric)
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()

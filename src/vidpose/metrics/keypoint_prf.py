@@ -111,8 +111,7 @@ def prf_from_counts(true_pred: Tensor, pred: Tensor, true_gt: Tensor, gt: Tensor
     """Pooled (floats) and ``per``-channel ((C,) tensors) precision, recall and F1 in percent
     from (C,) counts of true and all predictions and of found and all ground truth."""
     precision, recall = ratio_percent(true_pred, pred), ratio_percent(true_gt, gt)
-    total_p = ratio_percent(true_pred.sum(), pred.sum())
-    total_r = ratio_percent(true_gt.sum(), gt.sum())
+    total_p, total_r = ratio_percent(true_pred.sum(), pred.sum()), ratio_percent(true_gt.sum(), gt.sum())
     return {"precision": float(total_p), "recall": float(total_r),
             "f1": float(f1_score(total_p, total_r)),
             f"{per}_precision": precision.float(), f"{per}_recall": recall.float(),

@@ -59,8 +59,7 @@ class RecallOverTime(SampleMetric):
 
     def compute(self) -> dict[str, Tensor]:
         """{"recall": (max_frames,) float tensor in percent, NaN where a frame has no GT}."""
-        found = torch.zeros(self.max_frames, dtype=torch.int64)
-        labelled = torch.zeros(self.max_frames, dtype=torch.int64)
+        found, labelled = torch.zeros(2, self.max_frames, dtype=torch.int64)
         rows = self.first_rows("rows")
         if rows:
             rows = rows[0].cpu()
@@ -76,9 +75,7 @@ class RecallOverTime(SampleMetric):
         axes = figure.add_subplot()
         axes.plot(range(self.max_frames), recall, marker="o", markersize=3, label=label,
                   clip_on=False)  # points at 0 % and 100 % stay whole
-        axes.set_xlabel("frame index")
-        axes.set_ylabel("recall (%)")
-        axes.set_ylim(0, 100)
+        axes.set(xlabel="frame index", ylabel="recall (%)", ylim=(0, 100))
         axes.grid(alpha=0.3)
         if label is not None:
             axes.legend()
