@@ -51,8 +51,7 @@ class Pose:
         if not present.any():
             return np.zeros(4)
         xy = self.keypoints[present, :2]
-        lo, hi = xy.min(0), xy.max(0)
-        return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+        return np.concatenate([xy.min(0), xy.max(0) - xy.min(0)])
 
 
 @dataclass
