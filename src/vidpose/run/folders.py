@@ -167,12 +167,11 @@ def plan_resume(cfg: DictConfig, resume: str, overrides: list[str] | None = None
         if under(key, RESUMABLE_OVERRIDES):
             if old.get(key) != value:
                 applied[key] = value
+                OmegaConf.update(saved, key, value, force_add=False)
         elif key in old and old[key] != value:
             raise ConfigError(f"RESUME: {key} cannot change when a run is resumed (the run has "
                               f"{old[key]!r}, the command line gives {value!r}); only trainer "
                               "limits, logging and devices can. Start a new run instead")
-    for key, value in applied.items():
-        OmegaConf.update(saved, key, value, force_add=False)
     ckpt, step = _loadable_checkpoint(run_dir, first, fallback)
     done = [int(m.group(1)) for p in run_dir.glob("resume-*.yaml")
             if (m := RESUME_RECORD.fullmatch(p.name))]
