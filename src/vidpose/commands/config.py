@@ -11,8 +11,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "config", help="print an experiment's resolved config (make config EXP=...), or with "
         "--diff what differs from another experiment's")
     parser.add_argument("experiment")
-    parser.add_argument("overrides", nargs="*",
-                        help="dotted.key=value or group=name (this experiment's)")
+    parser.add_argument("overrides", nargs="*", help="dotted.key=value or group=name (this experiment's)")
     parser.add_argument("--diff", metavar="OTHER_EXP", default=None,
                         help="show only the keys whose values differ from OTHER_EXP's (as it ships)")
 

@@ -15,10 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "of the maps; with keypoint maps, PoseTrack18 keypoint detections and keypoint P/R/F1")
     parser.add_argument("experiment")
     parser.add_argument("overrides", nargs="*")
-    parser.add_argument("--ckpt", required=True, help="checkpoint file")
+    parser.add_argument("--ckpt", required=True)
     parser.add_argument("--split", default="val", help="data split (default val)")
-    parser.add_argument("--out", default=None,
-                        help="output folder (default runs/<exp>/infer-<time>)")
+    parser.add_argument("--out", default=None, help="output folder (default runs/<exp>/infer-<time>)")
 
 
 def handle(args: argparse.Namespace) -> None:
