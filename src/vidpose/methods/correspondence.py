@@ -36,7 +36,7 @@ from vidpose.data_modules.pairs import PairSample
 from vidpose.errors import ConfigError
 from vidpose.keypoints import get_schema
 from vidpose.losses import refinement_loss, siamese_loss
-from vidpose.methods import check_positive, model_config
+from vidpose.methods import model_config
 from vidpose.methods.common import adam_with_steps, log_losses
 from vidpose.nn.correspondence import (
     AffinityCalibration,
@@ -73,14 +73,6 @@ class CorrespondenceConfig:
     max_refine_persons: int = 4
 
 
-def _model_config(model: dict[str, Any]) -> CorrespondenceConfig:
-    cfg = model_config(CorrespondenceConfig, model, "correspondence", {"stage": STAGES})
-    if cfg.patch < 1 or cfg.patch % 2 == 0:
-        raise ConfigError(f"model.patch: expected an odd number of cells >= 1; got {cfg.patch}")
-    check_positive(cfg, ("width", "sigma", "lr", "max_refine_persons"))
-    return cfg
-
-
 @dataclass
 class PairMaps:
     """One batch of pairs through the network, with its Eq. 3 targets."""
@@ -105,7 +97,10 @@ class KeypointCorrespondence(L.LightningModule):
     def __init__(self, model: dict, data: dict, schema: str = "coco17") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = _model_config(model)
+        self.cfg = model_config(CorrespondenceConfig, model, "correspondence", {"stage": STAGES},
+                                ("width", "sigma", "lr", "max_refine_persons"))
+        if self.cfg.patch < 1 or self.cfg.patch % 2 == 0:
+            raise ConfigError(f"model.patch: expected an odd number of cells >= 1; got {self.cfg.patch}")
         self.schema = get_schema(schema)
         data_cfg = as_data_config(data)
         net = CorrespondenceNet(self.schema.num_keypoints, self.cfg.width, self.cfg.patch,

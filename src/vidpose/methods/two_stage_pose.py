@@ -37,7 +37,7 @@ from vidpose.errors import ConfigError
 from vidpose.evaluation.crop_poses import CropPoseEvaluator
 from vidpose.keypoints import get_schema
 from vidpose.losses import heatmap_bce_loss, offset_l1_loss
-from vidpose.methods import check_positive, check_stride, model_config
+from vidpose.methods import check_stride, model_config
 from vidpose.methods.common import EvaluationHooks, adam_with_steps, log_losses
 from vidpose.nn.heads import DeconvHead
 from vidpose.nn.inception_bn import GoogLeNetBN, load_imagenet
@@ -68,14 +68,6 @@ class TwoStagePoseConfig:
     # Joints scored below this are written 0, 0, 0: Table 3's joint detection threshold
     # (0 keeps every joint: best mAP, lowest MOTA).
     joint_threshold: float = 0.0
-
-
-def _model_config(model: dict[str, Any]) -> TwoStagePoseConfig:
-    cfg = model_config(TwoStagePoseConfig, model, "two_stage_pose")
-    check_positive(cfg, ("width", "deconv_filters", "offset_radius"))
-    if cfg.offset_weight < 0:
-        raise ConfigError(f"model.offset_weight: expected >= 0, got {cfg.offset_weight}")
-    return cfg
 
 
 class TwoStagePoseNet(nn.Module):
@@ -179,7 +171,10 @@ class TwoStagePose(EvaluationHooks, L.LightningModule):
     def __init__(self, model: dict, data: dict, schema: str = "posetrack18") -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.cfg = _model_config(model)
+        self.cfg = model_config(TwoStagePoseConfig, model, "two_stage_pose",
+                                positive=("width", "deconv_filters", "offset_radius"))
+        if self.cfg.offset_weight < 0:
+            raise ConfigError(f"model.offset_weight: expected >= 0, got {self.cfg.offset_weight}")
         self.schema = get_schema(schema)
         self.codec = HeatmapCodec.from_data(as_data_config(data))  # the online pipeline's
         self.stride, self.input_size = self.codec.stride, self.codec.input_size
