@@ -192,8 +192,7 @@ class CorrespondencePipeline:
         keep = oks_nms(poses, self.cfg.oks_nms_thr, self.schema.sigmas)
         poses = [poses[k] for k in sorted(keep)]
         for pose in poses:
-            weak = pose.keypoints[:, 2] < self.cfg.joint_threshold
-            pose.keypoints[weak, 2] = 0.0
+            pose.keypoints[pose.keypoints[:, 2] < self.cfg.joint_threshold, 2] = 0.0
         tracked = self.tracker.update(poses, image)
         if self.memory is not None and self.cfg.tracker != "correspondence":
             self.memory.end(tracked)  # the correspondence cue records them itself
