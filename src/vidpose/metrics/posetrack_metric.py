@@ -21,16 +21,15 @@ from vidpose.keypoints import POSETRACK18
 from vidpose.metrics.posetrack import PoseTrackResult, evaluate_videos
 from vidpose.metrics.posetrack_inputs import eval_video, video_order_key
 from vidpose.metrics.samples import SampleMetric, check_ids
-from vidpose.pose import Frame, Pose
+from vidpose.pose import Frame, Pose, PoseDataset
 
 
 class _PoseTrackPredictions(SampleMetric):
     def __init__(self, frames: list[Frame], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.frames = frames
-        self.add_state("frame", default=[], dist_reduce_fx="cat")
-        self.add_state("keypoints", default=[], dist_reduce_fx="cat")
-        self.add_state("track", default=[], dist_reduce_fx="cat")
+        for name in ("frame", "keypoints", "track"):
+            self.add_state(name, default=[], dist_reduce_fx="cat")
 
     def update(self, frame: Tensor, keypoints: Tensor, track_ids: Tensor, ids: Tensor) -> None:
         """frame (B,) index into the metric's frames, keypoints (B, 17, 3) x, y, score in
@@ -58,15 +57,11 @@ class _PoseTrackPredictions(SampleMetric):
             for f, kps, t, flags in zip(frame, keypoints, track, present):
                 predicted[int(f)].append(Pose(kps, track_id=int(t),
                                               extra={"visibility": flags.astype(np.float64)}))
-        by_video: dict[str, list[int]] = {}
-        for i, f in enumerate(self.frames):
-            by_video.setdefault(f.video or str(f.image_id), []).append(i)
-        videos = []
-        for name in sorted(by_video, key=video_order_key):
-            indices = sorted(by_video[name], key=lambda i: self.frames[i].frame_index)
-            videos.append(eval_video(name, [self.frames[i] for i in indices],
-                                     [predicted[i] for i in indices]))
-        return evaluate_videos(videos)
+        position = {id(f): i for i, f in enumerate(self.frames)}
+        videos = PoseDataset(self.frames, POSETRACK18, "").videos()  # each in frame order
+        return evaluate_videos([
+            eval_video(name, frames, [predicted[position[id(f)]] for f in frames])
+            for name, frames in sorted(videos.items(), key=lambda item: video_order_key(item[0]))])
 
 
 def _ap(result: PoseTrackResult) -> dict[str, Any]:
