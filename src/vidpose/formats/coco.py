@@ -43,11 +43,8 @@ def coco_dataset(data: object, file: str, image_root: str | os.PathLike, *,
     schema, category_ids = read_schema(data["categories"], file)
     frames = read_images(data["images"], file, image_root, check_images=check_images,
                          require_size=True)
-    poses = read_poses(data["annotations"], file, frames, schema, category_ids,
-                       outside_tolerance=outside_tolerance)
-    by_id = {frame.image_id: frame for frame in frames}
-    for ann, pose in zip(data["annotations"], poses):
-        by_id[ann["image_id"]].poses.append(pose)
+    read_poses(data["annotations"], file, frames, schema, category_ids,
+               outside_tolerance=outside_tolerance)
     return PoseDataset(frames, schema, str(image_root), source=file)
 
 
@@ -63,8 +60,7 @@ def write_coco(path: str | os.PathLike, dataset: PoseDataset, *, description: st
     if unsized:
         raise ValueError(f"frames {unsized[:5]} have no image size; COCO files need width and "
                          "height (read PoseTrack18 with its images to get them)")
-    poses = [pose for frame in dataset.frames for pose in frame.poses]
-    ids = iter(annotation_ids(poses))
+    ids = iter(annotation_ids([pose for frame in dataset.frames for pose in frame.poses]))
     annotations = []
     for frame in dataset.frames:
         for pose in frame.poses:

@@ -266,7 +266,7 @@ def _check_keypoints(keypoints: np.ndarray, frames: list[Frame], records: list[s
 def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema,
                category_ids: set[int], *, outside_tolerance: float = 1.0,
                require_ids: bool = True) -> list[Pose]:
-    """Validated ground-truth Poses, aligned with ``annotations`` (not yet attached to frames).
+    """Validated ground-truth Poses, aligned with ``annotations``, each appended to its frame.
 
     ``require_ids=False`` accepts annotations without ``id`` (prediction files, which poseval
     reads without them); their Poses get ``ann_id`` None. Reads ``id``, ``image_id``,
@@ -316,6 +316,7 @@ def read_poses(annotations: list, file: str, frames: list[Frame], schema: Schema
         poses.append(Pose(np.zeros((schema.num_keypoints, 3)), box=box, iscrowd=bool(iscrowd),
                           area=None if area is None else float(area), segmentation=segmentation,
                           ann_id=None if ann_id is None else int(ann_id)))
+        frame.poses.append(poses[-1])
         owners.append(frame)
         records.append(record)
         is_label.append(not ann.get("scores"))

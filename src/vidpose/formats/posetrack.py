@@ -137,10 +137,8 @@ def read_video(file: Path, image_root: Path, *, check_images: bool = True,
         _fill_image_size(frames, image_root, name)
     poses = read_poses(data["annotations"], name, frames, schema, category_ids,
                        outside_tolerance=outside_tolerance, require_ids=require_ids)
-    by_id = {frame.image_id: frame for frame in frames}
     for i, (ann, pose) in enumerate(zip(data["annotations"], poses)):
         _read_posetrack_fields(ann, pose, name, record_name("annotation", ann, i))
-        by_id[ann["image_id"]].poses.append(pose)
     return schema, frames
 
 @dataclass
