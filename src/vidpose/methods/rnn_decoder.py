@@ -7,8 +7,7 @@ feeds each stack's whole output (J heatmaps, J tags, any extra maps; the default
 only choice for an AE without extra maps); ``intermediate`` feeds only each stack's
 ``extra_outputs`` maps, pose-ae-train's 34 maps after the heatmaps and tags, which are the
 paper's "intermediate features of all stacks" (c = 4 x 34; Sec. 3.3). They are normalised
-with running statistics
-(:class:`~vidpose.nn.rnn_decoder.RunningNorm`), and LSTM1
+with running statistics (:class:`~vidpose.nn.rnn_decoder.RunningNorm`), and LSTM1
 (:class:`~vidpose.nn.rnn_decoder.PoseDecoderLSTM`) emits one person's J heatmaps per step,
 each in ``passes`` feedback passes (2 in the paper), until its stop probability p_t falls
 below omega. Optionally LSTM2 (:class:`~vidpose.nn.rnn_decoder.PoseRefinerLSTM`) refines

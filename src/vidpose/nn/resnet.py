@@ -111,8 +111,7 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.stages(x)[-1]
 
     def stages(self, x: Tensor) -> list[Tensor]:
         """[C2, C3, C4, C5]: each stage's output (strides 4, 8, 16, 32), for pyramid heads."""

@@ -63,9 +63,7 @@ class RunningNorm(nn.Module):
         """Fold the per-channel statistics of ``x`` (B, C, h, w) into the running ones."""
         var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
         self.num_batches_tracked += 1
-        factor = 1.0 / float(self.num_batches_tracked)
-        if self.momentum is not None:
-            factor = max(self.momentum, factor)
+        factor = max(self.momentum or 0.0, 1.0 / float(self.num_batches_tracked))
         self.running_mean.lerp_(mean, factor)
         self.running_var.lerp_(var, factor)
 
