@@ -37,17 +37,12 @@ def as_data_config(cfg: DataConfig | dict | DictConfig) -> DataConfig:
 
 def check_values(cfg: DataConfig) -> None:
     """What the types cannot say: choices and the input/heatmap geometry."""
-    for key in ("dataset", "val_dataset"):
-        value = getattr(cfg, key)
-        if (value is not None or key == "dataset") and value not in DATASETS:
-            raise ConfigError(f"data.{key}: {value!r} is not one of {list(DATASETS)}")
-    if cfg.keypoint_schema is not None and cfg.keypoint_schema not in SCHEMAS:
-        raise ConfigError(f"data.keypoint_schema: {cfg.keypoint_schema!r} is not one of "
-                          f"{sorted(SCHEMAS)}")
-    if cfg.subpixel not in SUBPIXEL:
-        raise ConfigError(f"data.subpixel: {cfg.subpixel!r} is not one of {list(SUBPIXEL)}")
-    if cfg.box_source not in BOX_SOURCES:
-        raise ConfigError(f"data.box_source: {cfg.box_source!r} is not one of {list(BOX_SOURCES)}")
+    choices = {"dataset": DATASETS, "val_dataset": DATASETS, "keypoint_schema": sorted(SCHEMAS),
+               "subpixel": SUBPIXEL, "box_source": BOX_SOURCES}
+    for key, allowed in choices.items():
+        value = getattr(cfg, key)  # val_dataset and keypoint_schema may be unset (None)
+        if value not in allowed and (value is not None or key not in ("val_dataset", "keypoint_schema")):
+            raise ConfigError(f"data.{key}: {value!r} is not one of {list(allowed)}")
     stride = cfg.heatmap_stride
     if len(cfg.input_size) != 2 or stride < 1 or any(v <= 0 or v % stride for v in cfg.input_size):
         raise ConfigError(f"data.input_size: expected [h, w], both multiples of "
