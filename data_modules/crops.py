@@ -47,32 +47,26 @@ def person_box(pose: Pose) -> np.ndarray | None:
     return np.array([box[0], box[1], max(box[2], 1.0), max(box[3], 1.0)])
 
 
-def head_size(pose: Pose) -> float:
-    if pose.head_box is None:
+def head_size(pose: Pose | None) -> float:
+    if pose is None or pose.head_box is None:
         return 0.0
     return HEAD_SIZE_FACTOR * float(np.hypot(pose.head_box[2], pose.head_box[3]))
 
 
 def gt_records(data: PoseDataset, min_keypoints: int) -> list[CropRecord]:
     """Every non-crowd GT person of the labelled frames with a box and enough keypoints."""
-    records = []
-    for fi in labelled_frame_indices(data):
-        for pi, pose in enumerate(data.frames[fi].poses):
-            box = person_box(pose)
-            if pose.iscrowd or box is None or pose.num_visible < min_keypoints:
-                continue
-            records.append(CropRecord(fi, pi, tuple(map(float, box)), 1.0))
-    return records
+    return [CropRecord(fi, pi, tuple(map(float, box)), 1.0)
+            for fi in labelled_frame_indices(data) for pi, pose in enumerate(data.frames[fi].poses)
+            if (box := person_box(pose)) is not None and not pose.iscrowd
+            and pose.num_visible >= min_keypoints]
 
 
 def detection_records(data: PoseDataset, detections: dict[int, list[Pose]]) -> list[CropRecord]:
     """Every detection box with positive size on the labelled frames."""
-    records = []
-    for fi in labelled_frame_indices(data):
-        for det in detections.get(data.frames[fi].image_id, []):
-            if det.box is not None and det.box[2] > 0 and det.box[3] > 0:
-                records.append(CropRecord(fi, -1, tuple(map(float, det.box)), float(det.score)))
-    return records
+    return [CropRecord(fi, -1, tuple(map(float, det.box)), float(det.score))
+            for fi in labelled_frame_indices(data)
+            for det in detections.get(data.frames[fi].image_id, [])
+            if det.box is not None and det.box[2] > 0 and det.box[3] > 0]
 
 
 class CropSample(TypedDict):
@@ -129,8 +123,7 @@ class CropDataset(Dataset, WorkerSeeded):
             "score": torch.tensor(record.score, dtype=torch.float32),
             "track_id": torch.tensor(pose.track_id if pose is not None else -1, dtype=torch.int64),
             "gt_keypoints": torch.from_numpy(gt).float(),
-            "head_size": torch.tensor(head_size(pose) if pose is not None else 0.0,
-                                      dtype=torch.float32),
+            "head_size": torch.tensor(head_size(pose), dtype=torch.float32),
         }
 
 
