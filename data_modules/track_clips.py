@@ -49,15 +49,11 @@ def track_clips(data: PoseDataset, length: int, stride: int) -> list[TrackClip]:
     video, which refuse a labelled person without a track id); a labelled pose always has a
     :func:`person_box`. Crowd regions are no track.
     """
-    clips = []
-    for window in clip_windows(data, length, stride):
-        for column, track_id in enumerate(window.track_ids):
-            persons = window.rows[:, column]
+    return [TrackClip(window.frames, tuple(int(p) for p in persons), int(track_id))
+            for window in clip_windows(data, length, stride)
+            for persons, track_id in zip(window.rows.T, window.track_ids)
             if (persons >= 0).all() and not any(
-                    data.frames[f].poses[p].iscrowd for f, p in zip(window.frames, persons)):
-                clips.append(TrackClip(window.frames, tuple(int(p) for p in persons),
-                                       int(track_id)))
-    return clips
+                data.frames[f].poses[p].iscrowd for f, p in zip(window.frames, persons))]
 
 
 class TrackClipSample(TypedDict):
