@@ -124,7 +124,7 @@ class ClipSample(FrameSample):
 
 class MemoryMapsClipSample(ClipSample):
     """A training clip with a ``data.map_augmentation`` option on adds the maps STM-skeletons
-    memorises, drawn with :mod:`vidpose.data_modules.map_augmentation`'s mistakes (the loss targets stay clean)."""
+    memorises, drawn with :mod:`map_augmentation`'s mistakes (the loss targets stay clean)."""
 
     memory_heatmaps: Tensor  # float32 (T, K, h, w)
     memory_limb_maps: Tensor  # float32 (T, L, h, w)

@@ -76,10 +76,9 @@ def check_sequence(cfg: DataConfig) -> None:
 
 def sequence_window(data: PoseDataset, index: int, length: int) -> Window:
     """Frame ``index`` repeated ``length`` times; its persons keep their rows throughout."""
-    single = frame_window(data, index)
-    num_p = single.rows.shape[1]
-    return Window((index,) * length, np.repeat(single.rows, length, axis=0),
-                  np.arange(num_p, dtype=np.int64))
+    rows = frame_window(data, index).rows
+    return Window((index,) * length, np.repeat(rows, length, axis=0),
+                  np.arange(rows.shape[1], dtype=np.int64))
 
 
 class SequenceDataset(FrameDataset):
