@@ -45,15 +45,12 @@ class SavedBytes:
     def __init__(self) -> None:
         self.live = self.peak = 0
 
-    def _release(self, size: int) -> None:
-        self.live -= size
-
     def pack(self, tensor: torch.Tensor) -> "_Box":
         size = tensor.numel() * tensor.element_size()
         self.live += size
         self.peak = max(self.peak, self.live)
         box = _Box(tensor)
-        weakref.finalize(box, self._release, size)
+        weakref.finalize(box, lambda: setattr(self, "live", self.live - size))
         return box
 
     @staticmethod
