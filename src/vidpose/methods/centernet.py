@@ -117,11 +117,8 @@ class CenterNet(EvaluationHooks, L.LightningModule):
         self.upsample = DeconvHead(self.backbone.out_channels, 1, self.cfg.deconv_layers,
                                    self.cfg.deconv_filters, self.cfg.deconv_kernel).deconv_layers
         channels = self.cfg.deconv_filters if self.cfg.deconv_layers else self.backbone.out_channels
-        self.heads = nn.ModuleDict({
-            "heatmap": _output_head(channels, 1, self.cfg.head_conv),
-            "size": _output_head(channels, 2, self.cfg.head_conv),
-            "offset": _output_head(channels, 2, self.cfg.head_conv),
-        })
+        self.heads = nn.ModuleDict({name: _output_head(channels, out, self.cfg.head_conv)
+                                    for name, out in (("heatmap", 1), ("size", 2), ("offset", 2))})
         nn.init.constant_(self.heads["heatmap"][-1].bias, self.cfg.heatmap_bias)
         for name in ("size", "offset"):  # CenterNet's regression heads start near zero
             for layer in self.heads[name]:
@@ -148,15 +145,12 @@ class CenterNet(EvaluationHooks, L.LightningModule):
         if not images:
             return []
         threshold = self.cfg.score_threshold if score_threshold is None else float(score_threshold)
-        boxed, affines = [], []
+        images = [np.asarray(image) for image in images]
         for i, image in enumerate(images):
-            image = np.asarray(image)
             if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
                 raise ValueError(f"image {i}: expected RGB uint8 (H, W, 3); got {image.dtype} "
                                  f"{image.shape}")
-            frame, affine = letterbox(image[None], self.input_size)
-            boxed.append(frame)
-            affines.append(affine)
+        boxed, affines = zip(*(letterbox(image[None], self.input_size) for image in images))
         was_training = self.training
         self.eval()
         try:
