@@ -43,8 +43,8 @@ def test_features_are_all_stacks_maps_and_the_network_sees_pixels_in_0_1():
     pixels = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     image = normalize(pixels)
     features = model.features(image)
-    assert features.shape == (2, model.feature_channels, 16, 16)
-    assert model.feature_channels == 2 * (J + J + 3)
+    assert features.shape == (2, model.channels_of("outputs"), 16, 16)
+    assert model.channels_of("outputs") == 2 * (J + J + 3)
     raw = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255
     expected = torch.cat(model.network(raw), 1)
     torch.testing.assert_close(features, expected, atol=1e-4, rtol=1e-4)

@@ -136,15 +136,9 @@ class AssociativeEmbedding(BottomUpEvaluation, L.LightningModule):
         self.register_buffer("pixel_std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1),
                              persistent=False)
 
-    @property
-    def feature_channels(self) -> int:
-        """Channels of :meth:`features` with ``outputs``: every stack's output maps."""
-        return self.channels_of("outputs")
-
     def channels_of(self, which: str) -> int:
         """Channels of :meth:`features` for ``which`` of :data:`FEATURE_SETS`."""
-        first = self._first_channel(which)
-        return self.cfg.num_stacks * (self.network.out_channels - first)
+        return self.cfg.num_stacks * (self.network.out_channels - self._first_channel(which))
 
     def _first_channel(self, which: str) -> int:
         """The first of each stack's output channels that ``which`` takes (it takes the
