@@ -125,13 +125,6 @@ class BottomUpEvaluation(EvaluationHooks):
                 self.evaluator.batches.append((set_index, decoder, int(frames[i]),
                                                to_image_pixels(poses, affines[i])))
 
-    def _eval_sets(self) -> list[tuple[str, PoseDataset]]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        if datamodule is None or not hasattr(datamodule, "eval_sets"):
-            raise ConfigError(f"{type(self).__name__} is scored on the sets of the `images` data "
-                              "module (experiment.datamodule: images)")
-        return datamodule.eval_sets()
-
     def _ground_truth(self, truth: PoseDataset) -> dict[str, Any]:
         """pycocotools' dict of a set, built once per set object (it reads every mask's
         area), not at every validation."""
@@ -146,9 +139,12 @@ class BottomUpEvaluation(EvaluationHooks):
         predictions = self.evaluator.gathered()
         if not predictions:
             return
-        sets = self._eval_sets()
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is None or not hasattr(datamodule, "eval_sets"):
+            raise ConfigError(f"{type(self).__name__} is scored on the sets of the `images` data "
+                              "module (experiment.datamodule: images)")
         folder = result_folder(self.trainer, stage)
-        for set_index, (set_name, truth) in enumerate(sets):
+        for set_index, (set_name, truth) in enumerate(datamodule.eval_sets()):
             ground_truth = self._ground_truth(truth)
             for decoder in self.DECODERS:
                 # DistributedSampler repeats images to even out the ranks: keep each once.
