@@ -17,7 +17,6 @@ One ``PersonMemory`` per track; the tracking pipeline creates and looks them up.
 """
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import torch
@@ -84,7 +83,7 @@ def keypoint_quality(heatmaps: Tensor, blur_sigma: float = 1.0) -> tuple[Tensor,
 
 
 class PersonMemory:
-    """One track's stored maps (oldest first) and saved keypoint feature vectors.
+    """One track's stored maps and saved keypoint feature vectors.
 
     What is stored is the caller's: the pose memory model writes each enhanced map F~ as its
     projected memory rows (``MemoryRead.project``: W_K F~ then W_V F~ per position), so that
@@ -97,13 +96,26 @@ class PersonMemory:
 
     def __init__(self, policy: MemoryWritePolicy) -> None:
         self.policy = policy
-        self.features: deque[Tensor] = deque(maxlen=policy.capacity)
+        # Stored maps in the read's layout, ([S,] C, capacity, h, w), allocated at the first
+        # write: ``stacked`` is a view of it, and FIFO overwrites the oldest slot (the read
+        # sums over memory rows, Eq. 1-2, so their order changes nothing).
+        self.ring: Tensor | None = None
+        self.written = 0
         self.saved: Tensor | None = None  # (S, K, C) last high-quality vector per keypoint
         self.has_saved: Tensor | None = None  # (K,) bool
 
+    @property
+    def features(self) -> list[Tensor]:
+        """The stored maps, oldest first."""
+        capacity = self.policy.capacity
+        first = max(self.written - capacity, 0) % capacity
+        return [self.ring.select(-3, (first + i) % capacity) for i in range(min(self.written, capacity))]
+
     def stacked(self) -> Tensor | None:
-        """(T, [S,] C, h, w) of the stored maps, or None while empty."""
-        return torch.stack(list(self.features)) if self.features else None
+        """(T, [S,] C, h, w) of the stored maps in slot order (a view), or None while empty."""
+        if not self.written:
+            return None
+        return self.ring.narrow(-3, 0, min(self.written, self.policy.capacity)).movedim(-3, 0)
 
     def write(self, features: Tensor, heatmaps: Tensor,
               quality: tuple[Tensor, Tensor] | None = None) -> bool:
@@ -118,7 +130,12 @@ class PersonMemory:
             features = streams if features.dim() == 4 else streams[0]
         if float(scores.sum()) <= self.policy.heatmap_threshold:
             return False
-        self.features.append(features)
+        if self.ring is None:
+            self.ring = features.new_empty((*features.shape[:-2], self.policy.capacity, *features.shape[-2:]))
+        # In place also in training: the read copies out of the ring, which saves no tensor
+        # for the backward pass, so a later write leaves earlier reads' gradients intact.
+        self.ring.select(-3, self.written % self.policy.capacity).copy_(features)
+        self.written += 1
         return True
 
     def _replace(self, features: Tensor, scores: Tensor, xy: Tensor, map_size: torch.Size) -> Tensor:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import pytest
 import torch
 
 from vidpose.callbacks.pose_memory_write import MemoryWritePolicy, PersonMemory, keypoint_quality
+from vidpose.methods.pose_memory import pad_memories
 from vidpose.nn.attention import MemoryRead
 from vidpose.targets import render_heatmaps
 
@@ -134,6 +136,40 @@ def test_storing_projected_rows_equals_projecting_the_stored_maps():
         rows_memory.write(read.project(features), heatmaps)
     assert rows_memory.stacked().shape == (3, 4 + 6, 16, 12)
     torch.testing.assert_close(rows_memory.stacked(), read.project(maps_memory.stacked()))
+
+
+@pytest.mark.parametrize("crowded", [False, True])
+def test_the_ring_reads_as_the_old_stacked_and_padded_memory(crowded):
+    # The memory keeps its rows in the read's layout (FIFO overwrites the oldest slot): the
+    # read, and training's gradient to W_K / W_V through the rows, must equal the old read
+    # of the maps stacked oldest first and zero-padded, past the capacity, with persons of
+    # different lengths and the flip test's two streams.
+    torch.manual_seed(0)
+    read = MemoryRead(6, 4, heads=2)
+    policy = MemoryWritePolicy(capacity=3, heatmap_threshold=0.0, high=1.2, low=0.9)
+    x, flags = torch.randn(3, 6, 16, 12), torch.full((3,), crowded)
+    memories, old = [PersonMemory(policy) for _ in range(3)], [deque(maxlen=3) for _ in range(3)]
+    new_reads, old_reads = [], []
+    for t, (features, heatmaps) in enumerate(_quality_sequence()):
+        for person in [0, 1] if t < 2 else [0]:  # 5 maps, 2 maps, none
+            assert memories[person].write(read.project(torch.stack([features, features.flip(-1)])), heatmaps)
+            old[person].append(memories[person].features[-1].clone())
+        for stream in range(2):
+            stored = [m[:, stream] if m is not None else None for m in (p.stacked() for p in memories)]
+            memory, valid = pad_memories(stored, x)
+            assert read._rows(memory).untyped_storage().data_ptr() == memory.untyped_storage().data_ptr()
+            new_reads.append(read(x, memory, flags, valid))
+            padded = torch.zeros(3, 3, 4 + 6, 16, 12)
+            for person, maps in enumerate(old):
+                padded[person, :len(maps)] = torch.stack([m[stream] for m in maps]) if maps else 0
+            lengths = torch.tensor([len(maps) for maps in old])
+            old_reads.append(read(x, padded, flags, torch.arange(3)[None] < lengths[:, None]))
+    torch.testing.assert_close(torch.stack(new_reads), torch.stack(old_reads))
+    weights = (read.key.weight, read.value.weight)
+    new_grads = torch.autograd.grad(sum(y.square().sum() for y in new_reads), weights, retain_graph=True)
+    old_grads = torch.autograd.grad(sum(y.square().sum() for y in old_reads), weights)
+    torch.testing.assert_close(new_grads, old_grads)
+    assert all(g.abs().sum() > 0 for g in new_grads)
 
 
 def test_the_mirrored_stream_saves_and_replaces_at_the_mirrored_cells():

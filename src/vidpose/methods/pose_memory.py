@@ -134,8 +134,9 @@ def pad_memories(memories: list[Tensor | None], like: Tensor) -> tuple[Tensor, T
     length = max([len(m) for m in memories if m is not None], default=0)
     shape = next(tuple(m.shape[1:]) for m in memories if m is not None)
     # Empty, then only the padding zeroed: at capacity every slot is filled, and a zero
-    # fill of the whole batch of stored rows costs as much as the copy.
-    out = like.new_empty((len(memories), max(length, 1)) + shape)
+    # fill of the whole batch of stored rows costs as much as the copy. Laid out (N, C', T,
+    # h, w) so that MemoryRead's rows of it are views: this is the read's only copy.
+    out = like.new_empty((len(memories), shape[0], max(length, 1)) + shape[1:]).transpose(1, 2)
     valid = torch.zeros(len(memories), max(length, 1), dtype=torch.bool, device=like.device)
     for i, memory in enumerate(memories):
         filled = 0 if memory is None else len(memory)

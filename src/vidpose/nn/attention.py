@@ -94,7 +94,8 @@ class MemoryRead(nn.Module):
         return rows.reshape(*lead, -1, h, w)
 
     def _rows(self, t: Tensor) -> Tensor:
-        """(B, T, C, h, w) -> (B, heads, C / heads, T h w): memory rows by frame, then position."""
+        """(B, T, C, h, w) -> (B, heads, C / heads, T h w): memory rows by frame, then position
+        (a view where t is laid out (B, C, T, h, w), as ``pad_memories`` lays it out)."""
         batch, frames, channels = t.shape[:3]
         t = t.reshape(batch, frames, self.heads, channels // self.heads, -1)
         return t.permute(0, 2, 3, 1, 4).flatten(3)
