@@ -27,6 +27,7 @@ def centre(u: float, v: float, stride: float = 16) -> list[float]:
 def test_cell_convention_round_trips_and_bins_pixels():
     cells = torch.tensor([[0.0, 0.0], [3.0, 1.5], [-0.25, 7.0]])
     assert torch.allclose(input_to_cell((cells + 0.5) * 16 - 0.5, 16), cells)
+    assert torch.allclose(input_to_cell(torch.tensor([[7.5, 39.5]]), 16), torch.tensor([[0.0, 2.0]]))
     # Cell 0 holds input pixels 0..15, cell 1 pixels 16..31; off-map points clamp to the edge.
     points = torch.tensor([[0.0, 15.0], [15.4, 16.0], [-7.0, 100.0]])
     assert nearest_cell(points, 16, (4, 3)).tolist() == [[0, 0], [0, 1], [0, 3]]
