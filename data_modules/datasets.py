@@ -19,7 +19,7 @@ from vidpose.codec import SUBPIXEL
 from vidpose.data_modules.config import BOX_SOURCES, DATASETS, DataConfig
 from vidpose.data_modules.sampling import training_loader
 from vidpose.data_modules.sources import load_split, sample_schema, validation_source
-from vidpose.errors import ConfigError, InputError
+from vidpose.errors import MOVED_KEYS, ConfigError, InputError
 from vidpose.keypoints import SCHEMAS, convert, get_schema
 from vidpose.pose import Frame, PoseDataset
 
@@ -27,6 +27,8 @@ from vidpose.pose import Frame, PoseDataset
 def as_data_config(cfg: DataConfig | dict | DictConfig) -> DataConfig:
     """A validated ``DataConfig`` from a dataclass, a plain dict or an OmegaConf section."""
     if not isinstance(cfg, DataConfig):
+        for key in sorted(f"data.{k}" for k in cfg if f"data.{k}" in MOVED_KEYS):
+            raise ConfigError(f"{key} is now {MOVED_KEYS[key]}")  # e.g. an older checkpoint's
         try:
             cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(DataConfig), cfg))
         except OmegaConfBaseException as err:

@@ -4,10 +4,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import lightning as L
 import pytest
+import torch
 
 from vidpose.config import canonical_name, compose, find_experiment, list_experiments, to_dict
-from vidpose.errors import ConfigError
+from vidpose.errors import ConfigError, InputError
+from vidpose.methods import load_trained
+from vidpose.methods.simple_baseline import SimpleBaseline
 from vidpose.run.prerequisites import resolve_run_reference
 
 
@@ -67,6 +71,18 @@ def test_an_old_key_on_the_command_line_names_its_new_place(name, override, new)
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=re.escape(f"unknown key '{key}' (it is now {new}")):
         compose(name, [override])
+
+
+def test_a_checkpoint_with_an_old_data_key_names_the_file_and_the_new_key(tmp_path):
+    # A run trained before the rename, read as another experiment's prerequisite.
+    model = SimpleBaseline({"resnet": "resnet18", "deconv_filters": 16}, {"input_size": [64, 48]})
+    hparams = {**model.hparams, "data": {**model.hparams["data"], "refinement": {"jitter": 1.0}}}
+    checkpoint = tmp_path / "last.ckpt"
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": L.__version__}, checkpoint)
+    with pytest.raises(InputError, match=re.escape(f"{checkpoint}: field 'model.features': its saved "
+                                                   "config: data.refinement is now data.map_augmentation")):
+        load_trained("simple_baseline", str(checkpoint), "model.features")
 
 
 def test_wrong_type_names_the_key():

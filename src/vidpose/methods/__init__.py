@@ -21,7 +21,7 @@ import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from vidpose.errors import MOVED_KEYS, ConfigError
+from vidpose.errors import MOVED_KEYS, ConfigError, InputError
 
 if TYPE_CHECKING:
     from vidpose.tracking.boxes import BoxSource
@@ -162,7 +162,10 @@ def load_trained(method: str, checkpoint: str, field: str, device: Any = "cpu") 
     from vidpose.callbacks.checkpoint import read_checkpoint
 
     read_checkpoint(checkpoint, field=field)
-    model = get_method(method).model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
+    try:
+        model = get_method(method).model_cls.load_from_checkpoint(str(checkpoint), map_location=device)
+    except ConfigError as err:  # its saved config, e.g. a key an older vidpose wrote
+        raise InputError(f"its saved config: {err}", file=str(checkpoint), field=field) from None
     return model.eval()
 
 
