@@ -135,11 +135,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "pose-ae-train's 1e-3: at 1e-3 the tags of an image stayed one cluster after 150 "
            "steps (push loss 1.39 of its 1.64 start, AP 0); at 1e-2 the network's tags group "
            "the ground-truth heatmaps at 93.3 AP, the cap, after 450 steps (1e-1 slowed the "
-           "heatmaps: 0.4 AP after 300). Not reached yet, held back by the heatmaps: 38.3 AP "
-           "after 450 steps in 335 s (with the lr dropped at 400: 28.7, and 45.4 with "
-           "ground-truth tags in place of the network's); for about 100 steps "
-           "the heatmaps sit at the all-zero answer's loss. lr 5e-3 diverged (0 AP after "
-           "150), 1e-3 gave 19.3 after 300 (2e-3: 15.6)"),
+           "heatmaps: 0.4 AP after 300). Held back by the heatmaps: from PyTorch's default "
+           "output layer they sat at the all-zero answer's loss for about 100 steps, and 450 "
+           "steps reached 38.3 AP (45.4 with ground-truth tags in place of the network's); "
+           "with the output layers started near zero (nn/hourglass.py) 450 steps reach 66.3 "
+           "in 274 s (69.3 at 375, 61.4 at 300). Not reached yet. lr 5e-3 diverged (0 AP "
+           "after 150), 1e-3 gave 19.3 after 300 (2e-3: 15.6), both from the default start"),
     Recipe("rnn_decoder", "rnn_association", "coco", "val/AP", 90.0,
            ("data.batch_size=6", "data.input_size=[256,384]", "trainer.max_epochs=150",
             "model.lr=3e-3", "model.lr_steps=[120]", "model.stop_weight=30"),
@@ -148,7 +149,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
            "and lr 3e-3 as at compact scale; on oracle features (ground-truth maps and tags "
            "as the AE's output, 128 x 192) 300 steps reach 46.5 AP with every count exact, "
            "the decoding path itself caps at 85.3 there and 97.9 at 256 x 384. On the AE "
-           "above (38.3 AP), 150 steps give 2.7 AP with every count exact (0.6 on an AE "
+           "of 38.3 AP (before the hourglass's near-zero output start), 150 steps gave 2.7 AP "
+           "with every count exact (0.6 on an AE "
            "of 0 AP): it reads the AE's maps, whose heatmaps are what falls short",
            checks=(("persons counted exactly", _count_exact("rnn"), 0.90),)),
 ]}

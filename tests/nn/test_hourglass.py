@@ -105,3 +105,15 @@ def test_a_checkpoint_of_another_width_or_network_is_an_input_error(tmp_path,
         load_pose_ae(tiny(), other)
     with pytest.raises(InputError, match="not found"):
         load_pose_ae(tiny(), tmp_path / "missing.pth.tar")
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_the_first_maps_are_near_zero(batch_norm):
+    # The output layers start near zero (as SimpleBaseline's head): from PyTorch's default
+    # start the AE overfit proof first spent about 100 steps undoing its own noise.
+    net = tiny(channels=32, batch_norm=batch_norm).eval()
+    with torch.no_grad():
+        outputs = net(torch.rand(2, 3, 64, 64))
+    for output in outputs:
+        assert output.abs().max() < 0.05
+    assert all(bool((out.conv.bias == 0).all()) for out in net.outs)

@@ -125,6 +125,14 @@ class StackedHourglass(nn.Module):
             for _ in range(num_stacks)])
         self.outs = nn.ModuleList([Conv(channels, self.out_channels, 1, relu=False)
                                    for _ in range(num_stacks)])
+        # Ours, not pose-ae-train's (it keeps PyTorch's default): the output layers start
+        # with tiny weights, as SimpleBaseline's head does (nn/heads.py), so the first maps
+        # are near zero. From the default start the first heatmap loss is 40x the all-zero
+        # answer's, and training first spends its steps undoing that (src/vidpose/overfit.py,
+        # the AE proof). A loaded checkpoint replaces these weights.
+        for out in self.outs:
+            nn.init.normal_(out.conv.weight, std=0.001)
+            nn.init.zeros_(out.conv.bias)
         self.merge_features = nn.ModuleList([Merge(channels, channels)
                                              for _ in range(num_stacks - 1)])
         self.merge_preds = nn.ModuleList([Merge(self.out_channels, channels)
