@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from vidpose.nn.resnet import load_pretrained, read_state_dict
@@ -129,10 +130,13 @@ class StackedHourglass(nn.Module):
         # with tiny weights, as SimpleBaseline's head does (nn/heads.py), so the first maps
         # are near zero. From the default start the first heatmap loss is 40x the all-zero
         # answer's, and training first spends its steps undoing that (src/vidpose/overfit.py,
-        # the AE proof). A loaded checkpoint replaces these weights.
-        for out in self.outs:
-            nn.init.normal_(out.conv.weight, std=0.001)
-            nn.init.zeros_(out.conv.bias)
+        # the AE proof). A loaded checkpoint replaces these weights. Drawn from a forked
+        # generator: what is built after the network (the RNN decoder over it) gets the
+        # same draws as with the default start.
+        with torch.random.fork_rng(devices=[]):
+            for out in self.outs:
+                nn.init.normal_(out.conv.weight, std=0.001)
+                nn.init.zeros_(out.conv.bias)
         self.merge_features = nn.ModuleList([Merge(channels, channels)
                                              for _ in range(num_stacks - 1)])
         self.merge_preds = nn.ModuleList([Merge(self.out_channels, channels)
